@@ -153,6 +153,9 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     task = asyncio.current_task()
     own = task is not None and task.cancelling() > 0
     cancelled = own and issubclass(type(error), asyncio.CancelledError)
+    driver = getattr(rollback, "__self__", None)  # (its run: a cancel asked of the rollback's
+    if driver is not None and task is not None:  # task is the block's, ``_forward``: 133 F2)
+        driver.arun = (task, task.cancelling(), set(), [])
 
     async def begun() -> Any:
         box.append(True)

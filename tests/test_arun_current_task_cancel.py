@@ -416,3 +416,51 @@ def test_a_signal_handler_s_cancel_cutting_an_undo_leaves_it_pending(timeout) ->
     outcome = raised.outcome  # type: ignore[attr-defined]
     assert outcome.status == "halted" and outcome.pending == ("b", "a")
     assert world == ["do a", "do b", "undo b"]  # (a's undo never run after the cut one)
+
+
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["no timeout", "a timeout"])
+def test_an_async_block_s_undo_cut_by_a_cancel_of_its_task_leaves_the_rest_pending(timeout):
+    """attack133 F2: in an AsyncRollback's rollback (a task of the engine's own), a signal
+    handler's ``current_task().cancel()`` cutting an undo was taken for asyncio.run's end:
+    the private LoopEnded raised, "asyncio.run ended the loop". It is the block's cancel: the
+    undo cut short, the rest pending, the block's CancelledError raised once that is done."""
+    import signal
+
+    world: list[str] = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
+
+    def act(name: str):
+        async def do() -> str:
+            await asyncio.sleep(0)
+            world.append(f"do {name}")
+            return name
+
+        return do
+
+    def undo(name: str):
+        async def work() -> None:
+            await asyncio.sleep(0)
+            world.append(f"undo {name}")
+            if name == "b":
+                signal.raise_signal(signal.SIGALRM)
+            await asyncio.sleep(0)
+
+        return work
+
+    blocks: list[AsyncRollback] = []
+
+    async def main() -> None:
+        async with AsyncRollback() as rb:
+            blocks.append(rb)
+            await rb.do("a", act("a"), undo("a"), undo_timeout=timeout)
+            await rb.do("b", act("b"), undo("b"), undo_timeout=timeout)
+            raise RuntimeError("the block fails")
+
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    outcome = blocks[0].outcome
+    assert outcome.status == "halted" and outcome.pending == ("b", "a")
+    assert world == ["do a", "do b", "undo b"]
