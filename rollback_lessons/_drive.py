@@ -2,8 +2,7 @@
 awaiting. Each operation is a call (an action or an undo, wrapped once with its faults and
 key when it was handed over), a wait on the clock, or a person's answer (nobody is there in
 process: "leave"); how it went is told back to the machine, which decides the rest. That
-loop is written once (``operations``); the sync and async twins only make its calls.
-"""
+loop is written once (``operations``); the sync and async twins only make its calls."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
+from ._forward import was_cut
 from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
 from ._shutdown import shut_down, told_end
 from ._timed import acall_timed, within
@@ -427,10 +427,10 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
-        if issubclass(type(exc), Exception) or (own_cancel(exc) and "cut" not in vars(exc)):
+        if issubclass(type(exc), Exception) or (own_cancel(exc) and not was_cut(exc)):
             self.went_on = self.went_on or goes_on(exc) is not None  # (attack104 F1)
             return self.m.undo_failed(untraced(exc))
-        self.raise_after = self.raise_after if "cut" in vars(exc) else exc  # (Ctrl-C: left
+        self.raise_after = self.raise_after if was_cut(exc) else exc  # (Ctrl-C: left
         told_end(self, exc)  # pending, its work's end told first; a cut by arun's cancel too)
         return self.m.interrupted(exc, self.kept())
 

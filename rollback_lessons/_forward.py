@@ -118,3 +118,15 @@ async def late(task: Any) -> Any:
     except asyncio.CancelledError as exc:
         return exc
     return None
+
+
+def cut(exc: BaseException) -> BaseException:
+    """``exc``, a cancel asked of the task a call ran in, marked as cutting that call short:
+    in doubt, as by a Ctrl-C, never the call's own failure (attack132 F1, F2)."""
+    vars(exc)["cut"] = True
+    return exc
+
+
+def was_cut(exc: BaseException) -> bool:
+    """Did ``exc`` cut a call short (``cut``)?"""
+    return "cut" in getattr(exc, "__dict__", {})

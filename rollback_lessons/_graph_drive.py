@@ -138,12 +138,12 @@ def step_ops(
             if step in run.results and not issubclass(type(exc), Exception):
                 return returned_cut(run, step, exc) or Ready(())  # (returned: a Ctrl-C after)
             run.called()
-            if issubclass(type(exc), Exception) or (own_cancel(exc) and "cut" not in vars(exc)):
+            if issubclass(type(exc), Exception) or (own_cancel(exc) and not _forward.was_cut(exc)):
                 run.error = untraced(exc)
                 op = gm.step_error(step, exc)
             else:  # Ctrl-C: failed for good, never retried; re-raised once it is all over
                 run.error = exc  # (a cancel of its task is arun's: raised as arun's, 132 F1)
-                run.raise_after = run.raise_after if "cut" in vars(exc) else exc
+                run.raise_after = run.raise_after if _forward.was_cut(exc) else exc
                 op = gm.step_cut(step, exc, runs=bool(exc.__dict__.pop("runs_on", False)))
             if type(op) is not Wait:
                 return op

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._forward import forwarded
+from ._forward import cut, forwarded
 from ._results import KEPT
 
 if TYPE_CHECKING:
@@ -59,11 +59,10 @@ def branch_cut(run: Any, exc: BaseException) -> BaseException:
     """What a branch's step is thrown when ``exc`` cut its call: the Ctrl-C behind
     ``asyncio.run``'s cancel (the run's own, once one was heard), else ``exc`` itself."""
     if forwarded(run, exc):  # (a cancel asked of its task, arun's: its call cut short, in
-        vars(exc)["cut"] = True  # doubt, as by a Ctrl-C: attack132 F1, F2)
-        return exc
-    cut = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
-    if cut is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
-        return run.shutdown if isinstance(cut, LoopEnded) and run.shutdown else cut
+        return cut(exc)  # doubt, as by a Ctrl-C: attack132 F1, F2)
+    ki = taken_back(exc, private=True)  # asyncio.run's end (attack52 F2)
+    if ki is not None:  # (the Ctrl-C behind it, or LoopEnded: an interruption)
+        return run.shutdown if isinstance(ki, LoopEnded) and run.shutdown else ki
     return exc
 
 
@@ -95,8 +94,7 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     if forwarded(run, exc):  # (user code's cancel of the task: arun's, attack123 F2; a
         if type(todo) is float or type(todo) is int:  # call it cut is cut short, 132 F1)
             return None
-        vars(exc)["cut"] = True
-        return exc
+        return cut(exc)
     ki = taken_back(exc, private=run.m.rolling)  # (a rollback runs in a task of its own)
     if ki is None:
         return exc

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._forward import cut
 from ._numbers import plain_number
 from ._results import awaitable, awaited, checked
 from .calls import ON_LOOP, late, refused, timed_out, what
@@ -64,9 +65,7 @@ def cut_short(owner: object) -> BaseException:
     home = getattr(owner, "arun", None)
     if home is not None and not home[0].done():
         home[0].cancel()
-    cut = asyncio.CancelledError()
-    vars(cut)["cut"] = True
-    return cut
+    return cut(asyncio.CancelledError())
 
 
 async def _kept(awaitable: Any) -> tuple[bool, Any]:

@@ -335,7 +335,7 @@ class Saga:
         except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
             _guards.at_end(run, exc)
             _arun.ending(run, exc)  # (asyncio.run's own: the task cancelled, attack62 L2)
-            if "cut" in getattr(exc, "__dict__", {}):  # (a cancel of arun's that cut an undo:
+            if _forward.was_cut(exc):  # (a cancel of arun's that cut an undo:
                 _guards.cancelled_with(exc, self._outcome(run, world, before, state))  # 132)
             raise
         if stopped is not None:

@@ -134,6 +134,26 @@ def test_a_step_cut_by_a_cancel_of_its_task_is_in_doubt_and_the_run_is_cancelled
     assert world == ["do a", "do b", "undo a"]  # (its undo not logged: it may have happened)
 
 
+def _raised_by(saga: Saga) -> BaseException:
+    """What ``saga.arun`` raised, a SIGALRM's handler cancelling the task it lands in (the
+    steps and undos raise the signal themselves, in their own code)."""
+    import signal
+
+    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
+
+    async def main() -> BaseException:
+        try:
+            await saga.arun({})
+        except BaseException as exc:
+            return exc
+        raise AssertionError("arun raised nothing")
+
+    try:
+        return asyncio.run(main())
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 @pytest.mark.parametrize("cut", ["pivot", "compensable"])
 def test_a_signal_handler_s_cancel_cutting_a_step_after_its_effect_is_a_cut(cut) -> None:
     """attack132 F1: a real signal's handler calling ``current_task().cancel()`` as the pivot
@@ -142,7 +162,6 @@ def test_a_signal_handler_s_cancel_cutting_a_step_after_its_effect_is_a_cut(cut)
     import signal
 
     world: list[str] = []
-    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
 
     def act(name: str, cuts: bool):
         async def work(state: dict) -> str:
@@ -160,17 +179,7 @@ def test_a_signal_handler_s_cancel_cutting_a_step_after_its_effect_is_a_cut(cut)
         Step("p", act("p", cut == "pivot"), None, kind="pivot"),
     ]
 
-    async def main() -> BaseException:
-        try:
-            await Saga(steps).arun({})
-        except BaseException as exc:
-            return exc
-        raise AssertionError("arun raised nothing")
-
-    try:
-        raised = asyncio.run(main())
-    finally:
-        signal.signal(signal.SIGALRM, previous)
+    raised = _raised_by(Saga(steps))
     outcome = raised.outcome  # type: ignore[attr-defined]
     assert type(raised) is asyncio.CancelledError
     if cut == "pivot":
@@ -380,7 +389,6 @@ def test_a_signal_handler_s_cancel_cutting_an_undo_leaves_it_pending(timeout) ->
     import signal
 
     world: list[str] = []
-    previous = signal.signal(signal.SIGALRM, lambda *_: asyncio.current_task().cancel())
 
     def undo_b(state: dict):
         async def work() -> None:
@@ -401,17 +409,7 @@ def test_a_signal_handler_s_cancel_cutting_an_undo_leaves_it_pending(timeout) ->
         Step("c", boom),
     ]
 
-    async def main() -> BaseException:
-        try:
-            await Saga(steps).arun({})
-        except BaseException as exc:
-            return exc
-        raise AssertionError("arun raised nothing")
-
-    try:
-        raised = asyncio.run(main())
-    finally:
-        signal.signal(signal.SIGALRM, previous)
+    raised = _raised_by(Saga(steps))
     assert type(raised) is asyncio.CancelledError
     outcome = raised.outcome  # type: ignore[attr-defined]
     assert outcome.status == "halted" and outcome.pending == ("b", "a")
