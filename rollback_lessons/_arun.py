@@ -9,7 +9,7 @@ from typing import Any
 
 from . import _guards
 from ._branches import Escaped, original
-from ._forward import answered
+from ._forward import Home, answered
 from ._graph_drive import Asked, adrive_graph
 from ._run import Run
 from ._shutdown import LoopEnded, half_made
@@ -26,8 +26,8 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
     began: list[bool] = []
     alone: list[BaseException] = []
     me = asyncio.current_task()  # (its cancel heard before the next step: ``heard_first``)
-    given: list[Any] = []  # (``kept``'s answer, as it returns)
-    run.arun = (me, me.cancelling(), set(), given) if me is not None else None  # (_forward)
+    run.arun = Home(me, me.cancelling()) if me is not None else None
+    given = run.arun.given if me is not None else []  # (``kept``'s answer, as it returns)
     inner = made(run, asked, began, alone)
     try:
         while not inner.done():
@@ -44,7 +44,8 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
                     if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                         continue  # (only the engine's task was cancelled)
                 heard(exc)
-                run.arun = (me, me.cancelling(), *run.arun[2:]) if me is not None else None
+                if run.arun is not None:
+                    run.arun.before = run.arun.task.cancelling()
             except Exception:  # inner failed: its error is handled by arun
                 break
     except (KeyboardInterrupt, SystemExit) as exc:  # on these lines (a second Ctrl-C as the
@@ -103,7 +104,7 @@ async def kept(run: Run, asked: Asked, began: list[bool], alone: list[BaseExcept
     if alone:
         ended_alone(run, alone[0])
     op = await answered(run, op)  # (an observer's cancel of this task: arun's, 123 F2)
-    run.arun[3].append(op)  # (kept: a cancel asked after it ends the task cancelled)
+    run.arun.given.append(op)  # (kept: a cancel asked after it ends the task cancelled)
     return op
 
 

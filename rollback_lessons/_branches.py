@@ -93,8 +93,8 @@ async def _wait(run: Run, seconds: float) -> None:
         for task in made:
             task.cancel()
     for task in (sleep, woken):  # the wait failed (a Ctrl-C in it): its step hears it, as
-        if task.cancelled() and run.arun is not None and not run.arun[0].done():  # (one
-            run.arun[0].cancel()  # asked of it as it ran, a signal handler's: arun's, the
+        if task.cancelled() and run.arun is not None and not run.arun.task.done():  # (one
+            run.arun.task.cancel()  # asked of it as it ran, a signal handler's: arun's, the
             return await _wait(run, seconds)  # wait made again, ended as arun's, 126 F3)
         if task.done() and not task.cancelled() and (error := task.exception()) is not None:
             raise original(error)  # after any call

@@ -89,7 +89,7 @@ class Driver:
     asked: Callable[[], bool] | None = None  # has the caller asked the run to stop?
     stopped_by: BaseException | None = None  # what stopped it (a task's CancelledError)
     home: Any = None  # the task an AsyncRollback's block runs in (``calls.cancel_asked``)
-    arun: Any = None  # (arun) its task, and the cancels it had before (``heard_first``)
+    arun: Any = None  # (arun) its ``_forward.Home``: its task, its cancels before
     error: BaseException | None = None  # the last step error (a with-block raises it)
     raise_after: BaseException | None = None  # a Ctrl-C to re-raise when the rollback is done
     shutdown: BaseException | None = None  # the Ctrl-C asyncio.run ended on (``shut_down``)

@@ -3,11 +3,24 @@ an ``on_event`` observer calling ``asyncio.current_task().cancel()``): arun's ow
 asked of arun's task, as the README says of "a cancel of arun's task asked ... by an
 observer, by the step itself" (attack123 F2: it was taken for asyncio.run's end, the run
 going on to commit, or undoing nothing, a private ``LoopEnded`` raised). ``run.arun`` is
-(arun's task, its cancels before the run, the engine's tasks whose cancel was asked of it)."""
+the run's ``Home``."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
+
+
+@dataclass
+class Home:
+    """Where a cancel asked of an engine's task goes: arun's task (an async block's, for its
+    rollback: ``_shutdown.hand_off``)."""
+
+    task: Any
+    before: int  # (the task's cancels before the run: not this run's, ``heard_first``)
+    asked: set[Any] = field(default_factory=set)  # (engine tasks whose cancel it was asked)
+    given: list[Any] = field(default_factory=list)  # (the run task's answer, as it returned)
+
 
 TURNS = 16
 """The turns of the loop ``arun`` gives before an irreversible step starts, so that a cancel
@@ -18,12 +31,18 @@ bare ``sleep(0)``. Before any other step none (a late cancel: that step runs, th
 undone), so that the steps ending in one turn of the loop keep ``completion=``'s timing."""
 
 
+def home_asked(run: Any) -> None:
+    """A cancel asked of an engine's task, asked of arun's task (the run's ``Home``), if any."""
+    home = getattr(run, "arun", None)
+    if home is not None and not home.task.done():
+        home.task.cancel()
+
+
 def given(run: Any, answer: Any) -> Any:
     """A branch's ``answer``, its task ended cancelled as it returned it (a cancel asked of
     it then, by a signal handler's ``asyncio.current_task().cancel()``): arun's cancel, the
     answer standing (attack126 F1: taken for asyncio.run's end, nothing undone)."""
-    if getattr(run, "arun", None) is not None and not run.arun[0].done():
-        run.arun[0].cancel()
+    home_asked(run)
     if type(answer).__name__ == "Broke":  # (a branch's failure, told already: raised
         raise answer  # as ``answer_of`` raises one read off its task)
     return answer
@@ -41,19 +60,19 @@ def forwarded(run: Any, exc: BaseException) -> bool:
     if not issubclass(type(exc), asyncio.CancelledError):  # (by type: attack34 F1)
         return False
     task = asyncio.current_task()
-    if task in home[2]:  # (asked of arun's task already: ``forward_asked``)
-        home[2].discard(task)
+    if task in home.asked:  # (asked of arun's task already: ``forward_asked``)
+        home.asked.discard(task)
     elif (
         task is None
-        or task is home[0]
+        or task is home.task
         or not task.cancelling()
         or issubclass(type(exc.__context__), KeyboardInterrupt | SystemExit)
-        or home[0].done()
-        or home[0].cancelling() > home[1]  # (arun's asked already, or asyncio.run's end)
+        or home.task.done()
+        or home.task.cancelling() > home.before  # (arun's asked already, or asyncio.run's end)
     ):
         return False
     else:
-        home[0].cancel()
+        home.task.cancel()
     task.uncancel()  # type: ignore[union-attr]
     return True
 
@@ -69,14 +88,14 @@ def forward_asked(run: Any) -> bool:
     import asyncio
 
     task = asyncio.current_task()
-    if task is None or task is home[0]:
+    if task is None or task is home.task:
         return False
-    if task in home[2]:
+    if task in home.asked:
         return True
-    if not getattr(task, "_must_cancel", False) or home[0].done():
+    if not getattr(task, "_must_cancel", False) or home.task.done():
         return False  # (asked as it ran: user code's, whatever arun's task was asked,
-    home[2].add(task)  # attack125 F1: with arun's asked too, taken for asyncio.run's end)
-    home[0].cancel()
+    home.asked.add(task)  # attack125 F1: with arun's asked too, taken for asyncio.run's end)
+    home.task.cancel()
     return True
 
 

@@ -327,7 +327,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         arun began are not this run's)?"""
         if run.arun is None or run.stopped_by is not None:
             return False
-        return bool(run.arun[0].cancelling() > run.arun[1])
+        return bool(run.arun.task.cancelling() > run.arun.before)
 
     def ask() -> GraphOp | None:
         """The cancel, asked here (not as a step ends): a Ctrl-C in it fails the run."""

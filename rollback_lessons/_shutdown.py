@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._forward import cut, forwarded
+from ._forward import Home, cut, forwarded
 from ._results import KEPT
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     cancelled = own and issubclass(type(error), asyncio.CancelledError)
     driver = getattr(rollback, "__self__", None)  # (its run: a cancel asked of the rollback's
     if driver is not None and task is not None:  # task is the block's, ``_forward``: 133 F2)
-        driver.arun = (task, task.cancelling(), set(), [])
+        driver.arun = Home(task, task.cancelling())
 
     async def begun() -> Any:
         box.append(True)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ._forward import cut
+from ._forward import cut, home_asked
 from ._numbers import plain_number
 from ._results import awaitable, awaited, checked
 from .calls import ON_LOOP, late, refused, timed_out, what
@@ -62,9 +62,7 @@ def cut_short(owner: object) -> BaseException:
     doubt, as by a Ctrl-C (marked ``cut``: never the call's own failure)."""
     import asyncio
 
-    home = getattr(owner, "arun", None)
-    if home is not None and not home[0].done():
-        home[0].cancel()
+    home_asked(owner)
     return cut(asyncio.CancelledError())
 
 

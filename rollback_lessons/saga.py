@@ -331,7 +331,7 @@ class Saga:
         try:  # (a Ctrl-C heard as arun resumes, the run over: said how too)
             await _arun.failed(run, await _arun.shielded(run, stop_asked, heard))
             outcome = _guards.end(run, partial(self._outcome, run, world, before, state))
-            stopped = stopped or await _forward.late(run.arun[0])  # (as it was built: 116 F3)
+            stopped = stopped or await _forward.late(run.arun.task)  # (as it was built: 116 F3)
         except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
             _guards.at_end(run, exc)
             _arun.ending(run, exc)  # (asyncio.run's own: the task cancelled, attack62 L2)
