@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Generator
 from typing import Any
 
-from . import _guards
+from . import _forward, _guards
 from ._branches import Escaped, original
 from ._forward import Home, answered
 from ._graph_drive import Asked, adrive_graph
@@ -40,7 +40,7 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
                 elif inner.cancelled() and began:
                     raise
                 if inner.cancelled():
-                    inner = asyncio.ensure_future(kept(run, asked, began, alone))
+                    inner = _forward.engine_task(kept(run, asked, began, alone))
                     if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                         continue  # (only the engine's task was cancelled)
                 heard(exc)
@@ -60,12 +60,11 @@ def made(run: Run, asked: Asked, began: list[bool], alone: list[BaseException]) 
     on in the background, the caller told it was interrupted), no work of it ever: its task,
     if made, cancelled before it began, else (half made, scheduled) withdrawn: ``kept``
     returns at once (``began`` marked); the Ctrl-C then says so."""
-    import asyncio
 
     coroutine = None
     try:
         coroutine = kept(run, asked, began, alone)
-        return asyncio.ensure_future(coroutine)
+        return _forward.engine_task(coroutine)
     except BaseException as exc:
         began.append(False)  # (a task half made is found too; one never scheduled, ended)
         for task in half_made(coroutine) if coroutine is not None else []:

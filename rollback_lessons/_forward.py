@@ -31,6 +31,41 @@ bare ``sleep(0)``. Before any other step none (a late cancel: that step runs, th
 undone), so that the steps ending in one turn of the loop keep ``completion=``'s timing."""
 
 
+_TASK: list[Any] = []  # (the class, made once asyncio is imported: ``engine_task``)
+
+
+def engine_task(coroutine: Any) -> Any:
+    """``asyncio.ensure_future(coroutine)`` for a task of the engine's own, which knows if its
+    last cancel was asked from inside it (``inside``: user code's, a signal handler's
+    ``current_task().cancel()``), not by asyncio.run's end nor by any other task: told apart
+    by that, not by whether arun's task was asked too (attack134 F2: a TaskGroup's cancel of
+    the block asked first, the undo's own cancel was taken for asyncio.run's end)."""
+    import asyncio
+
+    if not _TASK:
+
+        class EngineTask(asyncio.Task):  # type: ignore[type-arg]
+            inside = -1  # (the task's cancel count when one was last asked from inside)
+
+            def cancel(self, msg: Any = None) -> bool:
+                asked = super().cancel(msg)
+                try:
+                    me = asyncio.current_task()
+                except RuntimeError:  # (asked from a thread with no loop running)
+                    me = None
+                if asked and me is self:
+                    self.inside = self.cancelling()
+                return asked
+
+        _TASK.append(EngineTask)
+    return _TASK[0](coroutine, loop=asyncio.get_running_loop())
+
+
+def inside(task: Any) -> bool:
+    """Was ``task``'s last cancel asked from inside it, nothing asked since (``engine_task``)?"""
+    return bool(getattr(task, "inside", -1) == task.cancelling() > 0)
+
+
 def home_asked(run: Any) -> None:
     """A cancel asked of an engine's task, asked of arun's task (the run's ``Home``), if any."""
     home = getattr(run, "arun", None)
@@ -62,6 +97,8 @@ def forwarded(run: Any, exc: BaseException) -> bool:
     task = asyncio.current_task()
     if task in home.asked:  # (asked of arun's task already: ``forward_asked``)
         home.asked.discard(task)
+    elif task is not None and inside(task) and not home.task.done():
+        home.task.cancel()  # (user code's, whatever else was asked: attack134 F2)
     elif (
         task is None
         or task is home.task

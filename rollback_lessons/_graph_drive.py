@@ -254,7 +254,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
             try:
                 gm.launch(step)  # here or as a step ends, not in its task: never launched twice
                 coroutine = branch(step)
-                tasks[asyncio.ensure_future(coroutine)] = step
+                tasks[_forward.engine_task(coroutine)] = step
             except BaseException:  # (a Ctrl-C as its task was made: attack55 F5)
                 untasked(step, coroutine)
                 raise

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _forward
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
 
@@ -159,7 +160,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
         box.append(True)
         return await rollback(error, cancelled)
 
-    box.append(asyncio.ensure_future(begun()))
+    box.append(_forward.engine_task(begun()))
     box.append(begun)
 
 
@@ -174,7 +175,7 @@ async def shielded(box: list[Any], run: Run | None = None) -> bool:
     again = False
     while True:
         if box[0].done() and box[0].cancelled() and len(box) == 2:
-            box[0] = asyncio.ensure_future(box[1]())
+            box[0] = _forward.engine_task(box[1]())
         if box[0].done():
             return again
         try:
@@ -182,7 +183,10 @@ async def shielded(box: list[Any], run: Run | None = None) -> bool:
         except asyncio.CancelledError:
             if box[0].cancelled() and len(box) > 2:
                 raise
-            own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
+            count = asyncio.current_task().cancelling()  # type: ignore[union-attr]
+            own = count > 0
+            if (home := getattr(run, "arun", None)) is not None:  # heard: a cancel an undo
+                home.before = count  # asks next is the block's too, not asyncio.run's end
             again = again or own or not box[0].cancelled()
 
 
@@ -301,12 +305,11 @@ def tasks_of(made: list[Any], *coroutines: Any) -> list[Any]:
     F10: "coroutine ... was never awaited" printed), then raised. A task half made is found
     (``half_made``): kept in ``made`` for its caller to cancel if its first step is
     scheduled, else ended here; the coroutines of the tasks never made are closed."""
-    import asyncio
 
     done = 0
     try:
         for coroutine in coroutines:
-            made.append(asyncio.ensure_future(coroutine))
+            made.append(_forward.engine_task(coroutine))
             done += 1
     except BaseException:
         for coroutine in coroutines[done:]:

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import _forward
 from ._forward import cut, home_asked
 from ._numbers import plain_number
 from ._results import awaitable, awaited, checked
@@ -27,7 +28,7 @@ async def within(
     timeout the error names (the step's own, where ``timeout`` is what was left of it)."""
     import asyncio
 
-    task = asyncio.ensure_future(_kept(awaitable))
+    task = _forward.engine_task(_kept(awaitable))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except BaseException:
@@ -41,7 +42,10 @@ async def within(
             raise result
         return result
     task.cancel()
+    ours = task.cancelling()  # (a cancel asked in the call after it: its own, cut short)
     await asyncio.wait({task}, timeout=timeout)
+    if task.cancelled() and task.cancelling() > ours:  # (a signal handler's, as the timeout's
+        raise cut_short(owner)  # landed: arun's, not the timeout's failure, attack134 F1)
     said = f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
     if task.done() and not task.cancelled():  # it would not stop, and ended in the grace:
         if task.exception() is None and task.result()[0]:

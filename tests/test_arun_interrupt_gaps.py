@@ -13,7 +13,7 @@ import warnings
 
 import pytest
 
-from rollback_lessons import Parallel, Saga, Step
+from rollback_lessons import Parallel, Saga, Step, _forward
 from rollback_lessons.schedule import GraphMachine
 
 
@@ -97,7 +97,7 @@ def test_a_ctrl_c_as_a_retry_waits_tasks_are_made_leaves_no_coroutine_unawaited(
 
         return go()
 
-    real_future = asyncio.ensure_future
+    real_future = _forward.engine_task  # (where the engine makes its tasks)
     cut: list[str] = []
 
     def armed(coroutine) -> bool:  # (a retry wait's ``carried``: the clock's sleep, the wake)
@@ -139,7 +139,7 @@ def test_a_ctrl_c_as_a_retry_waits_tasks_are_made_leaves_no_coroutine_unawaited(
 
     async def main():
         patch_loop(asyncio.get_running_loop())
-        monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+        monkeypatch.setattr(_forward, "engine_task", ensure_future)
         try:
             return await saga.arun({})
         finally:

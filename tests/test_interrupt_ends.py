@@ -9,7 +9,7 @@ import gc
 
 import pytest
 
-from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step
+from rollback_lessons import AsyncRollback, Rollback, Saga, Status, Step, _forward
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry, compensation
 from rollback_lessons.errors import InjectedTimeout
@@ -769,14 +769,14 @@ def test_a_ctrl_c_as_a_generator_of_the_engine_resumes_is_never_dropped(driver, 
 def test_arun_interrupted_as_a_branch_task_is_made_says_the_step_was_not_run(
     tmp_path, monkeypatch, raised
 ):
-    """attack55 F5: a Ctrl-C or sys.exit heard as ``asyncio.ensure_future`` started, in
+    """attack55 F5: a Ctrl-C or sys.exit heard as a task was made (``engine_task``), in
     arun's ``start_ready`` (a's start written, its task never made): a, never called, was
     reported leaked in the note and the journal, for a person. It is said not run."""
     import sqlite3
     import warnings
 
     world: list[str] = []
-    real = asyncio.ensure_future
+    real = _forward.engine_task  # (where the engine makes its tasks)
     armed = [True]
 
     def ensure_future(coroutine, *args, **kwargs):
@@ -785,7 +785,7 @@ def test_arun_interrupted_as_a_branch_task_is_made_says_the_step_was_not_run(
             raise raised(143) if raised is SystemExit else raised()
         return real(coroutine, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+    monkeypatch.setattr(_forward, "engine_task", ensure_future)
     steps = world_steps(world, journalled=True)
     from rollback_lessons import Parallel
 
@@ -900,7 +900,7 @@ def test_a_ctrl_c_as_arun_makes_its_own_task_leaves_nothing_running_behind(monke
     the saga ran on in the background and committed (a notebook's loop goes on): the cell run
     again did the work twice. Nothing of that run ever runs now, and the Ctrl-C says so."""
     world: list[str] = []
-    real = asyncio.ensure_future
+    real = _forward.engine_task  # (where the engine makes its tasks)
     armed = [True]
 
     def ensure_future(coroutine, *args, **kwargs):
@@ -911,7 +911,7 @@ def test_a_ctrl_c_as_arun_makes_its_own_task_leaves_nothing_running_behind(monke
             raise KeyboardInterrupt
         return real(coroutine, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "ensure_future", ensure_future)
+    monkeypatch.setattr(_forward, "engine_task", ensure_future)
     saga = Saga([Step(*step) for step in world_steps(world)])
 
     async def cell():
