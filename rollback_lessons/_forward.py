@@ -35,35 +35,53 @@ _TASK: list[Any] = []  # (the class, made once asyncio is imported: ``engine_tas
 
 
 def engine_task(coroutine: Any) -> Any:
-    """``asyncio.ensure_future(coroutine)`` for a task of the engine's own, which knows if its
-    last cancel was asked from inside it (``inside``: user code's, a signal handler's
-    ``current_task().cancel()``), not by asyncio.run's end nor by any other task: told apart
-    by that, not by whether arun's task was asked too (attack134 F2: a TaskGroup's cancel of
-    the block asked first, the undo's own cancel was taken for asyncio.run's end)."""
+    """``asyncio.ensure_future(coroutine)`` for a task of the engine's own, which knows who
+    asked its last cancel: code inside it (``inside``: user code's, a signal handler's
+    ``current_task().cancel()``), code while the loop ran (``in_run``: that, another task's,
+    a callback's: a "graceful shutdown" cancelling every task), or asyncio.run's end (the loop
+    stopped: neither). Told apart by that, not by whether arun's task was asked too (attack134
+    F2: a TaskGroup's cancel of the block asked first, the undo's own cancel was taken for
+    asyncio.run's end; attack135 F1: a shutdown's, the private LoopEnded raised). A cancel
+    taken back (``uncancel``, a cancel scope's) is no longer the last (135 F2)."""
     import asyncio
 
     if not _TASK:
 
         class EngineTask(asyncio.Task):  # type: ignore[type-arg]
-            inside = -1  # (the task's cancel count when one was last asked from inside)
+            inside = in_run = -1  # (the cancel count as the last one was asked so)
 
             def cancel(self, msg: Any = None) -> bool:
                 asked = super().cancel(msg)
                 try:
                     me = asyncio.current_task()
-                except RuntimeError:  # (asked from a thread with no loop running)
-                    me = None
-                if asked and me is self:
-                    self.inside = self.cancelling()
+                except RuntimeError:  # (no loop running: asyncio.run's end)
+                    self.inside = self.in_run = -1
+                    return asked
+                if asked:
+                    self.in_run = self.cancelling()
+                    self.inside = self.in_run if me is self else -1
                 return asked
+
+            def uncancel(self) -> int:
+                left = super().uncancel()
+                if left < self.in_run:
+                    self.inside = self.in_run = -1
+                return left
 
         _TASK.append(EngineTask)
     return _TASK[0](coroutine, loop=asyncio.get_running_loop())
 
 
 def inside(task: Any) -> bool:
-    """Was ``task``'s last cancel asked from inside it, nothing asked since (``engine_task``)?"""
+    """Was ``task``'s last cancel asked from inside it (``engine_task``)?"""
     return bool(getattr(task, "inside", -1) == task.cancelling() > 0)
+
+
+def in_run(task: Any) -> bool | None:
+    """Was ``task``'s last cancel asked while the loop ran (None: not an engine's task)?"""
+    if not hasattr(task, "in_run"):
+        return None
+    return bool(task.in_run == task.cancelling() > 0)
 
 
 def home_asked(run: Any) -> None:
@@ -105,11 +123,13 @@ def forwarded(run: Any, exc: BaseException) -> bool:
         or not task.cancelling()
         or issubclass(type(exc.__context__), KeyboardInterrupt | SystemExit)
         or home.task.done()
-        or home.task.cancelling() > home.before  # (arun's asked already, or asyncio.run's end)
+        or in_run(task) is False  # (asked as the loop stopped: asyncio.run's end)
     ):
         return False
-    else:
-        home.task.cancel()
+    elif home.task.cancelling() <= home.before:  # (asked by another task, a callback: a
+        home.task.cancel()  # cancel of the run's, if its own was not asked with it)
+    elif in_run(task) is None:  # (not an engine's task: arun's asked already, or asyncio.run's
+        return False  # end, as before the engine's tasks knew)
     task.uncancel()  # type: ignore[union-attr]
     return True
 

@@ -183,10 +183,7 @@ async def shielded(box: list[Any], run: Run | None = None) -> bool:
         except asyncio.CancelledError:
             if box[0].cancelled() and len(box) > 2:
                 raise
-            count = asyncio.current_task().cancelling()  # type: ignore[union-attr]
-            own = count > 0
-            if (home := getattr(run, "arun", None)) is not None:  # heard: a cancel an undo
-                home.before = count  # asks next is the block's too, not asyncio.run's end
+            own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
             again = again or own or not box[0].cancelled()
 
 

@@ -1,0 +1,152 @@
+"""The engine's tasks (``_forward.engine_task``) know who asked their last cancel: code inside
+them (a step's, an undo's, a signal handler's ``current_task().cancel()``), code while the loop
+ran (another task's, a callback's), or asyncio.run's end (the loop stopped). attack135 found
+what a rule by "was arun's task asked too" got wrong: F1 a "graceful shutdown" cancelling
+every task raised the private ``LoopEnded``, "asyncio.run ended the loop"; F2 an undo that
+cancels its own task and takes it back (``uncancel``, as a cancel scope does), then a Ctrl-C
+that ends asyncio.run: the Ctrl-C carried no outcome, no note (b and a named nowhere); F3 a
+saga left running when main returned, the run's task cancelled first at asyncio.run's end:
+it ended plainly cancelled, nothing logged, or said CancelledError where the loop ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from rollback_lessons import AsyncRollback, Saga, Step
+
+WORLD: list[str] = []
+
+
+async def _act(name: str) -> str:
+    await asyncio.sleep(0)
+    if name == "c":
+        raise RuntimeError("c refuses")
+    WORLD.append(f"do {name}")
+    return name
+
+
+def _run(kind: str, undo: Callable[[str], object], box: list) -> Callable[[], object]:
+    """arun (a, b, c: c refuses) or an AsyncRollback (a, b, then the block fails)."""
+
+    async def arun() -> object:
+        steps = [Step(n, lambda s, n=n: _act(n), lambda *a, n=n, **k: undo(n)) for n in "abc"]
+        return await Saga(steps).arun({})
+
+    async def block() -> None:
+        async with AsyncRollback() as rb:
+            box.append(rb)
+            for n in "ab":
+                await rb.do(n, lambda n=n: _act(n), lambda n=n: undo(n))
+            raise RuntimeError("block failed")
+
+    return arun if kind == "arun" else block
+
+
+def _outcome(raised: BaseException, box: list) -> object:
+    return box[0].outcome if box else raised.outcome  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _world() -> None:
+    WORLD.clear()
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+def test_a_shutdown_cancelling_every_task_during_an_undo_is_a_cancel(kind: str) -> None:
+    """F1: a callback cancels every task as b's undo awaits, its effect made."""
+
+    async def undo(name: str) -> None:
+        await asyncio.sleep(0)
+        WORLD.append(f"undo {name}")
+        if name == "b":
+            loop = asyncio.get_running_loop()
+            loop.call_soon(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+            await asyncio.sleep(0.5)
+
+    box: list = []
+
+    async def main() -> BaseException:
+        try:
+            await _run(kind, undo, box)()  # type: ignore[misc]
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    raised = asyncio.run(main())
+    assert type(raised) is asyncio.CancelledError
+    outcome = _outcome(raised, box)
+    assert outcome.status == "halted" and outcome.pending == ("b", "a")  # type: ignore[attr-defined]
+    assert WORLD == ["do a", "do b", "undo b"]
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+def test_a_ctrl_c_after_an_undo_took_back_its_own_cancel_is_the_ctrl_c(kind: str) -> None:
+    """F2: the undo cancels its task and takes it back (``uncancel``); then a Ctrl-C in the
+    loop's own code ends asyncio.run: its cancel was taken for the undo's own."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    async def undo(name: str) -> None:
+        await asyncio.sleep(0)
+        WORLD.append(f"undo {name}")
+        if name == "b":
+            me = asyncio.current_task()
+            me.cancel()  # type: ignore[union-attr]
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                me.uncancel()  # type: ignore[union-attr]
+            asyncio.get_running_loop().call_later(0.01, interrupt)
+            await asyncio.sleep(0.5)
+
+    box: list = []
+    with pytest.raises(KeyboardInterrupt) as raised:
+        asyncio.run(_run(kind, undo, box)())  # type: ignore[arg-type]
+    outcome = _outcome(raised.value, box)
+    assert outcome.status == "halted" and outcome.pending == ("b", "a")  # type: ignore[attr-defined]
+    said = "rollback: rollback interrupted by KeyboardInterrupt during the undo of b"
+    assert any(note.startswith(said) for note in raised.value.__notes__)
+    assert WORLD == ["do a", "do b", "undo b"]
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+@pytest.mark.parametrize("first", ["the run's task", "the engine's"])
+def test_a_saga_left_running_when_main_returns_is_told_whatever_task_is_cancelled_first(
+    kind: str, first: str
+) -> None:
+    """F3: what asyncio.run's end does (``runners._cancel_all_tasks``: every task left
+    cancelled with the loop stopped, then run to its end), in a fixed order (asyncio's is a
+    set's). The run's task first: it ended plainly cancelled (nothing logged, a not undone,
+    b and a named nowhere), or an AsyncRollback's said CancelledError."""
+    began = asyncio.Event()
+
+    async def undo(name: str) -> None:
+        await asyncio.sleep(0)
+        WORLD.append(f"undo {name}")
+        if name == "b":
+            began.set()
+            await asyncio.sleep(0.5)
+
+    box: list = []
+    loop = asyncio.new_event_loop()
+    try:
+        run = loop.create_task(_run(kind, undo, box)())  # type: ignore[arg-type]
+        loop.run_until_complete(began.wait())  # (main returns, the saga's undo running)
+        engine = [t for t in asyncio.all_tasks(loop) if t is not run]
+        for task in [run, *engine] if first == "the run's task" else [*engine, run]:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(run, *engine, return_exceptions=True))
+    finally:
+        loop.close()
+    assert not run.cancelled()
+    ended = run.exception()
+    assert type(ended).__name__ == "LoopEnded"  # (the README's: asyncio logs it, its note)
+    said = "rollback: rollback interrupted by LoopEnded during the undo of b; not known to be"
+    assert any(note.startswith(said) for note in ended.__notes__)  # type: ignore[union-attr]
+    if box:
+        assert box[0].outcome.status == "halted" and box[0].outcome.pending == ("b", "a")
+    assert WORLD == ["do a", "do b", "undo b"]
