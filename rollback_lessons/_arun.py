@@ -158,6 +158,37 @@ def ended_alone(run: Run, cut: BaseException) -> None:
     _guards.at_end(run, cut)
 
 
+def ended_on(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
+    """What ``arun`` says of ``exc``, raised as it ended (a Ctrl-C, a cancel that cut an
+    undo): its notes (``_guards.at_end``), the outcome on a cut's CancelledError (attack132)
+    and on a Ctrl-C or sys.exit once the run is over (as the README says it carries), then
+    ``ending``. One raised as that is said (a Ctrl-C a millisecond after a shutdown cut an
+    undo: attack136 F1, no outcome, no note) is said the same, and raised."""
+    try:
+        _guards.at_end(run, exc)
+        if _forward.was_cut(exc):  # (a cancel of arun's that cut an undo: 132)
+            _guards.cancelled_with(exc, outcome())
+        else:
+            _carries(run, exc, outcome)
+    except BaseException as late:
+        _guards.at_end(run, late)
+        _carries(run, late, outcome)
+        raise
+    ending(run, exc)
+
+
+def _carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
+    """A Ctrl-C or sys.exit raised in ``arun`` once its run is over carries the outcome (not
+    asyncio.run's own: ``told_at_shutdown`` says that one)."""
+    from .machine import Phase
+
+    if not isinstance(exc, KeyboardInterrupt | SystemExit) or exc is run.shutdown:
+        return
+    if run.m.phase is Phase.DONE and getattr(exc, "outcome", None) is None:
+        with contextlib.suppress(Exception):
+            exc.outcome = outcome()  # type: ignore[attr-defined,union-attr]
+
+
 def ending(run: Run, exc: BaseException) -> None:
     """``arun``'s task, ending on ``exc``, ends cancelled if ``exc`` is the Ctrl-C or
     sys.exit asyncio.run ended on (its cancel taken back: ``run.shutdown``): that one leaves

@@ -56,6 +56,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     HALTED_FORWARD,
     after_effect,
     cut_by,
+    cut_past_pivot,
     halted_at_pivot,
     halts_forward,
     in_undo_order,
@@ -438,6 +439,7 @@ class Machine:
         its effect, if it happened and no undo was logged before it, leaked; a pivot in doubt."""
         details: dict[str, Any] = {"error": describe(error), **({"runs_on": True} if runs else {})}
         self.tried = error  # (the journal tells a task's cancel by it: ``task_cancel``)
+        self.notes = cut_past_pivot(self.notes) if cut else self.notes  # (no "goes on")
         self._doubted(spec, error, cut)  # (any attempt's: ``error`` may be a cancel's, a retry's)
         if spec.name in self.effected:
             details["after_effect"] = True

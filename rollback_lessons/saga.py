@@ -333,10 +333,7 @@ class Saga:
             outcome = _guards.end(run, partial(self._outcome, run, world, before, state))
             stopped = stopped or await _forward.late(run.arun.task)  # (as it was built: 116 F3)
         except BaseException as exc:  # (a Ctrl-C as it ends: said how, attack52 F3)
-            _guards.at_end(run, exc)
-            _arun.ending(run, exc)  # (asyncio.run's own: the task cancelled, attack62 L2)
-            if _forward.was_cut(exc):  # (a cancel of arun's that cut an undo:
-                _guards.cancelled_with(exc, self._outcome(run, world, before, state))  # 132)
+            _arun.ended_on(run, exc, partial(self._outcome, run, world, before, state))
             raise
         if stopped is not None:
             raise _guards.cancelled_with(stopped, outcome)

