@@ -44,6 +44,7 @@ def engine_task(coroutine: Any) -> Any:
     asyncio.run's end; attack135 F1: a shutdown's, the private LoopEnded raised). A cancel
     taken back (``uncancel``, a cancel scope's) is no longer the last (135 F2)."""
     import asyncio
+    import sys
 
     if not _TASK:
 
@@ -60,6 +61,8 @@ def engine_task(coroutine: Any) -> Any:
                 if asked:
                     self.in_run = self.cancelling()
                     self.inside = self.in_run if me is self else -1
+                if asked and sys.version_info < (3, 12) and group_exiting(sys._getframe(1)):
+                    self.uncancel()  # (3.11's TaskGroup: taken back as 3.12 does, ``adopted``)
                 return asked
 
             def uncancel(self) -> int:
@@ -208,27 +211,39 @@ def was_cut(exc: BaseException) -> bool:
     return "cut" in getattr(exc, "__dict__", {})
 
 
-def group_cancels(task: Any) -> int:
-    """How many cancels a ``TaskGroup`` asked of ``task`` (its host) as a child failed, on
-    Python 3.11, which never takes back one asked as the group exits (3.12 does): so that
-    the count it leaves up is not read as a cancel a step swallowed (attack136 F2: a step
-    whose group's child failed, the ``AsyncRollback`` undone and raised as cancelled). A
-    wrapper of the task's ``cancel`` counts them, made once per task."""
+def group_exiting(frame: Any) -> bool:
+    """Is ``frame`` (the caller of a task's ``cancel``) a ``TaskGroup`` of Python 3.11 asking
+    its host's cancel as it exits (a child failed then)? 3.11 never takes that one back (3.12
+    does): the host's cancel count stays up, and a later CancelledError of the code's own (a
+    future cancelled) was read as a cancel of the run (attack136 F2, attack137 F1-F3)."""
+    from asyncio.taskgroups import TaskGroup
+
+    code = TaskGroup._on_task_done.__code__
+    return frame.f_code is code and bool(getattr(frame.f_locals.get("self"), "_exiting", False))
+
+
+def adopted(task: Any, clear: bool = False) -> None:
+    """A task a run's code runs in (the caller's, for an ``AsyncRollback``'s steps), on
+    Python 3.11: its ``cancel`` wrapped to take back a ``TaskGroup``'s as it exits, as 3.12
+    does (``group_exiting``; the engine's own tasks do it in their class), and, ``clear``, a
+    count such a group left before (nothing pending, none handled: no cancel of this run)
+    taken back."""
     import sys
 
-    if task is None or sys.version_info >= (3, 12):
-        return 0
-    if getattr(task, "groups_asked", None) is None:
-        from asyncio.taskgroups import TaskGroup
+    if task is None or sys.version_info >= (3, 12) or hasattr(task, "in_run"):
+        return
+    if clear and not task._must_cancel and sys.exc_info()[1] is None:  # (not a cancel the
+        while task.cancelling():  # caller is handling: it cleans up in ``except``)
+            task.uncancel()
+    if getattr(task, "adopted", False):
+        return
+    plain = type(task).cancel
 
-        plain, group = type(task).cancel, TaskGroup._on_task_done.__code__
+    def cancel(msg: Any = None) -> bool:
+        asked = plain(task, msg)
+        if asked and group_exiting(sys._getframe(1)):
+            task.uncancel()
+        return asked
 
-        def cancel(msg: Any = None) -> bool:
-            asked = plain(task, msg)
-            if asked and sys._getframe(1).f_code is group:
-                task.groups_asked += 1
-            return asked
-
-        task.groups_asked = 0  # (a C task takes attributes, though it has no ``__dict__``)
-        task.cancel = cancel
-    return int(task.groups_asked)
+    task.adopted = True  # (a C task takes attributes, though it has no ``__dict__``)
+    task.cancel = cancel

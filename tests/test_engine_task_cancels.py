@@ -227,3 +227,92 @@ def test_a_task_group_in_an_async_block_s_step_is_never_taken_for_a_cancel(caugh
             asyncio.run(block())
         assert box[0].outcome.status == "rolled_back"
         assert WORLD == ["do a", "undo a"]
+
+
+async def _handled_group() -> None:
+    """A TaskGroup whose child fails as the group exits, its error handled: on Python 3.11
+    it leaves its host's cancel count up (3.12 takes it back); plain asyncio runs on."""
+
+    async def child() -> None:
+        raise ValueError("a child fails")
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(child())
+    except* ValueError:
+        pass
+
+
+async def _own_cancelled_future() -> None:
+    """The code's own CancelledError: a future it awaits, cancelled by a callback (nobody
+    cancels a task): a failure of the code, never a cancel of the run."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    loop.call_later(0.005, future.cancel)
+    await future
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback", "AsyncRollback, group before"])
+def test_a_step_s_own_cancelled_future_after_a_handled_task_group_is_its_failure(
+    kind: str,
+) -> None:
+    """attack137 F1, F2: after a handled group (in the step, or in the caller's task before
+    the block), the step's own CancelledError was a cancel of the run: arun raised it, b
+    reported leaked, or the block said ``cancelled``."""
+
+    async def b() -> None:
+        if kind != "AsyncRollback, group before":
+            await _handled_group()
+        await _own_cancelled_future()
+
+    async def main() -> object:
+        if kind == "arun":
+            steps = [Step("a", lambda s: _act("a"), lambda *a, **k: WORLD.append("undo a")),
+                     Step("b", lambda s: b(), lambda *a, **k: WORLD.append("undo b"))]  # fmt: skip
+            return await Saga(steps).arun({})
+        if kind == "AsyncRollback, group before":
+            await _handled_group()
+        box: list[AsyncRollback] = []
+        with pytest.raises(asyncio.CancelledError):  # (the step's own, re-raised unchanged)
+            async with AsyncRollback() as rb:
+                box.append(rb)
+                await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+                await rb.do("b", b, lambda: WORLD.append("undo b"))
+        return box[0].outcome
+
+    outcome = asyncio.run(main())
+    assert outcome.status == "rolled_back" and outcome.leaked == ()  # type: ignore[attr-defined]
+    assert WORLD == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+def test_an_undo_s_own_cancelled_future_after_a_handled_task_group_is_a_dead_letter(
+    kind: str,
+) -> None:
+    """attack137 F3: the rollback halted there (a never undone), the block's KeyError
+    replaced by CancelledError, arun raising though nothing cancelled it."""
+
+    async def undo_b() -> None:
+        WORLD.append("undo b")
+        await _handled_group()
+        await _own_cancelled_future()
+
+    async def main() -> object:
+        if kind == "arun":
+            steps = [Step("a", lambda s: _act("a"), lambda *a, **k: WORLD.append("undo a")),
+                     Step("b", lambda s: _act("b"), lambda *a, **k: undo_b()),
+                     Step("c", lambda s: _act("c"), None)]  # fmt: skip
+            return await Saga(steps).arun({})  # (c refuses)
+        box: list[AsyncRollback] = []
+        with pytest.raises(KeyError):
+            async with AsyncRollback() as rb:
+                box.append(rb)
+                await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+                await rb.do("b", lambda: _act("b"), undo_b)
+                raise KeyError("the block's own")
+        return box[0].outcome
+
+    outcome = asyncio.run(main())
+    assert outcome.status == "rollback_incomplete"  # type: ignore[attr-defined]
+    assert [d.step for d in outcome.dead_letters] == ["b"]  # type: ignore[attr-defined]
+    assert WORLD == ["do a", "do b", "undo b", "undo a"]
