@@ -7,6 +7,7 @@ the run's ``Home``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,28 +223,51 @@ def group_exiting(frame: Any) -> bool:
     return frame.f_code is code and bool(getattr(frame.f_locals.get("self"), "_exiting", False))
 
 
-def adopted(task: Any, clear: bool = False) -> None:
-    """A task a run's code runs in (the caller's, for an ``AsyncRollback``'s steps), on
-    Python 3.11: its ``cancel`` wrapped to take back a ``TaskGroup``'s as it exits, as 3.12
-    does (``group_exiting``; the engine's own tasks do it in their class), and, ``clear``, a
-    count such a group left before (nothing pending, none handled: no cancel of this run)
-    taken back."""
+def cancels(task: Any) -> int:
+    """The cancels asked of ``task`` that are a run's: all of an engine task's; of the task an
+    ``AsyncRollback`` is in (``hosted``), those asked since it was entered. One being handled
+    as it was entered, one the code swallowed before, a count a 3.11 ``TaskGroup`` left, are
+    not the block's (attack137 F2; taken back at entry, they were lost to the caller:
+    attack138 F2, F3)."""
+    blocks = _open(task)
+    return max(task.cancelling() - (blocks[-1][1] if blocks else 0), 0)
+
+
+def _open(task: Any) -> list[Any]:
+    """The blocks open in ``task`` (``hosted``), innermost last; once none is, the task is
+    left as it was (its ``cancel`` its own again: attack138 F5)."""
+    blocks = getattr(task, "hosted_blocks", None)
+    if not blocks:
+        return []
+    while blocks and not blocks[-1][0]():
+        blocks.pop()
+    if not blocks:
+        with contextlib.suppress(AttributeError):  # (the wrapper, if any: 3.11)
+            del task.cancel
+    return blocks
+
+
+def hosted(task: Any, is_open: Any) -> None:
+    """An ``AsyncRollback`` entered in ``task`` (its steps run there), open while ``is_open()``:
+    the task's cancels before are not the block's (``cancels``; a pending one is), and on
+    Python 3.11, while a block is open in it, a ``TaskGroup``'s cancel as it exits is taken
+    back as 3.12 does (``group_exiting``)."""
     import sys
+    import types
 
-    if task is None or sys.version_info >= (3, 12) or hasattr(task, "in_run"):
+    if task is None or hasattr(task, "in_run"):
         return
-    if clear and not task._must_cancel and sys.exc_info()[1] is None:  # (not a cancel the
-        while task.cancelling():  # caller is handling: it cleans up in ``except``)
-            task.uncancel()
-    if getattr(task, "adopted", False):
-        return
-    plain = type(task).cancel
+    blocks = _open(task)
+    if not blocks:
+        task.hosted_blocks = blocks  # (a C task takes attributes, with no ``__dict__``)
+    if not blocks and sys.version_info < (3, 12):
+        plain = type(task).cancel
 
-    def cancel(msg: Any = None) -> bool:
-        asked = plain(task, msg)
-        if asked and group_exiting(sys._getframe(1)):
-            task.uncancel()
-        return asked
+        def cancel(self: Any, msg: Any = None) -> bool:
+            asked = plain(self, msg)
+            if asked and _open(self) and group_exiting(sys._getframe(1)):
+                self.uncancel()
+            return asked
 
-    task.adopted = True  # (a C task takes attributes, though it has no ``__dict__``)
-    task.cancel = cancel
+        task.cancel = types.MethodType(cancel, task)
+    blocks.append((is_open, task.cancelling() - (1 if task._must_cancel else 0)))

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _wrapped
 from ._blocked import BLOCKED
-from ._forward import adopted
+from ._forward import cancels
 from ._wrapped import holds_work, kind_is, refused, runs_on, still, threaded
 from .errors import MayHaveRun
 
@@ -288,7 +288,7 @@ async def awaited(result: Any, role: str, step: str, blocked: Any = None) -> Any
                 me = asyncio.current_task()
                 if work.done() and not work.cancelled():  # (it ended as the cancel came:
                     raise ran_on(cut, True, work) from None  # its end known, attack92 F5)
-                if not work.cancelled() or (me is not None and me.cancelling()):
+                if not work.cancelled() or (me is not None and cancels(me)):
                     raise  # (this run's own cancel)
                 result = _unwaitable(work, role, step, hint="")  # (cancelled by its owner
                 # while awaited: it may have begun, attack88 F11)
@@ -344,7 +344,6 @@ async def to_its_end(result: Any, role: str, step: str) -> Any:
     told first), never lost (attack90 F2: the block committed and ran its next step)."""
     asyncio = _asyncio()
     me = asyncio.current_task()
-    adopted(me)  # (a TaskGroup's cancel as it exits, taken back on 3.11 too)
     before = me.cancelling() if me is not None else 0
     try:
         value, raised = await awaited(result, role, step), False
@@ -375,7 +374,7 @@ async def _pooled(future: Any, role: str, step: str) -> Any:
         return await asyncio.shield(waiting)
     except asyncio.CancelledError as cancelled:
         me = asyncio.current_task()
-        if future.cancelled() and not (me is not None and me.cancelling()):
+        if future.cancelled() and not (me is not None and cancels(me)):
             return future.result()  # (raises concurrent.futures' CancelledError)
         return await _unstoppable(waiting, cancelled)
     except Exception as error:

@@ -80,7 +80,6 @@ def unowned() -> None:
     task = asyncio.current_task()
     if task is not None and task not in asyncio.all_tasks():
         raise asyncio.CancelledError("asyncio.run was interrupted as it made this task")
-    _forward.adopted(task, clear=True)  # (a count a 3.11 TaskGroup left: attack137 F2)
 
 
 def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | None:
@@ -151,7 +150,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     # Cancelled: the error a CancelledError by its type (attack34 F1), and its task cancelled,
     # not a future a step awaited (attack35 F1), as ``arun`` tells them apart.
     task = asyncio.current_task()
-    own = task is not None and task.cancelling() > 0
+    own = task is not None and _forward.cancels(task) > 0
     cancelled = own and issubclass(type(error), asyncio.CancelledError)
     driver = getattr(rollback, "__self__", None)  # (its run: a cancel asked of the rollback's
     if driver is not None and task is not None:  # task is the block's, ``_forward``: 133 F2)
@@ -165,7 +164,7 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
     box.append(begun)
 
 
-async def shielded(box: list[Any], run: Run | None = None) -> bool:
+async def shielded(box: list[Any], run: Run | None = None) -> Any:
     """Wait for the rollback's task ``box[0]``, each cancellation shielded from it (then
     True: the block honours it once undone). The task is the engine's own: one cancelled
     before it began was cancelled by asyncio.run's end, which cancels every task left: made
@@ -173,7 +172,7 @@ async def shielded(box: list[Any], run: Run | None = None) -> bool:
     (a cancel inside is taken back: ``shut_down``) has its ``CancelledError`` raised."""
     import asyncio
 
-    again = False
+    again: Any = False
     while True:
         if box[0].done() and box[0].cancelled() and len(box) == 2:
             box[0] = _forward.engine_task(box[1]())
@@ -181,11 +180,22 @@ async def shielded(box: list[Any], run: Run | None = None) -> bool:
             return again
         try:
             await watched(box[0], run)  # (as ``asyncio.shield``: a cancel leaves it be)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancel:
             if box[0].cancelled() and len(box) > 2:
                 raise
-            own = asyncio.current_task().cancelling() > 0  # type: ignore[union-attr]
-            again = again or own or not box[0].cancelled()
+            own = _forward.cancels(asyncio.current_task()) > 0
+            again = again or ((own or not box[0].cancelled()) and cancel)
+
+
+def honoured(cancel: Any) -> BaseException:
+    """The CancelledError an ``AsyncRollback`` raises for a cancel heard in its rollback: that
+    one, its message kept (attack138 F4: a bare one lost it, and anyio's ``move_on_after``,
+    which knows its own cancel by its message, let it escape)."""
+    import asyncio
+
+    if isinstance(cancel, asyncio.CancelledError):
+        return asyncio.CancelledError(*cancel.args)
+    return asyncio.CancelledError()
 
 
 def watched(task: Any, run: Run | None = None) -> Any:

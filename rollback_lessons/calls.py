@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._forward import cancels
 from ._numbers import plain_number
 from ._results import _loop_here, checked, what
 from ._wrapped import INERT
@@ -252,7 +253,7 @@ def own_cancel(exc: BaseException) -> bool:
         task = asyncio.current_task()
     except RuntimeError:  # no event loop running: no task of it is being cancelled
         return isinstance(exc, asyncio.CancelledError)
-    return isinstance(exc, asyncio.CancelledError) and task is not None and not task.cancelling()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and not cancels(task)
 
 
 _NO_LOOP = ("no running event loop", "There is no current event loop in thread")
@@ -292,7 +293,7 @@ def cancel_asked(home: Any = None) -> bool:
     import asyncio
 
     tasks = (asyncio.current_task(), home)
-    return any(t is not None and t.cancelling() > 0 for t in tasks)
+    return any(t is not None and cancels(t) > 0 for t in tasks)
 
 
 def quiet_failure(home: Any) -> None:

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from . import journal_end
+from ._forward import cancels
 from .errors import CommitNotRecorded, JournalError, RollbackLessonsError, TakenOver
 from .events import KEPT, Event, EventKind, describe
 from .journal_end import ATTEMPTS
@@ -61,7 +62,7 @@ def task_cancel(m: Machine, kind: EventKind) -> bool:
         task = asyncio.current_task()
     except RuntimeError:  # (no loop running: not a task's)
         return False
-    return task is not None and task.cancelling() > 0 and declines(m) != "pivot"
+    return task is not None and cancels(task) > 0 and declines(m) != "pivot"
 
 
 class JournalWriter:

@@ -1,12 +1,11 @@
 """``Rollback`` and ``AsyncRollback``: an application-level transaction as a ``with`` block.
 
-Like ``contextlib.ExitStack``, but the callbacks run only when the block fails: each
-undo is logged as its step succeeds (or just before, when the step may fail after its
-effect), and on any exception the log is run backwards, last in first out.
-
-The original exception is re-raised unchanged (same object, type and traceback). When
-the rollback is incomplete (dead letters, a halt, or an effect no undo covers) it carries
-notes (``exc.__notes__``) saying so, and ``rb.outcome`` has the details.
+Like ``contextlib.ExitStack``, but the callbacks run only when the block fails: each undo
+is logged as its step succeeds (or just before, when the step may fail after its effect),
+and on any exception the log is run backwards, last in first out. The original exception is
+re-raised unchanged (same object, type and traceback). When the rollback is incomplete (dead
+letters, a halt, or an effect no undo covers) it carries notes (``exc.__notes__``) saying
+so, and ``rb.outcome`` has the details.
 """
 
 from __future__ import annotations
@@ -60,8 +59,7 @@ class _Base:
         self._state = _NEW
         self._outcome: Outcome | None = None
         # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end);
-        # claimed by an atomic setdefault in do's try, so its finally knows it is its own at
-        # whatever instant a Ctrl-C lands (attack28 F2: a lock's acquire said so too late)
+        # claimed by an atomic setdefault in do's try: its finally knows it is its own (attack28 F2)
         self._running: dict[int, Any] = {}
         self._waiter: Any = None  # a lock released as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
@@ -132,10 +130,9 @@ class _Base:
             self._awoken.set()
 
     def _said_committed(self, late: BaseException) -> bool:
-        """A Ctrl-C out of the commit: heard once it was done, it says so (True), as one in
-        an observer of the commit does; as the journal recorded it, no outcome (the journal
-        alone knows whether it landed: True); before its write began, the block fails
-        there, as in its last step (False: undone; attack52 F1, 25 such instants)."""
+        """A Ctrl-C out of the commit: heard once it was done, it says so (True), as in an
+        observer of the commit; as the journal recorded it, no outcome (True); before its
+        write began, the block fails there, as in its last step (False: attack52 F1)."""
         done = _guards.committed(self._run)
         self._state = _CLOSED if done else _ENDING  # (done: its outcome says committed)
         if done:
@@ -326,6 +323,7 @@ class AsyncRollback(_Base):
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)
         self._enter()
         self._run.home = this_task()  # (its steps may run in tasks of their own: wait_for)
+        _forward.hosted(self._run.home, lambda: self._state is not _CLOSED)  # (138 F2, F5)
         return self
 
     async def do(
@@ -376,7 +374,7 @@ class AsyncRollback(_Base):
                 _shutdown.undone_at_exit(self._run.run_id, exc, "AsyncRollback")
                 return self._undone_alone(exc)
         self._state = _ENDING  # no step begins now (one running is waited for)
-        cancelled_again = False
+        cancelled_again: Any = False  # (the cancel heard in the rollback, its message kept)
         if self._running and self._running[0][2] is sys.modules["asyncio"].current_task():
             del self._running[0]  # (its own do's end cut before freeing it, attack114 F1)
         if self._running:  # a step still runs in another task (a gather): the block
@@ -393,7 +391,7 @@ class AsyncRollback(_Base):
                         failed = cancel  # (then the block fails there: cancelled)
                         self._stop_tries(failed)
                     elif cancel is not failed:
-                        cancelled_again = True
+                        cancelled_again = cancel
         if failed is None:
             try:  # (inline: a function's entry is where CPython hears a Ctrl-C)
                 if cancel_asked():  # asked as the last step ended: heard before the commit
@@ -430,15 +428,14 @@ class AsyncRollback(_Base):
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
-        cancelled_again = cancelled_again or bool(await _forward.late(asyncio.current_task()))
+        cancelled_again = cancelled_again or await _forward.late(asyncio.current_task())
         if cancelled_again and not issubclass(type(exc), asyncio.CancelledError):
-            raise asyncio.CancelledError()  # honour the later cancellation, after undoing
+            raise _shutdown.honoured(cancelled_again)  # (the later cancel, after undoing)
         if failed is not exc:
             raise failed
 
     def _undone_alone(self, exc: BaseException) -> None:
-        """Python's shutdown ended the block (a generator left suspended), no journal: its
-        undos run there, their only chance, on a loop of their own (``_shutdown.alone``)."""
+        """Python's shutdown ended the block, no journal: its undos run there, on a loop."""
         run, self._state = self._run, _ENDING
         try:
             _shutdown.alone(run.aroll_back(exc))

@@ -11,6 +11,7 @@ it ended plainly cancelled, nothing logged, or said CancelledError where the loo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -316,3 +317,151 @@ def test_an_undo_s_own_cancelled_future_after_a_handled_task_group_is_a_dead_let
     assert outcome.status == "rollback_incomplete"  # type: ignore[attr-defined]
     assert [d.step for d in outcome.dead_letters] == ["b"]  # type: ignore[attr-defined]
     assert WORLD == ["do a", "do b", "undo b", "undo a"]
+
+
+async def _block_with_own_cancelled_step(box: list) -> None:
+    """a, then b whose action's future a callback cancels (its own CancelledError)."""
+    with pytest.raises(asyncio.CancelledError):
+        async with AsyncRollback() as rb:
+            box.append(rb)
+            await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+            await rb.do("b", _own_cancelled_future, lambda: WORLD.append("undo b"))
+
+
+def test_a_block_entered_in_the_except_of_a_failed_group_tells_its_step_s_own_cancel() -> None:
+    """attack138 F1: entered while an exception is handled (the group's own ``except*``),
+    after a 3.11 group left its host's count up: b said leaked, ``rollback_incomplete``."""
+    box: list = []
+
+    async def main() -> None:
+        async def child() -> None:
+            raise ValueError("a child fails")
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(child())
+        except* ValueError:
+            await _block_with_own_cancelled_step(box)
+
+    asyncio.run(main())
+    assert box[0].outcome.status == "rolled_back" and box[0].outcome.leaked == ()
+    assert WORLD == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("between", [None, "AsyncRollback", "arun"])
+def test_a_cancel_the_caller_swallowed_before_a_run_stays_the_caller_s(between) -> None:
+    """attack138 F2: entering a block or arun took back a cancel another task asked and the
+    caller swallowed: an enclosing ``asyncio.timeout`` then raised TimeoutError where plain
+    asyncio raises CancelledError, the task's count 0 where it is 1."""
+
+    async def worker() -> tuple[str, int]:
+        me = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.05):
+                with contextlib.suppress(asyncio.CancelledError):  # (swallowed)
+                    await asyncio.sleep(1)  # (cancelled by main)
+                if between == "AsyncRollback":
+                    async with AsyncRollback() as rb:
+                        await rb.do("a", lambda: _act("a"), lambda: None)
+                elif between == "arun":
+                    await Saga([Step("a", lambda s: _act("a"), lambda s: None)]).arun({})
+                await asyncio.sleep(1)  # (the timeout expires)
+        except BaseException as exc:
+            return type(exc).__name__, me.cancelling()  # type: ignore[union-attr]
+        return "nothing", 0
+
+    async def main() -> tuple[str, int]:
+        task = asyncio.create_task(worker())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(main()) == ("CancelledError", 1)  # (as without any run: None)
+
+
+@pytest.mark.parametrize("nested", ["AsyncRollback", "arun"])
+def test_a_run_nested_in_a_step_that_swallowed_the_block_s_cancel_keeps_that_cancel(
+    nested: str,
+) -> None:
+    """attack138 F3: the nested run's entry took back the outer block's cancel: the block
+    committed and ran its next step."""
+    box: list = []
+
+    async def b() -> str:
+        with contextlib.suppress(asyncio.CancelledError):  # (swallowed; then a sub-saga)
+            await asyncio.sleep(1)  # (the block's task cancelled here)
+        if nested == "AsyncRollback":
+            async with AsyncRollback() as inner:
+                await inner.do("x", lambda: _act("x"), lambda: WORLD.append("undo x"))
+        else:
+            await Saga([Step("x", lambda s: _act("x"), lambda s: None)]).arun({})
+        return "b"
+
+    async def block() -> None:
+        async with AsyncRollback() as rb:
+            box.append(rb)
+            await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+            await rb.do("b", b, lambda: WORLD.append("undo b"))
+            await rb.do("c", lambda: _act("c"), lambda: WORLD.append("undo c"))
+
+    async def main() -> None:
+        task = asyncio.create_task(block())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert box[0].outcome.status == "cancelled"
+    assert "do c" not in WORLD and WORLD[-2:] == ["undo b", "undo a"]
+
+
+def test_a_block_cancelled_in_its_rollback_raises_that_cancel_with_its_message() -> None:
+    """attack138 F4: a bare CancelledError lost ``cancel("my reason")``'s message (anyio's
+    ``move_on_after`` knows its own cancel by it, and let it escape)."""
+
+    async def undo_b() -> None:
+        await asyncio.sleep(0.1)  # (the block's task cancelled here)
+        WORLD.append("undo b")
+
+    async def block() -> None:
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+            await rb.do("b", lambda: _act("b"), undo_b)
+            raise KeyError("the block's own")
+
+    async def main() -> BaseException:
+        task = asyncio.create_task(block())
+        await asyncio.sleep(0.03)
+        task.cancel("my reason")
+        try:
+            await task
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    raised = asyncio.run(main())
+    assert type(raised) is asyncio.CancelledError and raised.args == ("my reason",)
+    assert WORLD == ["do a", "do b", "undo b", "undo a"]
+
+
+def test_a_task_is_left_as_it_was_once_a_run_in_it_ended() -> None:
+    """attack138 F5: the wrapper of the task's ``cancel`` stayed for the task's life: later
+    plain code in it ran as on 3.12, not as its own Python does."""
+
+    async def later() -> tuple[str, int]:
+        me = asyncio.current_task()
+        try:
+            async with asyncio.timeout(0.02):
+                await _handled_group()
+                await asyncio.sleep(1)
+        except BaseException as exc:
+            return type(exc).__name__, me.cancelling()  # type: ignore[union-attr]
+        return "nothing", 0
+
+    async def after_a_block() -> tuple[str, int]:
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: _act("a"), lambda: None)
+        return await later()
+
+    assert asyncio.run(after_a_block()) == asyncio.run(later())
