@@ -271,3 +271,13 @@ def hosted(task: Any, is_open: Any) -> None:
 
         task.cancel = types.MethodType(cancel, task)
     blocks.append((is_open, task.cancelling() - (1 if task._must_cancel else 0)))
+
+
+def stepping(task: Any) -> list[bool]:
+    """A step's task that no block is open in (a task of its own: ``asyncio.wait_for``'s,
+    ``gather``'s), hosted while the step runs (``hosted``: its 3.11 ``TaskGroup``'s cancel
+    taken back there too, attack139 F1); the flag returned, set False, ends that."""
+    runs = [True]
+    if task is not None and not hasattr(task, "in_run") and not _open(task):
+        hosted(task, lambda: runs[0])
+    return runs

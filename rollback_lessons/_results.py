@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _wrapped
 from ._blocked import BLOCKED
-from ._forward import cancels
+from ._forward import cancels, stepping
 from ._wrapped import holds_work, kind_is, refused, runs_on, still, threaded
 from .errors import MayHaveRun
 
@@ -344,11 +344,13 @@ async def to_its_end(result: Any, role: str, step: str) -> Any:
     told first), never lost (attack90 F2: the block committed and ran its next step)."""
     asyncio = _asyncio()
     me = asyncio.current_task()
-    before = me.cancelling() if me is not None else 0
+    runs, before = stepping(me), me.cancelling() if me is not None else 0  # (139 F1)
     try:
         value, raised = await awaited(result, role, step), False
     except Exception as error:
         value, raised = error, True
+    finally:
+        runs[0] = False
     if me is None or me.cancelling() <= before:
         if raised:
             raise value

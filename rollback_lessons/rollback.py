@@ -429,8 +429,8 @@ class AsyncRollback(_Base):
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
         cancelled_again = cancelled_again or await _forward.late(asyncio.current_task())
-        if cancelled_again and not issubclass(type(exc), asyncio.CancelledError):
-            raise _shutdown.honoured(cancelled_again)  # (the later cancel, after undoing)
+        if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
+            raise _shutdown.honoured(cancelled_again)  # a cancel too, attack139 F2)
         if failed is not exc:
             raise failed
 

@@ -327,6 +327,8 @@ class Saga:
             nonlocal stopped
             if stopped is None:
                 stopped = run.stopped_by = _guards.cancel_heard(run, exc)
+            elif exc is not stopped:  # (a later one is raised, its message kept: an outer
+                stopped = exc  # scope's, anyio's knows its own by it, attack139 F2)
 
         try:  # (a Ctrl-C heard as arun resumes, the run over: said how too)
             await _arun.failed(run, await _arun.shielded(run, stop_asked, heard))

@@ -465,3 +465,79 @@ def test_a_task_is_left_as_it_was_once_a_run_in_it_ended() -> None:
         return await later()
 
     assert asyncio.run(after_a_block()) == asyncio.run(later())
+
+
+@pytest.mark.parametrize("how", ["wait_for", "gather"])
+@pytest.mark.parametrize("then", ["returns", "its own cancel"])
+def test_a_step_awaited_in_a_task_of_its_own_keeps_its_task_group_to_itself(
+    how: str, then: str
+) -> None:
+    """attack139 F1: ``rb.do`` awaited in a task of its own (``wait_for``'s, ``gather``'s)
+    whose action handles a 3.11 TaskGroup: that task's count was read as a cancel (the block
+    undone and raised CancelledError; its own cancel said in doubt, b leaked)."""
+    box: list = []
+
+    async def b() -> str:
+        await _handled_group()
+        if then == "its own cancel":
+            await _own_cancelled_future()
+        return "b"
+
+    async def block() -> None:
+        async with AsyncRollback() as rb:
+            box.append(rb)
+            await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+            step = rb.do("b", b, lambda: WORLD.append("undo b"))
+            await (asyncio.wait_for(step, 5) if how == "wait_for" else asyncio.gather(step))
+
+    if then == "returns":
+        asyncio.run(block())
+        assert box[0].outcome.status == "committed" and WORLD == ["do a"]
+    else:
+        with pytest.raises(asyncio.CancelledError):
+            asyncio.run(block())
+        assert box[0].outcome.status == "rolled_back" and box[0].outcome.leaked == ()
+        assert WORLD == ["do a", "undo a"]
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+def test_a_cancel_heard_in_a_rollback_begun_by_a_cancel_is_raised_with_its_message(
+    kind: str,
+) -> None:
+    """attack139 F2: a run already failing on a CancelledError (an inner ``asyncio.timeout``
+    cut its step), cancelled again in its rollback ("m2", an outer scope's): the first was
+    raised, "m2" lost (anyio's scopes know theirs by their message, and let it escape)."""
+
+    async def step_b() -> None:
+        await asyncio.sleep(1)  # (the inner timeout cuts it)
+
+    async def undo_b() -> None:
+        WORLD.append("undo b begins")
+        await asyncio.sleep(0.1)  # (cancelled again here: "m2")
+        WORLD.append("undo b ends")
+
+    async def run() -> None:
+        async with asyncio.timeout(0.02):
+            if kind == "arun":
+                steps = [Step("a", lambda s: _act("a"), lambda *a, **k: WORLD.append("undo a")),
+                         Step("b", lambda s: step_b(), lambda *a, **k: undo_b(),
+                              register="before")]  # fmt: skip
+                await Saga(steps).arun({})
+            else:
+                async with AsyncRollback() as rb:
+                    await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
+                    await rb.do("b", step_b, undo_b, register="before")
+
+    async def main() -> BaseException:
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.05)
+        task.cancel("m2")
+        try:
+            await task
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    raised = asyncio.run(main())
+    assert type(raised) is asyncio.CancelledError and raised.args == ("m2",)
+    assert WORLD == ["do a", "undo b begins", "undo b ends", "undo a"]
