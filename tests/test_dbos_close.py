@@ -745,9 +745,9 @@ def test_close_while_a_branch_at_once_runs_its_action_says_the_branches_steps_ar
 
     closing = launch.close
 
-    def close_then_go(*args, **kwargs):  # (its action ends within the close's grace, once
-        threading.Timer(0.3, go.set).start()  # the close began: under load, before it, the
-        return closing(*args, **kwargs)  # saga ended first and nothing was cut, ci140)
+    def close_then_go(*args, **kwargs):  # (its action ends within the close's grace, well
+        threading.Timer(1.5, go.set).start()  # after the close began: under load, before it,
+        return closing(*args, **kwargs)  # the saga ended first, nothing cut: ci140, ci157)
 
     monkeypatch.setattr(launch, "close", close_then_go)
     thread = threading.Thread(target=run)
