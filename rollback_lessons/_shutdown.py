@@ -184,7 +184,7 @@ async def shielded(box: list[Any], run: Run | None = None) -> Any:
             if box[0].cancelled() and len(box) > 2:
                 raise
             own = _forward.cancels(asyncio.current_task()) > 0
-            again = again or ((own or not box[0].cancelled()) and cancel)
+            again = ((own or not box[0].cancelled()) and cancel) or again  # (the latest: 140)
 
 
 def honoured(cancel: Any) -> BaseException:

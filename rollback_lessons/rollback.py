@@ -428,7 +428,7 @@ class AsyncRollback(_Base):
         run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
-        cancelled_again = cancelled_again or await _forward.late(asyncio.current_task())
+        cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
             raise _shutdown.honoured(cancelled_again)  # a cancel too, attack139 F2)
         if failed is not exc:

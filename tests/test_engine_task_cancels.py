@@ -541,3 +541,42 @@ def test_a_cancel_heard_in_a_rollback_begun_by_a_cancel_is_raised_with_its_messa
     raised = asyncio.run(main())
     assert type(raised) is asyncio.CancelledError and raised.args == ("m2",)
     assert WORLD == ["do a", "undo b begins", "undo b ends", "undo a"]
+
+
+@pytest.mark.parametrize("kind", ["arun", "AsyncRollback"])
+def test_of_two_cancels_heard_in_a_rollback_the_later_is_raised(kind: str) -> None:
+    """attack140 F1: the block raised the first cancel heard in its rollback (an inner
+    ``asyncio.timeout``'s), the later one ("m3", an outer scope's) lost; arun raised it."""
+
+    async def step_b() -> None:
+        raise RuntimeError("b refuses")
+
+    async def undo_a() -> None:
+        WORLD.append("undo a begins")
+        await asyncio.sleep(0.2)  # (the inner timeout, then "m3", come here)
+        WORLD.append("undo a ends")
+
+    async def run() -> None:
+        async with asyncio.timeout(0.02):  # (expires in the rollback)
+            if kind == "arun":
+                steps = [Step("a", lambda s: _act("a"), lambda *a, **k: undo_a()),
+                         Step("b", lambda s: step_b(), None)]  # fmt: skip
+                await Saga(steps).arun({})
+            else:
+                async with AsyncRollback() as rb:
+                    await rb.do("a", lambda: _act("a"), undo_a)
+                    await rb.do("b", step_b, None)
+
+    async def main() -> BaseException:
+        task = asyncio.create_task(run())
+        await asyncio.sleep(0.05)
+        task.cancel("m3")
+        try:
+            await task
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    raised = asyncio.run(main())
+    assert type(raised) is asyncio.CancelledError and raised.args == ("m3",)
+    assert WORLD == ["do a", "undo a begins", "undo a ends"]
