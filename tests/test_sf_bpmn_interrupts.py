@@ -8,6 +8,7 @@ import math
 import sys
 import time
 import types
+from functools import partial
 
 import pytest
 
@@ -426,3 +427,54 @@ def test_a_ctrl_c_in_an_observer_of_a_retried_undo_ends_the_graph_form_as_saga_r
     got = _raised(lambda: runner.run(make(remote), {}, timeout=30, **options))
     assert type(got) is type(expected) is KeyboardInterrupt, got
     assert got.__notes__ == expected.__notes__ and remote == local == ["do a", "do b"]
+
+
+def _on(engine, runner, saga):
+    return saga.run({}) if engine == "in process" else ENGINES[engine](runner, saga)
+
+
+@pytest.mark.parametrize("engine", ["in process", *ENGINES])
+@pytest.mark.parametrize("cut", [KeyboardInterrupt, _exit], ids=["ctrl-c", "sys.exit"])
+def test_a_ctrl_c_cutting_the_pivot_is_never_compensated_across(runner, engine, cut):
+    """attack142 F2: on Step Functions (list) a pivot whose action raised a Ctrl-C or
+    ``sys.exit`` (in doubt: it may have happened) was answered by the error's name, which its
+    Catch sent into the undos: a undone across the pivot, then HistoryDiverged, the Ctrl-C
+    lost. As in process: halted, nothing undone, the interrupt re-raised."""
+    world: list[str] = []
+
+    def pivot(state):
+        world.append("do P")
+        raise cut()
+
+    steps = [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+             Step("P", pivot, kind="pivot")]  # fmt: skip
+    saga = Saga(steps, name="piv")
+    run = partial(_on, engine, runner, saga)
+    raised = _raised(run)
+    assert isinstance(raised, KeyboardInterrupt | SystemExit), raised
+    assert world == ["do a", "do P"]
+    assert "rollback halted; left for a person: a" in raised.__notes__
+
+
+@pytest.mark.parametrize("engine", ["in process", *ENGINES])
+def test_a_dead_letter_before_an_undo_s_ctrl_c_is_named_on_every_engine(runner, engine):
+    """attack142 F1: on Step Functions the note of b's dead letter was dropped when a's undo
+    then raised a Ctrl-C: b's effect, still in the world, named nowhere."""
+
+    def undo_b(state):
+        raise RuntimeError("undo b broke")
+
+    def undo_a(state):
+        raise KeyboardInterrupt
+
+    def c(state):
+        raise ValueError("c fails")
+
+    steps = [Step("a", lambda s: None, undo_a), Step("b", lambda s: None, undo_b), Step("c", c)]
+    saga = Saga(steps, name="dl")
+    run = partial(_on, engine, runner, saga)
+    raised = _raised(run)
+    assert isinstance(raised, KeyboardInterrupt), raised
+    said = " ".join(raised.__notes__)
+    assert "undo of b: RuntimeError('undo b broke') after 1 attempt (dead letter)" in said
+    assert "not known to be undone: a" in said

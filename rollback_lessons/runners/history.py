@@ -166,7 +166,8 @@ class Worker:
         try:
             m = self.machine if self.machine is not None else replay(self.plan, left)
             if m is not None and m.cut_note:  # an undo's Ctrl-C ended the rollback: what
-                return m.cut_note  # the machine says of it, as in process
+                dead = [f"undo of {d} (dead letter)" for d in m.dead_letters]  # the machine
+                return "; ".join([*dead, m.cut_note])  # says of it, as in process (142 F1)
             if m is not None:
                 done, doubt = m.in_effect()
         except Exception:  # (a record the machine refuses: every call is placed below)

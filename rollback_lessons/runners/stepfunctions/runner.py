@@ -342,7 +342,7 @@ class StepFunctionsRunner(Closable):
                     answer_late(
                         self.sfn.send_task_failure,
                         taskToken=body["token"],
-                        error=RUNS_ON if made.runs_on else error_name(made.error.name),
+                        error=RUNS_ON if made.final else error_name(made.error.name),
                         cause=cause_of(made.error),  # (JSON, cut to fit: ``cause_of``)
                     )
             if messages:
