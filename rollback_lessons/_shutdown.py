@@ -274,8 +274,8 @@ def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 
             RuntimeWarning(text), RuntimeWarning, frame.f_code.co_filename, frame.f_lineno,
             frame.f_globals.get("__name__", "?"), {}, frame.f_globals,
         )  # fmt: skip
-    except Warning:
-        with contextlib.suppress(Exception):
+    except Exception:  # (a warning made an error; a __main__ with no source, read from
+        with contextlib.suppress(Exception):  # stdin or -c: linecache's ImportError, 143 F1)
             sys.stderr.write(
                 f"{frame.f_code.co_filename}:{frame.f_lineno}: RuntimeWarning: {text}\n"
             )

@@ -171,9 +171,10 @@ def _on_engine(run):
             return run(saga, **options)
         except BaseException as exc:
             said = getattr(exc, "__notes__", [])
-            if said and said[-1].startswith("Step Functions: the execution "):
-                assert len(said) == 1 and " stop" in said[0].split(";")[0], said
-                exc.__notes__ = ["rollback: " + said[-1].split("; ", 1)[1]]
+            if said and said[0].startswith("Step Functions: the execution "):
+                assert " stop" in said[0].split(";")[0], said
+                joined = len(said) == 1  # (what is in effect, else saga.run's notes after it)
+                exc.__notes__ = ["rollback: " + said[0].split("; ", 1)[1]] if joined else said[1:]
             raise
 
     return on

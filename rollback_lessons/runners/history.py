@@ -155,6 +155,27 @@ class Worker:
             return remote.kept(self.run_id)
         return lambda error, step: matched(call, error, step, self.run_id)
 
+    def cut_notes(self) -> list[str]:
+        """Where an undo's Ctrl-C ended the rollback, the notes ``saga.run`` gives it (each
+        dead letter, each step no undo covers, the interruption: attack142 F1, attack143 F2,
+        F3: one joined note, the dead letter and the leaked step dropped); else none."""
+        from ..verdicts import rollback_notes
+
+        try:
+            m = self.machine if self.machine is not None else replay(self.plan, list(self.calls))
+        except Exception:  # (a record the machine refuses: ``in_effect`` says it)
+            return []
+        if m is None or not m.cut_note:
+            return []
+        leaked = [s for s in m.leaked if s not in m.compensated]
+        return rollback_notes(m.dead_letters, m.pending, leaked, m.notes, cut=True)
+
+    def stopped(self, head: str) -> list[str]:
+        """The notes of an error that stopped the run (``head``: how the engine stopped):
+        what is in effect, or, where an undo's Ctrl-C ended the rollback, ``cut_notes``."""
+        said = self.cut_notes()
+        return [head, *said] if said else [f"{head}; {self.in_effect()}"]
+
     def in_effect(self) -> str:
         """What this worker did that is still in effect, for an error that stops the run
         midway: the saga machine says (``Machine.in_effect``), the live one a graph form
@@ -166,8 +187,7 @@ class Worker:
         try:
             m = self.machine if self.machine is not None else replay(self.plan, left)
             if m is not None and m.cut_note:  # an undo's Ctrl-C ended the rollback: what
-                dead = [f"undo of {d} (dead letter)" for d in m.dead_letters]  # the machine
-                return "; ".join([*dead, m.cut_note])  # says of it, as in process (142 F1)
+                return m.cut_note  # the machine says of it, as in process (``cut_notes``)
             if m is not None:
                 done, doubt = m.in_effect()
         except Exception:  # (a record the machine refuses: every call is placed below)
@@ -372,3 +392,12 @@ def written_seconds(seconds: float) -> float | str:
     if "e" not in repr(seconds):
         return seconds
     return format(decimal.Decimal(repr(seconds)), "f")
+
+
+def noted(errors: tuple[BaseException | None, ...], lines: list[str]) -> None:
+    """Each of ``lines`` on each of ``errors`` (None: none), once; one refusing notes kept."""
+    for error in [e for e in errors if e is not None]:
+        for line in lines:
+            if line not in getattr(error, "__notes__", ()):
+                with contextlib.suppress(Exception):
+                    error.add_note(line)

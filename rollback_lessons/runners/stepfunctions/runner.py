@@ -27,7 +27,7 @@ from ...snapshots import before_run
 from ..closed import STOPS, Closable, Gone, collected, stop_dropped
 from ..error_record import keeping
 from ..heard import Heard
-from ..history import Worker, over_noted, walk
+from ..history import Worker, noted, over_noted, walk
 from ..names import execution_name
 from ..wire import WRITTEN_LIST, SagaPlan, needs_graph, outcome_of, plan_of
 from .asl import ENGINE, RUNS_ON, StepFunctionsError, check_retry_types, error_name, plan_asl
@@ -245,13 +245,10 @@ class StepFunctionsRunner(Closable):
                     how = f"went with the runner's own {self.where} (it is gone: nothing runs it)"
             except BaseException as second:
                 again = second
-            note = f"Step Functions: the execution {how}; {worker.in_effect()}"
+            lines = worker.stopped(f"Step Functions: the execution {how}")  # (and saga.run's)
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
-                note = "" if how == "was stopped" else f"Step Functions: the execution {how}"
-            for cut in (exc, again) if again is not None else (exc,):
-                if note and note not in getattr(cut, "__notes__", ()):
-                    with contextlib.suppress(Exception):  # (an error that refuses notes)
-                        cut.add_note(note)
+                lines = [] if how == "was stopped" else [f"Step Functions: the execution {how}"]
+            noted((exc, again), lines)
             with contextlib.suppress(Exception):  # (an undo's Ctrl-C: its events told)
                 worker.tell_cut()
             if again is not None:
