@@ -63,7 +63,7 @@ def engine_task(coroutine: Any) -> Any:
                     self.in_run = self.cancelling()
                     self.inside = self.in_run if me is self else -1
                 if asked and sys.version_info < (3, 12) and group_exiting(sys._getframe(1)):
-                    self.uncancel()  # (3.11's TaskGroup: taken back as 3.12 does, ``adopted``)
+                    self.uncancel()  # (3.11's TaskGroup: taken back as 3.12 does, ``hosted``)
                 return asked
 
             def uncancel(self) -> int:

@@ -165,11 +165,12 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
 
 
 async def shielded(box: list[Any], run: Run | None = None) -> Any:
-    """Wait for the rollback's task ``box[0]``, each cancellation shielded from it (then
-    True: the block honours it once undone). The task is the engine's own: one cancelled
-    before it began was cancelled by asyncio.run's end, which cancels every task left: made
-    again, as nothing of it ran (attack52 F2: no undo ran, no outcome); one cancelled since
-    (a cancel inside is taken back: ``shut_down``) has its ``CancelledError`` raised."""
+    """Wait for the rollback's task ``box[0]``, each cancellation shielded from it (the
+    latest returned, else False: the block honours it once undone, ``honoured``). The task
+    is the engine's own: one cancelled before it began was cancelled by asyncio.run's end,
+    which cancels every task left: made again, as nothing of it ran (attack52 F2: no undo
+    ran, no outcome); one cancelled since (a cancel inside is taken back: ``shut_down``) has
+    its ``CancelledError`` raised."""
     import asyncio
 
     again: Any = False

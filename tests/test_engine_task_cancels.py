@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -416,6 +417,23 @@ def test_a_run_nested_in_a_step_that_swallowed_the_block_s_cancel_keeps_that_can
     assert "do c" not in WORLD and WORLD[-2:] == ["undo b", "undo a"]
 
 
+def _cancelled_later(run: Callable[[], Any], after: float, message: str) -> BaseException:
+    """What ``run()``, in a task of its own, raises once cancelled ``after`` seconds with
+    ``message`` (another task's cancel, an outer scope's)."""
+
+    async def main() -> BaseException:
+        task = asyncio.create_task(run())
+        await asyncio.sleep(after)
+        task.cancel(message)
+        try:
+            await task
+        except BaseException as exc:
+            return exc
+        raise AssertionError("nothing raised")
+
+    return asyncio.run(main())
+
+
 def test_a_block_cancelled_in_its_rollback_raises_that_cancel_with_its_message() -> None:
     """attack138 F4: a bare CancelledError lost ``cancel("my reason")``'s message (anyio's
     ``move_on_after`` knows its own cancel by it, and let it escape)."""
@@ -430,17 +448,7 @@ def test_a_block_cancelled_in_its_rollback_raises_that_cancel_with_its_message()
             await rb.do("b", lambda: _act("b"), undo_b)
             raise KeyError("the block's own")
 
-    async def main() -> BaseException:
-        task = asyncio.create_task(block())
-        await asyncio.sleep(0.03)
-        task.cancel("my reason")
-        try:
-            await task
-        except BaseException as exc:
-            return exc
-        raise AssertionError("nothing raised")
-
-    raised = asyncio.run(main())
+    raised = _cancelled_later(block, 0.03, "my reason")
     assert type(raised) is asyncio.CancelledError and raised.args == ("my reason",)
     assert WORLD == ["do a", "do b", "undo b", "undo a"]
 
@@ -528,17 +536,7 @@ def test_a_cancel_heard_in_a_rollback_begun_by_a_cancel_is_raised_with_its_messa
                     await rb.do("a", lambda: _act("a"), lambda: WORLD.append("undo a"))
                     await rb.do("b", step_b, undo_b, register="before")
 
-    async def main() -> BaseException:
-        task = asyncio.create_task(run())
-        await asyncio.sleep(0.05)
-        task.cancel("m2")
-        try:
-            await task
-        except BaseException as exc:
-            return exc
-        raise AssertionError("nothing raised")
-
-    raised = asyncio.run(main())
+    raised = _cancelled_later(run, 0.05, "m2")
     assert type(raised) is asyncio.CancelledError and raised.args == ("m2",)
     assert WORLD == ["do a", "undo b begins", "undo b ends", "undo a"]
 
@@ -567,16 +565,6 @@ def test_of_two_cancels_heard_in_a_rollback_the_later_is_raised(kind: str) -> No
                     await rb.do("a", lambda: _act("a"), undo_a)
                     await rb.do("b", step_b, None)
 
-    async def main() -> BaseException:
-        task = asyncio.create_task(run())
-        await asyncio.sleep(0.05)
-        task.cancel("m3")
-        try:
-            await task
-        except BaseException as exc:
-            return exc
-        raise AssertionError("nothing raised")
-
-    raised = asyncio.run(main())
+    raised = _cancelled_later(run, 0.05, "m3")
     assert type(raised) is asyncio.CancelledError and raised.args == ("m3",)
     assert WORLD == ["do a", "undo a begins", "undo a ends"]
