@@ -62,8 +62,7 @@ def engine_task(coroutine: Any) -> Any:
                 if asked:
                     self.in_run = self.cancelling()
                     self.inside = self.in_run if me is self else -1
-                if asked and sys.version_info < (3, 12) and group_exiting(sys._getframe(1)):
-                    self.uncancel()  # (3.11's TaskGroup: taken back as 3.12 does, ``hosted``)
+                group_taken_back(self, asked, sys._getframe(1))
                 return asked
 
             def uncancel(self) -> int:
@@ -83,9 +82,15 @@ def inside(task: Any) -> bool:
 
 def in_run(task: Any) -> bool | None:
     """Was ``task``'s last cancel asked while the loop ran (None: not an engine's task)?"""
-    if not hasattr(task, "in_run"):
+    if not is_engine_task(task):
         return None
     return bool(task.in_run == task.cancelling() > 0)
+
+
+def is_engine_task(task: Any) -> bool:
+    """Is ``task`` one of the engine's own (``engine_task``), which keeps its cancels' story
+    itself (never ``hosted``)?"""
+    return hasattr(task, "in_run")
 
 
 def home_asked(run: Any) -> None:
@@ -223,6 +228,15 @@ def group_exiting(frame: Any) -> bool:
     return frame.f_code is code and bool(getattr(frame.f_locals.get("self"), "_exiting", False))
 
 
+def group_taken_back(task: Any, asked: bool, frame: Any) -> None:
+    """A cancel just ``asked`` of ``task`` by ``frame``: on Python 3.11, a ``TaskGroup``'s as
+    it exits (``group_exiting``) is taken back, as 3.12 does."""
+    import sys
+
+    if asked and sys.version_info < (3, 12) and group_exiting(frame):
+        task.uncancel()
+
+
 def cancels(task: Any) -> int:
     """The cancels asked of ``task`` that are a run's: all of an engine task's; of the task an
     ``AsyncRollback`` is in (``hosted``), those asked since it was entered. One being handled
@@ -255,7 +269,7 @@ def hosted(task: Any, is_open: Any) -> None:
     import sys
     import types
 
-    if task is None or hasattr(task, "in_run"):
+    if task is None or is_engine_task(task):
         return
     blocks = _open(task)
     if not blocks:
@@ -265,8 +279,8 @@ def hosted(task: Any, is_open: Any) -> None:
 
         def cancel(self: Any, msg: Any = None) -> bool:
             asked = plain(self, msg)
-            if asked and _open(self) and group_exiting(sys._getframe(1)):
-                self.uncancel()
+            if asked and _open(self):
+                group_taken_back(self, asked, sys._getframe(1))
             return asked
 
         task.cancel = types.MethodType(cancel, task)
@@ -278,6 +292,6 @@ def stepping(task: Any) -> list[bool]:
     ``gather``'s), hosted while the step runs (``hosted``: its 3.11 ``TaskGroup``'s cancel
     taken back there too, attack139 F1); the flag returned, set False, ends that."""
     runs = [True]
-    if task is not None and not hasattr(task, "in_run") and not _open(task):
+    if task is not None and not is_engine_task(task) and not _open(task):
         hosted(task, lambda: runs[0])
     return runs
