@@ -22,6 +22,7 @@ import resource
 import shutil
 import tempfile
 import time
+import zlib
 
 import pytest
 
@@ -50,6 +51,8 @@ def pytest_configure(config):
         # which part of the costliest sweeps make test runs this time (tests/conftest.py's
         # a_part): a new one each run unless TEST_SLICE is given (to repeat a run's)
         os.environ.setdefault("TEST_SLICE", str(random.SystemRandom().randrange(1 << 16)))
+        _whole("TEST_SLICE", "0", "which part: any")
+        _parts()
         ram = _in_memory()
         if ram is not None:
             config._rollback_lessons_ram = ram
@@ -58,6 +61,32 @@ def pytest_configure(config):
         prefix="rollback-lessons-jupyter-data-"
     )
     os.environ["JUPYTER_DATA_DIR"] = config._rollback_lessons_data.name
+    if getattr(config.option, "nbval", False):
+        _nbval_kernels_on_unix_sockets(config)
+
+
+def _nbval_kernels_on_unix_sockets(config) -> None:
+    """nbval's kernels talk over Unix sockets (zmq's ipc transport), not TCP ports. Over TCP
+    jupyter_client picks five free ports, lets them go and the kernel binds them a moment
+    later; with four workers starting servers and kernels beside it, another process took one
+    in between now and then, and the kernel died before it answered (a lesson's every cell an
+    error: ci156, s74; treebeardtech/nbmake#129). A socket file of its own cannot be taken."""
+    import itertools
+
+    try:
+        import nbval.kernel
+        from jupyter_client import KernelManager
+    except ImportError:
+        return
+    base = tempfile.mkdtemp(prefix="k")  # (short: a socket's path has at most 107 bytes)
+    config._rollback_lessons_sockets = base
+    made = itertools.count()
+
+    def manager(**kwargs):
+        where = os.path.join(base, f"{os.getpid()}-{next(made)}")
+        return KernelManager(transport="ipc", ip=where, **kwargs)
+
+    nbval.kernel.KernelManager = manager
 
 
 def _compile_ahead(config) -> None:
@@ -100,13 +129,77 @@ def _compile_ahead(config) -> None:
 
 
 def pytest_report_header(config):
-    return f"TEST_SLICE={os.environ['TEST_SLICE']} (make test's part of the costliest sweeps)"
+    parts = _parts()
+    if parts == 1:
+        return f"TEST_SLICE={os.environ['TEST_SLICE']} (make test's part of the costliest sweeps)"
+    return (
+        f"TEST_SLICE={os.environ['TEST_SLICE']} TEST_PARTS={parts}: a part of each test file "
+        f"(1 test in {parts}, at least one) and of the costliest sweeps, chosen by TEST_SLICE; "
+        "every lesson (make test PARTS=1: every test)"
+    )
+
+
+# -- make test: a part of each file, a different part each run (issue 26) ------------------
+# Two cores cannot run the whole suite (about 700 CPU s) in make test's three minutes. With
+# TEST_PARTS=N (make test's PARTS; 1, every test, when make test is given TESTS or
+# PARTS=1; make soak runs them all), each test file runs one test in N: every Nth in
+# its file's order, from an offset TEST_SLICE and the file's name choose, at least one of
+# every file. Every kind of check runs each time (every file: the engines, the journal,
+# the servers, the browser, the crash trials), a different part of each file each run, and
+# every lesson under strict nbval or in the browser (a lesson's cells share a kernel: a
+# notebook is never split). TEST_SLICE (printed in the header) repeats a run's part.
+def _parts() -> int:
+    if os.environ.get("SOAK", "") not in ("", "0"):
+        return 1
+    return max(1, _whole("TEST_PARTS", "1", "1: every test"))
+
+
+def _whole(name: str, default: str, meaning: str) -> int:
+    """The whole number in the environment's ``name``, or pytest's one-line usage error."""
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        said = f"{name}={os.environ[name]!r}"
+        raise pytest.UsageError(f"{said}: a whole number ({meaning})") from None
+
+
+def part_of_each_file(nodeids: list[str], parts: int, slice_: int) -> list[bool]:
+    """Which of ``nodeids`` (in collection order) make test runs: in each test file, one in
+    ``parts`` (every ``parts``-th from an offset ``slice_`` and the file's name choose, at
+    least one); every notebook cell."""
+    by_file: dict[str, list[int]] = {}
+    for i, nodeid in enumerate(nodeids):
+        path = nodeid.split("::", 1)[0]
+        if not path.endswith(".ipynb"):
+            by_file.setdefault(path, []).append(i)
+    kept = [True] * len(nodeids)
+    for path, tests in by_file.items():
+        offset = zlib.crc32(f"{slice_} {path}".encode()) % parts  # (not a_part's offsets)
+        chosen = set(tests[(parts - offset) % parts :: parts] or [tests[offset % len(tests)]])
+        for i in tests:
+            kept[i] = i in chosen
+    return kept
+
+
+def _a_part_of_each_file(config, items) -> None:
+    parts = _parts()
+    if parts == 1:
+        return
+    slice_ = _whole("TEST_SLICE", "0", "which part: any")
+    kept = part_of_each_file([item.nodeid for item in items], parts, slice_)
+    left = [item for item, keep in zip(items, kept, strict=True) if not keep]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = [item for item, keep in zip(items, kept, strict=True) if keep]
 
 
 def pytest_unconfigure(config):
     data = getattr(config, "_rollback_lessons_data", None)
     if data is not None:
         data.cleanup()
+    sockets = getattr(config, "_rollback_lessons_sockets", None)
+    if sockets is not None:
+        shutil.rmtree(sockets, ignore_errors=True)
     ram = getattr(config, "_rollback_lessons_ram", None)
     if ram is not None:
         shutil.rmtree(ram, ignore_errors=True)
@@ -128,6 +221,7 @@ def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("SOAK", "") not in ("", "0"):
         return
+    _a_part_of_each_file(config, items)
     checked = {
         mark.args[0] for item in items for mark in item.iter_markers("outputs_checked_as_nbval")
     }
