@@ -86,6 +86,9 @@ XDIST = $(if $(filter 1,$(WORKERS)),-p no:xdist,-n $(WORKERS) --dist loadfile)
 NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 # what pytest runs (make test TESTS=tests/test_saga.py: one file, lint beside it as ever)
 TESTS ?= tests notebooks
+# one test in PARTS of each file, a different part each run (the root conftest.py): make
+# test's three minutes on two cores. Every test with PARTS=1, or where TESTS is given.
+PARTS ?= $(if $(filter command line environment,$(origin TESTS)),1,4)
 START := $(shell date +%s)
 # the CPU time (user+sys, seconds) of what a shell has run, from its `times` written to a
 # file by that shell itself (a pipe or $(...) would ask a fresh subshell): the last line,
@@ -113,7 +116,7 @@ test: $(VENV)/.test $(NODE_MODULES)
 	@nice -n 10 $(MAKE) --no-print-directory lint >$(VENV)/.lint.log 2>&1 & lint=$$!; \
 	  trap 'kill $$lint 2>/dev/null; exit 130' INT TERM; \
 	  echo "$(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS)"; \
-	  ( $(BIN)/python tests/reap.py $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
+	  ( TEST_PARTS=$(PARTS) $(BIN)/python tests/reap.py $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
 	    status=$$?; times >$(VENV)/.times; exit $$status ); status=$$?; \
 	  cpu=$$($(CPU_SECONDS) $(VENV)/.times); \
 	  wait $$lint; lint_status=$$?; \

@@ -36,7 +36,19 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 # Functions, say) runs a part of its cases there, a different part each run: TEST_SLICE (a
 # number the run draws, printed in its header; give it to repeat a run's part) picks which.
 # Over runs every case is run; make soak runs them all every time.
-SLICE = int(os.environ.get("TEST_SLICE", "0"))
+def _whole(name: str) -> int:
+    """The environment's ``name`` as a whole number; 0 if it is none, which the root
+    conftest.py's pytest_configure refuses in one line before any test is run."""
+    try:
+        return int(os.environ.get(name, "0"))
+    except ValueError:
+        return 0
+
+
+def _slice() -> int:
+    """TEST_SLICE, read when a part is chosen (at collection, once the root conftest.py drew
+    it: this module is imported before that)."""
+    return _whole("TEST_SLICE")
 
 
 def a_part(cases: list, every: int, *, name: str) -> list:
@@ -45,7 +57,27 @@ def a_part(cases: list, every: int, *, name: str) -> list:
     them in make soak."""
     if SOAK:
         return list(cases)
-    return list(cases)[(SLICE + zlib.crc32(name.encode())) % every :: every]
+    return list(cases)[(_slice() + zlib.crc32(name.encode())) % every :: every]
+
+
+# make test's part of each test file (the root conftest.py: TEST_PARTS; 1 in make soak and
+# where make test was given TESTS or PARTS=1): the files' tests are sampled there, so a
+# sweep spread over several tests samples each of its groups instead (a_part_each).
+PARTS = 1 if SOAK else max(1, _whole("TEST_PARTS"))  # (make test's: set before pytest starts)
+
+
+def a_part_each(cases: list, every: int, *, name: str, group) -> list:
+    """``a_part`` of each group of ``cases`` (``group(case)`` names it), at least one case of
+    each: whichever of a file's tests make test runs (one group each), each runs a part of
+    its cases (a lesson's panels, say)."""
+    groups: dict = {}
+    for case in cases:
+        groups.setdefault(group(case), []).append(case)
+    chosen = []
+    for key, members in groups.items():
+        part = a_part(members, every, name=f"{name} {key}")
+        chosen += part or members[(_slice() + zlib.crc32(name.encode())) % len(members) :][:1]
+    return chosen
 
 
 def examples(n: int) -> int:

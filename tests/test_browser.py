@@ -35,7 +35,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import SOAK, a_part
+from conftest import PARTS, SOAK, a_part, a_part_each
 from nbval_rules import differences, runnable
 from notebook_tools import clean
 
@@ -1217,12 +1217,13 @@ def panels_of(notebook: str, sel: str) -> int:
 
 
 # Of the lessons past 11 whose panels are all RollbackLabs (12: one kind of panel, the
-# checks 02-06 get every run), make test runs half here, a different half each run
+# checks 02-06 get every run), make test PARTS=1 runs half here, a different half each run
 # (conftest's a_part): a lesson here cost 7-19 CPU s (s41: a kernel, Run All, Chromium
 # painting it, the clicks) and strict nbval runs the others in 2-6 (their outputs checked
-# there as here: the root conftest.py). Every panel of 01-11 is run and measured here in every
-# make test (issue 24), as are 08 (its Web UI link) and those shown as stored; make soak
-# runs every lesson.
+# there as here: the root conftest.py). make test PARTS=1 runs and measures every panel of
+# 01-11 here (issue 24), as 08 (its Web UI link) and those shown as stored; make test (a
+# part of each file: the root conftest.py) a quarter of the lessons, each lesson in turn,
+# nbval the rest; make soak every lesson.
 ROLLBACK_LAB_LESSONS = [
     p.name
     for p in NOTEBOOKS
@@ -1234,23 +1235,24 @@ IN_BROWSER = [
     p.name
     for p in NOTEBOOKS
     if p.name not in ROLLBACK_LAB_LESSONS
+    or PARTS > 1  # (make test's part of this file says which lessons run: all of them)
     or p.name in a_part(ROLLBACK_LAB_LESSONS, 2, name="lessons run in the browser")
 ]
 
 
 # The costliest checks of a panel, each a learner's minute of clicks (2.9 CPU s a panel for
 # its ends and Play, 3-5 for its height over 43-48 clicks: browser, kernel and Lab, s41), run
-# in make test on a quarter of the RollbackLab panels of the lessons run here (one or two of
-# six or seven), a different quarter each run (conftest's a_part: never none, every kind of
-# check in every run; repetitions of the same widget's checks on other lessons' runs, s44);
-# make soak runs them on every panel. Every panel run here is still measured (fit, text,
-# overlap, cut), clicked as its lesson's INTERACTIONS say, and timed.
+# in make test on a quarter of each lesson's RollbackLab panels run here (at least one), a
+# different quarter each run (conftest's a_part_each: whichever lessons make test's part of
+# this file runs, every kind of check in every run; repetitions of the same widget's checks
+# on other panels, s44); make soak runs them on every panel. Every panel run here is still
+# measured (fit, text, overlap, cut), clicked as its lesson's INTERACTIONS say, and timed.
 LABS = [(name, i) for name in IN_BROWSER for i in range(panels_of(name, ".rollback-lab"))]
-PLAYED = set(a_part(LABS, 4, name="panels played to their ends"))
+PLAYED = set(a_part_each(LABS, 4, name="panels played to their ends", group=lambda c: c[0]))
 STEADY = {  # (lesson 10's one isolation panel: 1.6 CPU s, every run)
     (notebook, sel, i)
     for sel, every in ((".rollback-lab", 4), (".isolation-lab", 1))
-    for notebook, i in a_part(
+    for notebook, i in a_part_each(
         [
             (name, i)
             for name in IN_BROWSER
@@ -1259,6 +1261,7 @@ STEADY = {  # (lesson 10's one isolation panel: 1.6 CPU s, every run)
         ],
         every,
         name=f"{sel} panels' steady height",
+        group=lambda case: case[0],
     )
 }
 
