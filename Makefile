@@ -48,10 +48,13 @@ $(LAB_SETTINGS): | $(VENV)/.lab
 lab: $(VENV)/.lab $(LAB_SETTINGS)
 	$(BIN)/rollback-lessons lab notebooks --port $(PORT)
 
-lint: $(VENV)/.test
-	$(BIN)/ruff check $(LINT_PATHS)
-	$(BIN)/ruff format --check $(LINT_PATHS)
+# one shell line: make lint runs it, and make test beside pytest (not as a make of its own,
+# which `make -n test` would run: a line naming $(MAKE) is run even then)
+LINT = $(BIN)/ruff check $(LINT_PATHS) && $(BIN)/ruff format --check $(LINT_PATHS) && \
 	$(BIN)/mypy rollback_lessons
+
+lint: $(VENV)/.test
+	$(LINT)
 
 format: $(VENV)/.test
 	$(BIN)/ruff check --fix $(LINT_PATHS)
@@ -88,7 +91,7 @@ NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.c
 TESTS ?= tests notebooks
 # one test in PARTS of each file, a different part each run (the root conftest.py): make
 # test's three minutes on two cores. Every test with PARTS=1, or where TESTS is given.
-PARTS ?= $(if $(filter command line environment,$(origin TESTS)),1,4)
+PARTS ?= $(or $(TEST_PARTS),$(if $(filter command line environment,$(origin TESTS)),1,4))
 START := $(shell date +%s)
 # the CPU time (user+sys, seconds) of what a shell has run, from its `times` written to a
 # file by that shell itself (a pipe or $(...) would ask a fresh subshell): the last line,
@@ -110,12 +113,12 @@ test soak: export PYTHONDONTWRITEBYTECODE :=
 # of its own (lint's is not in it), under tests/reap.py: the processes that end after their
 # parents (Chromium's renderers: about 50 CPU s, which the per-file list cannot see) are
 # reaped there and counted, not by init. A background job ignores Ctrl-C: the trap stops
-# it (make passes the TERM on to mypy).
+# it and the linter it runs.
 test: $(VENV)/.test $(NODE_MODULES)
 	@echo "make lint (beside pytest, niced; its output follows pytest's)"
-	@nice -n 10 $(MAKE) --no-print-directory lint >$(VENV)/.lint.log 2>&1 & lint=$$!; \
-	  trap 'kill $$lint 2>/dev/null; exit 130' INT TERM; \
-	  echo "$(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS)"; \
+	@nice -n 10 sh -xc '$(LINT)' >$(VENV)/.lint.log 2>&1 & lint=$$!; \
+	  trap 'pkill -P $$lint 2>/dev/null; kill $$lint 2>/dev/null; exit 130' INT TERM; \
+	  echo "TEST_PARTS=$(PARTS) $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS)"; \
 	  ( TEST_PARTS=$(PARTS) $(BIN)/python tests/reap.py $(BIN)/python -m pytest $(XDIST) --durations=20 $(NBVAL) $(TESTS); \
 	    status=$$?; times >$(VENV)/.times; exit $$status ); status=$$?; \
 	  cpu=$$($(CPU_SECONDS) $(VENV)/.times); \

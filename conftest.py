@@ -151,7 +151,10 @@ def pytest_report_header(config):
 def _parts() -> int:
     if os.environ.get("SOAK", "") not in ("", "0"):
         return 1
-    return max(1, _whole("TEST_PARTS", "1", "1: every test"))
+    parts = _whole("TEST_PARTS", "1", "1: every test")
+    if parts < 1:
+        raise pytest.UsageError(f"TEST_PARTS={parts}: 1 or more (1: every test)")
+    return parts
 
 
 def _whole(name: str, default: str, meaning: str) -> int:
@@ -179,6 +182,13 @@ def part_of_each_file(nodeids: list[str], parts: int, slice_: int) -> list[bool]
         for i in tests:
             kept[i] = i in chosen
     return kept
+
+
+# The part is chosen first, before -k, -m, --deselect and --lf narrow the run: a part,
+# then narrowed, is the same part (TEST_SLICE=N with -k runs those of its tests -k names).
+@pytest.hookimpl(specname="pytest_collection_modifyitems", tryfirst=True)
+def pytest_collection_modifyitems_a_part_first(config, items):
+    _a_part_of_each_file(config, items)
 
 
 def _a_part_of_each_file(config, items) -> None:
@@ -221,7 +231,6 @@ def _own_jupyter_data_dir(tmp_path_factory, monkeypatch):
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("SOAK", "") not in ("", "0"):
         return
-    _a_part_of_each_file(config, items)
     checked = {
         mark.args[0] for item in items for mark in item.iter_markers("outputs_checked_as_nbval")
     }

@@ -61,17 +61,50 @@ def test_the_same_slice_runs_the_same_part_and_another_a_different_one():
     assert len({tuple(part_of_each_file(ids, 4, k)) for k in range(40)}) == 4
 
 
+def _collected(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider",
+         "--collect-only", "-q", *args],
+        cwd=ROOT, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 def test_a_wrong_parts_or_slice_is_one_line_before_any_test(tmp_path):
-    for name in ("TEST_PARTS", "TEST_SLICE"):
-        env = {"PATH": "/usr/bin:/bin", name: "a quarter", "HOME": str(tmp_path)}
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:xdist", "--collect-only", "-q",
-             "tests/test_make_test_parts.py"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+    wrong = {
+        ("TEST_PARTS", "a quarter"): "TEST_PARTS='a quarter': a whole number (1: every test)",
+        ("TEST_SLICE", "a quarter"): "TEST_SLICE='a quarter': a whole number (which part: any)",
+        ("TEST_PARTS", "0"): "TEST_PARTS=0: 1 or more (1: every test)",  # (attack144 F2: all)
+        ("TEST_PARTS", "-4"): "TEST_PARTS=-4: 1 or more (1: every test)",
+    }
+    for (name, value), line in wrong.items():
+        run = _collected(tmp_path, "tests/test_make_test_parts.py", **{name: value})
         assert run.returncode == 4, run.stdout + run.stderr
         said = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
-        assert said == [
-            f"ERROR: {name}='a quarter': a whole number "
-            + ("(1: every test)" if name == "TEST_PARTS" else "(which part: any)")
-        ]
+        assert said == [f"ERROR: {line}"]
+
+
+def test_a_part_narrowed_by_k_is_that_part_narrowed(tmp_path):
+    """attack144 F1: the part was chosen after -k had narrowed the file, so the header's
+    TEST_SLICE with a -k ran tests its run had not and left out some it had."""
+
+    def ids(*args: str) -> set[str]:
+        run = _collected(tmp_path, "tests/test_saga.py", *args, TEST_PARTS="4", TEST_SLICE="7")
+        assert run.returncode == 0, run.stdout + run.stderr
+        return {line for line in run.stdout.splitlines() if "::" in line}
+
+    part, narrowed = ids(), ids("-k", "not bad_definitions")
+    assert narrowed == {i for i in part if "bad_definitions" not in i}
+
+
+def test_make_names_the_part_and_a_dry_run_runs_nothing():
+    """attack144 F3, F4: ``make test TEST_PARTS=1`` (the header's name) was ignored, and
+    ``make -n test`` ran lint and the whole suite (a line naming $(MAKE) runs even then)."""
+    for args, parts in (((), "4"), (("TEST_PARTS=1",), "1"), (("PARTS=2",), "2"),
+                        (("TESTS=tests/test_saga.py",), "1")):  # fmt: skip
+        run = subprocess.run(["make", "-n", "test", *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert f"( TEST_PARTS={parts} " in run.stdout
+        assert "$(( $(date +%s)" in run.stdout  # (printed, not run: no "make test: N s")
+        assert "passed" not in run.stdout and "All checks passed" not in run.stdout
