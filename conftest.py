@@ -14,6 +14,7 @@ shared disk that was most of the crash, journal, fault-harness and DBOS tests' w
 machine, only processes, which a commit survives in memory as on a disk. A TMPDIR of one's
 own is kept as it is."""
 
+import contextlib
 import gc
 import json
 import os
@@ -191,12 +192,30 @@ def pytest_collection_modifyitems_a_part_first(config, items):
     _a_part_of_each_file(config, items)
 
 
+def _named_tests(config) -> set[str]:
+    """The files (as node ids begin) of the node ids pytest was given (``file::test``)."""
+    from pathlib import Path
+
+    named = set()
+    for arg in config.args:
+        if "::" in arg:
+            path = Path(config.invocation_params.dir, arg.split("::", 1)[0]).resolve()
+            with contextlib.suppress(ValueError):
+                named.add(path.relative_to(config.rootpath).as_posix())
+    return named
+
+
 def _a_part_of_each_file(config, items) -> None:
     parts = _parts()
     if parts == 1:
         return
     slice_ = _whole("TEST_SLICE", "0", "which part: any")
+    named = _named_tests(config)  # (what a node id names is run whole: attack147 F4)
     kept = part_of_each_file([item.nodeid for item in items], parts, slice_)
+    kept = [
+        keep or item.nodeid.split("::", 1)[0] in named
+        for item, keep in zip(items, kept, strict=True)
+    ]
     left = [item for item, keep in zip(items, kept, strict=True) if not keep]
     if left:
         config.hook.pytest_deselected(items=left)

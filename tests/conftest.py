@@ -80,6 +80,22 @@ def a_part_each(cases: list, every: int, *, name: str, group) -> list:
     return chosen
 
 
+@pytest.fixture(autouse=True)
+def _dbos_logs_to_a_live_stream():
+    """DBOS's console handler takes ``sys.stderr`` as it is when DBOS first starts in the
+    process: where that was inside a test's ``capfd``/``capsys``, its stream closed with the
+    test and every later DBOS launch in the process failed on writing its first line
+    ("I/O operation on closed file", attack147 F1: a part of a file ran them in that order).
+    After each test, a handler left on a closed stream is given the process's own again."""
+    yield
+    import sys
+
+    logger = sys.modules.get("dbos._logger")
+    for handler in getattr(getattr(logger, "dbos_logger", None), "handlers", ()):
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            handler.stream = sys.stderr  # (not setStream: it flushes the closed one first)
+
+
 def examples(n: int) -> int:
     """A property's example count: ``n`` in make test, ten times as many in make soak."""
     return n * 10 if HYPOTHESIS_PROFILE == "soak" else n

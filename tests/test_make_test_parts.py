@@ -4,6 +4,7 @@ cut: every file is run each time, about one test in N of each, every lesson whol
 runs every test."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,14 +98,56 @@ def test_a_part_narrowed_by_k_is_that_part_narrowed(tmp_path):
     assert narrowed == {i for i in part if "bad_definitions" not in i}
 
 
+def test_what_a_node_id_names_is_run_whole(tmp_path):
+    """attack147 F4: a node id given with TEST_PARTS was split again (a parametrized test's
+    cases: some its run had not run)."""
+    named = "tests/test_saga.py::test_bad_injections_are_refused_before_anything_runs"
+    every = _collected(tmp_path, named).stdout.splitlines()
+    cases = [line for line in every if line.startswith(f"{named}[")]
+    assert len(cases) > 1, every  # (a parametrized test: its cases were split)
+    run = _collected(tmp_path, named, "tests/test_machine.py", TEST_PARTS="4", TEST_SLICE="7")
+    ids = [line for line in run.stdout.splitlines() if "::" in line]
+    assert set(cases) <= set(ids), run.stdout
+    machine = [i for i in ids if i.startswith("tests/test_machine.py::")]
+    whole = _collected(tmp_path, "tests/test_machine.py").stdout.count("tests/test_machine.py::")
+    assert 1 <= len(machine) < whole  # (a file given as a file: still a part of it)
+
+
+def test_a_part_that_ran_two_dbos_tests_in_this_order_passes(tmp_path):
+    """attack147 F1: after a test that first started DBOS under ``capfd``, DBOS's console
+    handler wrote to that test's closed stream: every later DBOS launch in the process
+    failed (a part ran them in that order; the whole file's order hid it)."""
+    pair = ["tests/test_dbos_close.py::test_close_waits_for_a_running_step_to_end",
+            "tests/test_dbos_close.py::test_close_while_a_saga_waits_for_a_person_lets_the"
+            "_file_go_and_a_relaunch_asks_again"]  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:xdist", "-p", "no:cacheprovider", "-q",
+         "-p", "no:randomly", *pair],
+        cwd=ROOT, env={**_clean_env(), "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout[-3000:]
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without make test's part and make's own (a make run
+    from a test of make test would take them as given)."""
+    left = ("TEST_PARTS", "TEST_SLICE", "PARTS", "TESTS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    return {k: v for k, v in os.environ.items() if k not in left}
+
+
 def test_make_names_the_part_and_a_dry_run_runs_nothing():
     """attack144 F3, F4: ``make test TEST_PARTS=1`` (the header's name) was ignored, and
-    ``make -n test`` ran lint and the whole suite (a line naming $(MAKE) runs even then)."""
-    for args, parts in (((), "4"), (("TEST_PARTS=1",), "1"), (("PARTS=2",), "2"),
-                        (("TESTS=tests/test_saga.py",), "1")):  # fmt: skip
+    ``make -n test`` ran lint and the whole suite (a line naming $(MAKE) runs even then);
+    attack147 F2: a TEST_PARTS in the environment (make test's own, for this test) split
+    what ``TESTS=`` names."""
+    cases = [((), {}, "4"), (("TEST_PARTS=1",), {}, "1"), (("PARTS=2",), {}, "2"),
+             (("TESTS=tests/test_saga.py",), {}, "1"), ((), {"TEST_PARTS": "2"}, "2"),
+             (("TESTS=tests/test_saga.py",), {"TEST_PARTS": "4"}, "1")]  # fmt: skip
+    for args, env, parts in cases:
         run = subprocess.run(["make", "-n", "test", *args], cwd=ROOT, capture_output=True,
-                             text=True, timeout=60)  # fmt: skip
+                             env={**_clean_env(), **env}, text=True, timeout=60)  # fmt: skip
         assert run.returncode == 0, run.stderr
-        assert f"( TEST_PARTS={parts} " in run.stdout
+        assert f"( TEST_PARTS={parts} " in run.stdout, (args, env)
         assert "$(( $(date +%s)" in run.stdout  # (printed, not run: no "make test: N s")
         assert "passed" not in run.stdout and "All checks passed" not in run.stdout
