@@ -17,7 +17,7 @@ from test_sf_bpmn_interrupts import STOPPED, _abc, _raised
 from rollback_lessons import Saga, Step
 from rollback_lessons.runners.bpmn import run_explicit
 from rollback_lessons.runners.stepfunctions import StepFunctionsRunner
-from rollback_lessons.runners.stepfunctions.live import stop_execution
+from rollback_lessons.runners.stepfunctions.stop import stop_execution
 
 
 @pytest.fixture(scope="module")

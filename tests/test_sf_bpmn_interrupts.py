@@ -12,7 +12,8 @@ from functools import partial
 
 import pytest
 
-from rollback_lessons import RetryPolicy, Saga, Step
+from rollback_lessons import RetryPolicy, Saga, Step, UndoPolicy
+from rollback_lessons.clock import SystemClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.bpmn import run_explicit
 from rollback_lessons.runners.stepfunctions import StepFunctionsError, StepFunctionsRunner
@@ -498,3 +499,54 @@ def test_a_step_no_undo_covers_is_named_before_an_undo_s_ctrl_c_on_every_engine(
     raised = _raised(partial(_on, engine, runner, saga))
     assert isinstance(raised, KeyboardInterrupt), raised
     assert "rollback: not undone (no undo logged for it): b" in raised.__notes__
+
+
+class _CutInTheWait(SystemClock):
+    """A clock whose wait to retry is cut by a Ctrl-C (``saga.run``'s, as the SIGINT lands)."""
+
+    def sleep(self, seconds):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_ctrl_c_as_an_undo_waits_to_retry_ends_the_rollback_as_in_process(
+    runner, graph, monkeypatch
+):
+    """attack146: a Ctrl-C while b's failed undo waited for its retry. F1 (graph form): the
+    observer heard an ``undo`` of b for the attempt never begun (told as its wait began), no
+    ``rollback_done``; F2 (list form): it heard nothing at all, and the notes were not
+    saga.run's. Now both tell saga.run's events and notes, after the line on the stop."""
+
+    def saga(world, events):
+        def broken(state):
+            world.append("undo b")
+            raise RuntimeError("undo b broke")
+
+        steps = [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                 Step("b", lambda s: world.append("do b"), broken),
+                 Step("F", lambda s: (_ for _ in ()).throw(ValueError("F failed")))]  # fmt: skip
+        retry = RetryPolicy(max_attempts=3, initial_delay=1.5, max_delay=1.5)
+        return Saga(steps, name="waitcut", policy=UndoPolicy(retry, then="dead_letter"),
+                    on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+
+    world, events = [], []
+    local = _raised(lambda: saga(world, events).run({}, clock=_CutInTheWait()))
+    assert type(local) is KeyboardInterrupt and world == ["do a", "do b", "undo b"]
+    told, said = list(events), local.__notes__
+    assert told[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
+    world.clear(), events.clear()
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if "undo b" in world:  # b's first attempt failed: the execution waits to retry it
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga(world, events), {}, timeout=30, **options))
+    monkeypatch.setattr(runner, "receive", receive)
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "undo b"]
+    assert events == told
+    assert got.__notes__[0] in [f"Step Functions: the execution {how}" for how in STOPPED]
+    assert got.__notes__[1:] == said

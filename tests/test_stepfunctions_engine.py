@@ -157,7 +157,7 @@ def test_moto_branch_threads_dying_on_a_stopped_execution_are_kept_off_stderr(mo
     as the runner stops an execution); any other thread exception goes on as before."""
     import threading
 
-    from rollback_lessons.runners.stepfunctions import live
+    from rollback_lessons.runners.stepfunctions import stop
 
     heard: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: heard.append(args.thread.name))
@@ -166,7 +166,7 @@ def test_moto_branch_threads_dying_on_a_stopped_execution_are_kept_off_stderr(mo
         def describe_execution(self, executionArn):
             return {"status": "SUCCEEDED"}
 
-    assert live.stop_execution(Over(), "arn", "Stopped", "why") == "was over"
+    assert stop.stop_execution(Over(), "arn", "Stopped", "why") == "was over"
     stopped = RuntimeError(
         "Could not set NextState value when in state "
         "'<class 'moto.stepfunctions.parser.asl.component.program.states.ProgramStopped'>'"

@@ -90,6 +90,7 @@ class Worker:
     machine: Machine | None = None  # the graph form's live machine (``in_effect`` asks it)
     matched: Callable[[str, BaseException, str, str], ErrorRecord] | None = None  # (call,
     # error, step, run): a failure as the engine's retry rule must see it (``matched``)
+    stop: BaseException | None = None  # what stopped the list form's execution (``replay``)
     over: tuple[Any, str] | None = None
     """Set (``heard``, what to say first) as the engine's run ends: a Ctrl-C from then on,
     to ``runner.run``'s return (``keeping``), says what the run left (``say_over``)."""
@@ -162,7 +163,7 @@ class Worker:
         from ..verdicts import rollback_notes
 
         try:
-            m = self.machine if self.machine is not None else replay(self.plan, list(self.calls))
+            m = self.machine if self.machine is not None else self._replayed(list(self.calls))
         except Exception:  # (a record the machine refuses: ``in_effect`` says it)
             return []
         if m is None or not m.cut_note:
@@ -185,7 +186,7 @@ class Worker:
         doubt: tuple[str, ...] = ()
         left = list(self.calls)
         try:
-            m = self.machine if self.machine is not None else replay(self.plan, left)
+            m = self.machine if self.machine is not None else self._replayed(left)
             if m is not None and m.cut_note:  # an undo's Ctrl-C ended the rollback: what
                 return m.cut_note  # the machine says of it, as in process (``cut_notes``)
             if m is not None:
@@ -209,14 +210,18 @@ class Worker:
             said += f"; may have happened, not undone: {', '.join(doubt)}"
         return said
 
+    def _replayed(self, calls: list[Call]) -> Machine | None:
+        return replay(self.plan, calls, self.stop)
+
     def tell_cut(self) -> None:
-        """The list form's rollback was ended by an undo's Ctrl-C (the execution stopped):
-        its observers hear the run's events as far as it went (the machine replays the
-        calls), as in process; a graph form's live machine told them as they came."""
-        if self.machine is not None or not any(c.cut and c.call == "undo" for c in self.calls):
+        """The list form's rollback was ended by an undo's Ctrl-C, or a stop as it waited to
+        retry one (the execution stopped): its observers hear the run's events as far as it
+        went (the machine replays the calls), as in process; a graph form's live machine
+        told them as they came."""
+        if self.machine is not None:
             return
-        m = replay(self.plan, list(self.calls))
-        if m is not None:
+        m = self._replayed(list(self.calls))
+        if m is not None and m.cut_note:
             from .heard import Heard
             from .wire import outcome_of
 
@@ -243,10 +248,14 @@ def over_noted(worker: Worker, heard: Any = None, said: str = "") -> Iterator[No
         raise
 
 
-def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:
+def replay(
+    plan: SagaPlan | None, calls: list[Call], stop: BaseException | None = None
+) -> Machine | None:
     """A saga machine told the worker's ``calls`` in the order the machine asks for them, as
     far as they go (a run stopped midway); the calls it took are removed from ``calls``. A
-    step asked for and never called is withdrawn (an undo logged before it is not owed)."""
+    step asked for and never called is withdrawn (an undo logged before it is not owed).
+    ``stop`` stopped the execution: where the rollback waited to retry an undo never called
+    again, it ended the rollback there, as in process (attack146 F2)."""
     if plan is None:
         return None
     m = Machine(
@@ -282,6 +291,10 @@ def replay(plan: SagaPlan | None, calls: list[Call]) -> Machine | None:
             else:
                 op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
         elif type(op) is Wait:
+            again = any(c.call == "undo" and c.step == m.current for c in calls)
+            if stop is not None and m.rolling and not again:
+                op = m.interrupted(stop)
+                break
             op = m.resume()
         elif type(op) is Ask:
             made = take("ask", op.steps[0])

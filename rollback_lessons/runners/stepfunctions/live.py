@@ -378,6 +378,15 @@ class Live:
 
     # -- what next --------------------------------------------------------------------------
 
+    def _cut(self, call: Callable[[], Any]) -> Any:
+        """``call()`` (an undo, a wait for its task: a Retry's wait); a Ctrl-C in it ends the
+        rollback there, as in process (no attempt begun: attack146 F1); the run is stopped."""
+        try:
+            return call()
+        except BaseException as exc:
+            self.m.interrupted(exc)
+            raise
+
     def run(self) -> None:
         """Serve the execution to its end: forward, then each ``What next``."""
         op = self.forward()
@@ -393,23 +402,22 @@ class Live:
             if type(op) is RunUndo:
                 step = op.step
                 self._ok(token, {"go": undo(self.plan.key(step))})
-                while type(op) is RunUndo and op.step == step:
-                    token = self.task("undo", step)
-                    try:
-                        made = self.worker.task("undo", step, op.timeout)
-                    except BaseException as exc:  # a Ctrl-C in it: the rollback ends there,
-                        self.m.interrupted(exc)  # as in process; then the run is stopped
-                        raise
+                token, timeout = self._cut(partial(self.task, "undo", step)), op.timeout
+                while True:
+                    made = self._cut(partial(self.worker.task, "undo", step, timeout))
                     if made.error is None:  # (the machine told first, as in ``carry``)
                         op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break
                     told = partial(self.m.undo_failed, made.error.to_exception())
                     op = self._told(told, partial(self._undo_failed, token, made))
-                    if type(op) is Wait:  # the undo state's Retry hands it out again
-                        op = self.m.resume()
-                        if not (type(op) is RunUndo and op.step == step):  # ended there (an
-                            # observer's Ctrl-C at its event): the retry is never run
-                            self._fail(self.task("undo", step), STOPPING, "the rollback ended")
+                    if type(op) is not Wait:
+                        break
+                    token = self._cut(partial(self.task, "undo", step))  # its Retry's wait
+                    op = self.m.resume()  # over, handed out again: told as the attempt begins
+                    if not (type(op) is RunUndo and op.step == step):  # ended there (an
+                        # observer's Ctrl-C at its event): the retry is never run
+                        self._fail(token, STOPPING, "the rollback ended")
+                        break
                 continue
             if type(op) is Ask:
                 step = op.steps[0]
@@ -422,29 +430,4 @@ class Live:
             raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
 
 
-def stop_execution(sfn: Any, arn: str, error: str, cause: str) -> str:
-    """Stop the execution if it runs: how it is now ("was stopped", "was over"). moto
-    (5.2.5) leaves one stopped between two states RUNNING for ever, though a second stop
-    ends it, and refuses to stop one still starting: it is stopped again while it still
-    says RUNNING (AWS's first stop is final), for a second at most."""
-    quiet_stopped_branches()
-    try:
-        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return "was over"
-    except sfn.exceptions.ExecutionDoesNotExist:  # (a start cut short before it)
-        return "was never started"
-    idle, deadline = Idle(), time.monotonic() + 1
-    while True:
-        try:
-            sfn.stop_execution(executionArn=arn, error=error, cause=cause)
-        except Exception:  # (moto 5.2.5 cannot stop one still starting: set_stop on None)
-            if time.monotonic() > deadline:
-                raise
-        idle.wait()
-        if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-            return "was stopped"
-        if time.monotonic() > deadline:
-            return "was told to stop (it still says RUNNING)"
-
-
-__all__ = ["WHAT_NEXT", "ExecutionStopped", "Live", "TimedOut", "end_state", "stop_execution"]
+__all__ = ["WHAT_NEXT", "ExecutionStopped", "Idle", "Live", "TimedOut", "end_state"]

@@ -34,9 +34,10 @@ from .asl import ENGINE, RUNS_ON, StepFunctionsError, check_retry_types, error_n
 from .asl_graph import graph_asl
 from .engine import answer_late, refuse_engine_failures
 from .history import OVER, Execution, check_answered, visits
-from .live import Idle, Live, TimedOut, stop_execution
+from .live import Idle, Live, TimedOut
 from .matched import Matching, cause_of
 from .moto_start import backend, let_go, refused
+from .stop import stop_execution
 
 
 class StepFunctionsRunner(Closable):
@@ -245,6 +246,7 @@ class StepFunctionsRunner(Closable):
                     how = f"went with the runner's own {self.where} (it is gone: nothing runs it)"
             except BaseException as second:
                 again = second
+            worker.stop = exc  # (in a wait to retry an undo: the rollback ends there)
             lines = worker.stopped(f"Step Functions: the execution {how}")  # (and saga.run's)
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
                 lines = [] if how == "was stopped" else [f"Step Functions: the execution {how}"]
