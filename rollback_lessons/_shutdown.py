@@ -188,15 +188,17 @@ async def shielded(box: list[Any], run: Run | None = None) -> Any:
             again = ((own or not box[0].cancelled()) and cancel) or again  # (the latest: 140)
 
 
-def honoured(cancel: Any) -> BaseException:
+def honoured(cancel: Any, notes: Iterable[str]) -> BaseException:
     """The CancelledError an ``AsyncRollback`` raises for a cancel heard in its rollback: that
     one, its message kept (attack138 F4: a bare one lost it, and anyio's ``move_on_after``,
-    which knows its own cancel by its message, let it escape)."""
+    which knows its own cancel by its message, let it escape), with the notes of what the
+    rollback left (``notes``), as ``arun``'s (attack148 F3: on the block's error alone)."""
     import asyncio
 
-    if isinstance(cancel, asyncio.CancelledError):
-        return asyncio.CancelledError(*cancel.args)
-    return asyncio.CancelledError()
+    raised = asyncio.CancelledError(*getattr(cancel, "args", ()))  # (True: none heard)
+    for note in notes:
+        raised.add_note(note)
+    return raised
 
 
 def watched(task: Any, run: Run | None = None) -> Any:

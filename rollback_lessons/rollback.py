@@ -430,7 +430,7 @@ class AsyncRollback(_Base):
             raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
         cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
-            raise _shutdown.honoured(cancelled_again)  # a cancel too, attack139 F2)
+            raise _shutdown.honoured(cancelled_again, _guards.left_notes(run))  # 139 F2)
         if failed is not exc:
             raise failed
 

@@ -246,3 +246,41 @@ def test_with_a_journal_the_cut_undo_is_left_to_recover_never_run_twice(tmp_path
     assert (done.status, list(done.compensated)) == ("rolled_back", ["b", "a"])
     assert not recover(Journal(path), registry).recovered
     assert world.read_text().split("\n") == ["do a", "do b", "undo b", "undo b", "undo a", ""]
+
+
+@pytest.mark.parametrize("then", ["dead_letter", "halt"])
+def test_an_async_rollback_cancelled_as_an_undo_waits_to_retry_says_what_is_left(then):
+    """attack148 F3: a task cancel as b's failed undo waited to retry (the rollback goes on,
+    shielded, to its end): ``arun``'s CancelledError carried the notes of what was left, an
+    ``AsyncRollback``'s none (only the block's error, its context, had them)."""
+    policy = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.2, max_delay=0.2), then=then)
+
+    def steps(task):
+        def broken(state=None):
+            asyncio.get_running_loop().call_later(0.05, task.cancel)  # (in the wait)
+            raise RuntimeError("undo b broke")
+
+        def failed(state=None):
+            raise ValueError("F failed")
+
+        return [("a", lambda s=None: None, lambda s=None: None), ("b", lambda s=None: None, broken),
+                ("F", failed, None)]  # fmt: skip
+
+    async def block():
+        rb = AsyncRollback(policy=policy)
+        async with rb:
+            for name, do, undo in steps(asyncio.current_task()):
+                await rb.do(name, do, undo)
+
+    async def arun():
+        made = steps(asyncio.current_task())
+        return await Saga([Step(*s) for s in made], name="w", policy=policy).arun({})
+
+    said = {}
+    for name, main in (("block", block), ("arun", arun)):
+        with pytest.raises(asyncio.CancelledError) as raised:
+            asyncio.run(main())
+        said[name] = raised.value.__notes__
+    assert said["block"] == said["arun"]
+    assert any(("dead letter" if then == "dead_letter" else "left for a person") in note
+               for note in said["block"])  # fmt: skip

@@ -501,44 +501,54 @@ def test_a_step_no_undo_covers_is_named_before_an_undo_s_ctrl_c_on_every_engine(
     assert "rollback: not undone (no undo logged for it): b" in raised.__notes__
 
 
-class _CutInTheWait(SystemClock):
-    """A clock whose wait to retry is cut by a Ctrl-C (``saga.run``'s, as the SIGINT lands)."""
-
-    def sleep(self, seconds):
-        raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("shape", ["first wait", "second wait", "after c's retry"])
 def test_a_ctrl_c_as_an_undo_waits_to_retry_ends_the_rollback_as_in_process(
-    runner, graph, monkeypatch
+    runner, graph, shape, monkeypatch
 ):
     """attack146: a Ctrl-C while b's failed undo waited for its retry. F1 (graph form): the
     observer heard an ``undo`` of b for the attempt never begun (told as its wait began), no
     ``rollback_done``; F2 (list form): it heard nothing at all, and the notes were not
-    saga.run's. Now both tell saga.run's events and notes, after the line on the stop."""
+    saga.run's. attack148 F1: the list form placed the stop at the rollback's first wait
+    (b's second attempt never told; after c's undo retried, the note named c). Now both
+    tell saga.run's events and notes, after the line on the stop."""
+    cut_after = 2 if shape == "second wait" else 1  # (b's failed attempts before the Ctrl-C)
 
     def saga(world, events):
-        def broken(state):
-            world.append("undo b")
-            raise RuntimeError("undo b broke")
+        def broken(name, fails):
+            def undo(state):
+                world.append(f"undo {name}")
+                if world.count(f"undo {name}") <= fails:
+                    raise RuntimeError(f"undo {name} broke")
+
+            return undo
 
         steps = [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
-                 Step("b", lambda s: world.append("do b"), broken),
+                 Step("b", lambda s: world.append("do b"), broken("b", 9)),
+                 Step("c", lambda s: world.append("do c"),
+                      broken("c", 1 if shape == "after c's retry" else 0)),
                  Step("F", lambda s: (_ for _ in ()).throw(ValueError("F failed")))]  # fmt: skip
         retry = RetryPolicy(max_attempts=3, initial_delay=1.5, max_delay=1.5)
         return Saga(steps, name="waitcut", policy=UndoPolicy(retry, then="dead_letter"),
                     on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
 
+    class CutInTheWait(SystemClock):  # (saga.run's wait, as the SIGINT lands)
+        def sleep(self, seconds):
+            if world.count("undo b") >= cut_after:
+                raise KeyboardInterrupt
+
     world, events = [], []
-    local = _raised(lambda: saga(world, events).run({}, clock=_CutInTheWait()))
-    assert type(local) is KeyboardInterrupt and world == ["do a", "do b", "undo b"]
+    local = _raised(lambda: saga(world, events).run({}, clock=CutInTheWait()))
+    done = list(world)
+    assert type(local) is KeyboardInterrupt and done.count("undo b") == cut_after
     told, said = list(events), local.__notes__
     assert told[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
+    assert "during the undo of b" in said[-1]
     world.clear(), events.clear()
     receive = runner.receive
 
     def interrupted(wait=0):
-        if "undo b" in world:  # b's first attempt failed: the execution waits to retry it
+        if world.count("undo b") >= cut_after:  # the execution waits to retry b's undo
             raise KeyboardInterrupt
         return receive(wait)
 
@@ -546,7 +556,42 @@ def test_a_ctrl_c_as_an_undo_waits_to_retry_ends_the_rollback_as_in_process(
     options = {"undo_order": "reverse_start"} if graph else {}
     got = _raised(lambda: runner.run(saga(world, events), {}, timeout=30, **options))
     monkeypatch.setattr(runner, "receive", receive)
-    assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "undo b"]
+    assert type(got) is KeyboardInterrupt and world == done
     assert events == told
     assert got.__notes__[0] in [f"Step Functions: the execution {how}" for how in STOPPED]
     assert got.__notes__[1:] == said
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_stop_as_a_step_waits_to_retry_tells_the_events_so_far_on_both_forms(
+    runner, graph, monkeypatch
+):
+    """attack148 F2: a Ctrl-C as a step waited to retry stops the execution, nothing undone
+    (README); the graph form's observers had heard each event live, the list form's none."""
+    world, events = [], []
+    tries = []
+
+    def flaky(state):
+        tries.append(1)
+        world.append("do R")
+        if len(tries) == 1:
+            raise ValueError("R failed once")
+
+    steps = [Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+             Step("R", flaky, lambda s: None, retry=RetryPolicy(max_attempts=3, initial_delay=1.5)),
+             Step("c", lambda s: world.append("do c"))]  # fmt: skip
+    saga = Saga(steps, name="fwdwait", on_event=lambda ev: events.append((ev.kind, ev.step)))
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if tries:  # R's first attempt failed: the execution waits to retry it
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(runner, "receive", receive)
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do R"]
+    assert events == [("step_start", "a"), ("step_done", "a"), ("undo_registered", "a"),
+                      ("step_start", "R"), ("step_retry", "R")]  # fmt: skip

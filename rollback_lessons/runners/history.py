@@ -214,14 +214,14 @@ class Worker:
         return replay(self.plan, calls, self.stop)
 
     def tell_cut(self) -> None:
-        """The list form's rollback was ended by an undo's Ctrl-C, or a stop as it waited to
-        retry one (the execution stopped): its observers hear the run's events as far as it
-        went (the machine replays the calls), as in process; a graph form's live machine
-        told them as they came."""
+        """The list form's execution was stopped (an undo's Ctrl-C, a stop as it waited:
+        going forward or to retry an undo): its observers hear the run's events as far as it
+        went (the machine replays the calls), as a graph form's live machine told them as
+        they came (attack148 F2)."""
         if self.machine is not None:
             return
         m = self._replayed(list(self.calls))
-        if m is not None and m.cut_note:
+        if m is not None:
             from .heard import Heard
             from .wire import outcome_of
 
@@ -291,8 +291,9 @@ def replay(
             else:
                 op = m.undo_ok() if error is None else m.undo_failed(error.to_exception())
         elif type(op) is Wait:
-            again = any(c.call == "undo" and c.step == m.current for c in calls)
-            if stop is not None and m.rolling and not again:
+            undoing = m.entry.step if m.rolling and m.entry is not None else None
+            again = any(c.call == "undo" and c.step == undoing for c in calls)
+            if stop is not None and undoing is not None and not again:
                 op = m.interrupted(stop)
                 break
             op = m.resume()
