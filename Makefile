@@ -91,11 +91,13 @@ NBVAL = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.c
 TESTS ?= tests notebooks
 # one test in PARTS of each file, a different part each run (the root conftest.py): make
 # test's three minutes on two cores. Every test with PARTS=1 (or TEST_PARTS=1, the name
-# pytest's header gives), or where TESTS is given; a TEST_PARTS in the environment (one
-# exported from a header, or make test's own, for the makes its tests run) counts only
+# pytest's header gives), or where TESTS is given; a PARTS or TEST_PARTS in the environment
+# (one exported from a header, or make test's own, for the makes its tests run) counts only
 # where TESTS is not given.
-PARTS ?= $(if $(filter command line,$(origin TEST_PARTS)),$(TEST_PARTS),$(if \
-	$(filter command line environment,$(origin TESTS)),1,$(or $(TEST_PARTS),4)))
+ifneq ($(origin PARTS),command line)
+PARTS := $(if $(filter command line,$(origin TEST_PARTS)),$(TEST_PARTS),$(if \
+	$(filter command line environment,$(origin TESTS)),1,$(or $(PARTS),$(TEST_PARTS),4)))
+endif
 START := $(shell date +%s)
 # the CPU time (user+sys, seconds) of what a shell has run, from its `times` written to a
 # file by that shell itself (a pipe or $(...) would ask a fresh subshell): the last line,

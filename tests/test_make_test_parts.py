@@ -143,7 +143,9 @@ def test_make_names_the_part_and_a_dry_run_runs_nothing():
     what ``TESTS=`` names."""
     cases = [((), {}, "4"), (("TEST_PARTS=1",), {}, "1"), (("PARTS=2",), {}, "2"),
              (("TESTS=tests/test_saga.py",), {}, "1"), ((), {"TEST_PARTS": "2"}, "2"),
-             (("TESTS=tests/test_saga.py",), {"TEST_PARTS": "4"}, "1")]  # fmt: skip
+             (("TESTS=tests/test_saga.py",), {"TEST_PARTS": "4"}, "1"),
+             (("TESTS=tests/test_saga.py",), {"PARTS": "4"}, "1"),  # (attack149 F1)
+             ((), {"PARTS": "2"}, "2")]  # fmt: skip
     for args, env, parts in cases:
         run = subprocess.run(["make", "-n", "test", *args], cwd=ROOT, capture_output=True,
                              env={**_clean_env(), **env}, text=True, timeout=60)  # fmt: skip
