@@ -595,3 +595,53 @@ def test_a_stop_as_a_step_waits_to_retry_tells_the_events_so_far_on_both_forms(
     assert type(got) is KeyboardInterrupt and world == ["do a", "do R"]
     assert events == [("step_start", "a"), ("step_done", "a"), ("undo_registered", "a"),
                       ("step_start", "R"), ("step_retry", "R")]  # fmt: skip
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_stop_between_steps_tells_no_start_of_a_step_never_begun(runner, graph, monkeypatch):
+    """attack150 F1: a Ctrl-C as the worker waited for c's task (b done): the list form told
+    a ``step_start`` of c, never begun (the replay had asked for it); the graph form none."""
+    world, events = [], []
+    saga = _abc(world)
+    saga = Saga(saga.steps, name="kx", on_event=lambda ev: events.append((ev.kind, ev.step)))
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if "do b" in world:
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    monkeypatch.setattr(runner, "receive", receive)
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b"]
+    assert events == [(kind, s) for s in "ab" for kind in ("step_start", "step_done",
+                                                         "undo_registered")]  # fmt: skip
+
+
+def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner, monkeypatch):
+    """attack150 F2: the list form tells a stopped run's events after the stop; a Ctrl-C
+    the callback raised then said the saga "had committed: there is nothing to undo"
+    (a and b done, not undone). It carries the stop's notes now."""
+    world = []
+
+    def on_event(ev):
+        if ev.kind.value == "step_done":
+            raise KeyboardInterrupt
+
+    saga = Saga(_abc(world).steps, name="kx", on_event=on_event)
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if "do b" in world:
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    got = _raised(lambda: runner.run(saga, {}, timeout=30))
+    monkeypatch.setattr(runner, "receive", receive)
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b"]
+    assert got.__notes__ in (
+        [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
+    )

@@ -213,19 +213,29 @@ class Worker:
     def _replayed(self, calls: list[Call]) -> Machine | None:
         return replay(self.plan, calls, self.stop)
 
-    def tell_cut(self) -> None:
+    def tell_cut(self, lines: list[str]) -> None:
         """The list form's execution was stopped (an undo's Ctrl-C, a stop as it waited:
         going forward or to retry an undo): its observers hear the run's events as far as it
         went (the machine replays the calls), as a graph form's live machine told them as
-        they came (attack148 F2)."""
-        if self.machine is not None:
-            return
-        m = self._replayed(list(self.calls))
-        if m is not None:
-            from .heard import Heard
-            from .wire import outcome_of
+        they came (attack148 F2), never a step's start it asked for and never began (150
+        F1). A Ctrl-C in a callback stops the telling and is raised with the stop's
+        ``lines``: what is done and not undone (150 F2: "committed, nothing to undo")."""
+        from ..events import EventKind
+        from .heard import Heard
 
-            Heard(self.saga).after(outcome_of(self.saga, m.record(), before=None, state=None))
+        heard = Heard(self.saga)
+        m = self._replayed(list(self.calls)) if self.machine is None and heard.wanted else None
+        if m is None:
+            return
+        events, began = list(m.record().events), {c.step for c in self.calls}
+        if events and events[-1].kind is EventKind.STEP_START and events[-1].step not in began:
+            events.pop()
+        try:
+            for event in events:
+                heard.event(event)
+        except BaseException as exc:
+            noted((exc,), lines)
+            raise
 
     def reraise(self, outcome: Outcome) -> None:
         """The run is over: the BaseException that cut an action short is raised again, as

@@ -251,8 +251,8 @@ class StepFunctionsRunner(Closable):
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
                 lines = [] if how == "was stopped" else [f"Step Functions: the execution {how}"]
             noted((exc, again), lines)
-            with contextlib.suppress(Exception):  # (an undo's Ctrl-C: its events told)
-                worker.tell_cut()
+            with contextlib.suppress(Exception):  # (its events told, as far as it went)
+                worker.tell_cut(lines or [str(exc)])
             if again is not None:
                 raise again from exc
             raise
