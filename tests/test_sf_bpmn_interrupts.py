@@ -645,3 +645,27 @@ def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner
     assert got.__notes__ in (
         [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED
     )
+
+
+def test_a_callbacks_ctrl_c_is_raised_when_the_timeout_stops_its_rollback(runner):
+    """attack150 F3: graph form, a Ctrl-C raised by ``on_event`` at a's ``step_done`` (the
+    run fails there) as the timeout passed (a took longer): only the TimedOut was raised,
+    the Ctrl-C lost. It is raised now, the timeout's words on it (nothing undone), the
+    stop as its cause."""
+    world = []
+
+    def slow(state):
+        world.append("do a")
+        time.sleep(0.6)
+
+    def on_event(ev):
+        if ev.kind.value == "step_done":
+            raise KeyboardInterrupt
+
+    steps = [Step("a", slow, lambda s: world.append("undo a")),
+             Step("b", lambda s: world.append("do b"))]  # fmt: skip
+    saga = Saga(steps, name="kt", on_event=on_event)
+    got = _raised(lambda: runner.run(saga, {}, undo_order="reverse_start", timeout=0.3))
+    assert type(got) is KeyboardInterrupt and world == ["do a"]
+    assert isinstance(got.__cause__, StepFunctionsError)
+    assert any("done, not undone: a" in note for note in got.__notes__), got.__notes__

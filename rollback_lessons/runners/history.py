@@ -91,6 +91,7 @@ class Worker:
     matched: Callable[[str, BaseException, str, str], ErrorRecord] | None = None  # (call,
     # error, step, run): a failure as the engine's retry rule must see it (``matched``)
     stop: BaseException | None = None  # what stopped the list form's execution (``replay``)
+    heard: Any = None  # the graph form's observers (a Ctrl-C one raised: raised over a stop)
     over: tuple[Any, str] | None = None
     """Set (``heard``, what to say first) as the engine's run ends: a Ctrl-C from then on,
     to ``runner.run``'s return (``keeping``), says what the run left (``say_over``)."""

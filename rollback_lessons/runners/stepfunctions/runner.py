@@ -123,17 +123,16 @@ class StepFunctionsRunner(Closable):
         says, in turn, when a halted undo asks ("retry", "fixed", "leave"); with none left,
         "leave" (halted, as in process). ``asl`` runs that state machine instead of
         ``to_asl``'s (one wired by hand): its run is held to the saga's rules all the same,
-        and ``HistoryDiverged`` says where it strays. Everything is checked before anything
-        runs (a policy that decides in Python: ``UnsupportedPolicy``).
+        and ``HistoryDiverged`` says where it strays. All is checked before anything runs
+        (a policy that decides in Python: ``UnsupportedPolicy``).
 
         A saga with parallel groups, an undo order other than ``reverse``, ``completion``
         or ``cancel`` run the graph form (``asl_graph``; ``wire.needs_graph`` decides),
         served by ``live``: the saga machine in this process answers what comes next.
         ``completion`` plays a timing as ``saga.run(..., completion=...)`` does; ``cancel``
-        (an Event, or a function answering True) cancels the run as ``saga.run(...,
-        cancel=...)`` does: compensated, ``cancelled``. With ``stop_execution=True`` the
-        cancel is Step Functions' own ``StopExecution`` instead: the execution is
-        ``ABORTED`` and nothing is undone.
+        (an Event, or a function answering True) cancels it as ``saga.run(..., cancel=...)``
+        does (compensated, ``cancelled``); with ``stop_execution=True``, by Step Functions'
+        own ``StopExecution`` (``ABORTED``, nothing undone).
 
         A Ctrl-C or ``sys.exit`` in a step's action fails that step for good, as in
         ``saga.run``: the execution undoes what was done, then it is raised again. One
@@ -253,8 +252,11 @@ class StepFunctionsRunner(Closable):
             noted((exc, again), lines)
             with contextlib.suppress(Exception):  # (its events told, as far as it went)
                 worker.tell_cut(lines or [str(exc)])
-            if again is not None:
-                raise again from exc
+            told = getattr(worker.heard, "raised", None)  # (a callback's Ctrl-C, its undos
+            later = again or (told if told is not exc else None)  # stopped: raised, 150 F3)
+            if later is not None:
+                noted((later,), lines or [str(exc)])
+                raise later from exc
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
@@ -274,12 +276,11 @@ class StepFunctionsRunner(Closable):
         )  # fmt: skip
         heard = Heard(saga)
         heard.live(machine)  # each event told as the machine makes it
-        worker.machine = machine  # (what is in effect if the run stops: the machine says)
+        worker.machine, worker.heard = machine, heard  # (what is in effect if it stops)
         arn = self._arn(asl, execution_name(saga.name, suffix))
         deadline = _deadline(timeout)
-        served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked,
-                      stop_execution=stop_execution, deadline=deadline,
-                      timeout=timeout)  # fmt: skip
+        served = Live(self, arn, plan, worker, machine, pick=pick, asked=asked, timeout=timeout,
+                      stop_execution=stop_execution, deadline=deadline)  # fmt: skip
         served.heard = heard
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
             self._start(arn, plan.run_id)
