@@ -102,6 +102,24 @@ def _execution(runner, world):
     return max(executions, key=lambda e: e["startDate"])["executionArn"]
 
 
+def _stopped_when(runner, monkeypatch, when, saga, graph=False):
+    """``saga`` run on ``runner`` (the graph form with ``graph``), a Ctrl-C landing in the
+    worker's wait for a task once ``when()`` holds: what it raised."""
+    receive = runner.receive
+
+    def interrupted(wait=0):
+        if when():
+            raise KeyboardInterrupt
+        return receive(wait)
+
+    monkeypatch.setattr(runner, "receive", interrupted)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    try:
+        return _raised(lambda: runner.run(saga, {}, timeout=30, **options))
+    finally:
+        monkeypatch.setattr(runner, "receive", receive)
+
+
 @pytest.fixture
 def stops(runner, monkeypatch):
     """The executions the runner asks to stop (moto 5.2.5 cannot stop a graph form's
@@ -122,17 +140,8 @@ def test_a_ctrl_c_while_the_worker_waits_stops_the_execution_and_says_what_is_in
     runner, graph, monkeypatch, stops
 ):
     world = []
-    receive = runner.receive
-
-    def interrupted(wait=0):
-        if "do b" in world:  # b done, its answer sent: the worker waits for c's task
-            raise KeyboardInterrupt
-        return receive(wait)
-
-    monkeypatch.setattr(runner, "receive", interrupted)
-    options = {"undo_order": "reverse_start"} if graph else {}
-    got = _raised(lambda: runner.run(_abc(world), {}, timeout=30, **options))
-    monkeypatch.setattr(runner, "receive", receive)
+    # (the Ctrl-C: b done, its answer sent: the worker waits for c's task)
+    got = _stopped_when(runner, monkeypatch, lambda: "do b" in world, _abc(world), graph)
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b"]
     assert set(stops) == {_execution(runner, world)}  # never left waiting for a worker
@@ -545,17 +554,10 @@ def test_a_ctrl_c_as_an_undo_waits_to_retry_ends_the_rollback_as_in_process(
     assert told[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
     assert "during the undo of b" in said[-1]
     world.clear(), events.clear()
-    receive = runner.receive
-
-    def interrupted(wait=0):
-        if world.count("undo b") >= cut_after:  # the execution waits to retry b's undo
-            raise KeyboardInterrupt
-        return receive(wait)
-
-    monkeypatch.setattr(runner, "receive", interrupted)
-    options = {"undo_order": "reverse_start"} if graph else {}
-    got = _raised(lambda: runner.run(saga(world, events), {}, timeout=30, **options))
-    monkeypatch.setattr(runner, "receive", receive)
+    # (the Ctrl-C: the execution waits to retry b's undo)
+    got = _stopped_when(
+        runner, monkeypatch, lambda: world.count("undo b") >= cut_after, saga(world, events), graph
+    )
     assert type(got) is KeyboardInterrupt and world == done
     assert events == told
     assert got.__notes__[0] in [f"Step Functions: the execution {how}" for how in STOPPED]
@@ -581,17 +583,8 @@ def test_a_stop_as_a_step_waits_to_retry_tells_the_events_so_far_on_both_forms(
              Step("R", flaky, lambda s: None, retry=RetryPolicy(max_attempts=3, initial_delay=1.5)),
              Step("c", lambda s: world.append("do c"))]  # fmt: skip
     saga = Saga(steps, name="fwdwait", on_event=lambda ev: events.append((ev.kind, ev.step)))
-    receive = runner.receive
-
-    def interrupted(wait=0):
-        if tries:  # R's first attempt failed: the execution waits to retry it
-            raise KeyboardInterrupt
-        return receive(wait)
-
-    monkeypatch.setattr(runner, "receive", interrupted)
-    options = {"undo_order": "reverse_start"} if graph else {}
-    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
-    monkeypatch.setattr(runner, "receive", receive)
+    # (the Ctrl-C: R's first attempt failed: the execution waits to retry it)
+    got = _stopped_when(runner, monkeypatch, lambda: tries, saga, graph)
     assert type(got) is KeyboardInterrupt and world == ["do a", "do R"]
     assert events == [("step_start", "a"), ("step_done", "a"), ("undo_registered", "a"),
                       ("step_start", "R"), ("step_retry", "R")]  # fmt: skip
@@ -604,17 +597,7 @@ def test_a_stop_between_steps_tells_no_start_of_a_step_never_begun(runner, graph
     world, events = [], []
     saga = _abc(world)
     saga = Saga(saga.steps, name="kx", on_event=lambda ev: events.append((ev.kind, ev.step)))
-    receive = runner.receive
-
-    def interrupted(wait=0):
-        if "do b" in world:
-            raise KeyboardInterrupt
-        return receive(wait)
-
-    monkeypatch.setattr(runner, "receive", interrupted)
-    options = {"undo_order": "reverse_start"} if graph else {}
-    got = _raised(lambda: runner.run(saga, {}, timeout=30, **options))
-    monkeypatch.setattr(runner, "receive", receive)
+    got = _stopped_when(runner, monkeypatch, lambda: "do b" in world, saga, graph)
     assert type(got) is KeyboardInterrupt and world == ["do a", "do b"]
     assert events == [(kind, s) for s in "ab" for kind in ("step_start", "step_done",
                                                          "undo_registered")]  # fmt: skip
@@ -631,16 +614,7 @@ def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner
             raise KeyboardInterrupt
 
     saga = Saga(_abc(world).steps, name="kx", on_event=on_event)
-    receive = runner.receive
-
-    def interrupted(wait=0):
-        if "do b" in world:
-            raise KeyboardInterrupt
-        return receive(wait)
-
-    monkeypatch.setattr(runner, "receive", interrupted)
-    got = _raised(lambda: runner.run(saga, {}, timeout=30))
-    monkeypatch.setattr(runner, "receive", receive)
+    got = _stopped_when(runner, monkeypatch, lambda: "do b" in world, saga)
     assert type(got) is KeyboardInterrupt and world == ["do a", "do b"]
     assert got.__notes__ in (
         [f"Step Functions: the execution {how}; done, not undone: a, b"] for how in STOPPED

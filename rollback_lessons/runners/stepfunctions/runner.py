@@ -250,12 +250,12 @@ class StepFunctionsRunner(Closable):
             if isinstance(exc, TimedOut):  # (its message says what is in effect)
                 lines = [] if how == "was stopped" else [f"Step Functions: the execution {how}"]
             noted((exc, again), lines)
-            with contextlib.suppress(Exception):  # (its events told, as far as it went)
-                worker.tell_cut(lines or [str(exc)])
+            with contextlib.suppress(Exception):  # (its events told, as far as it went; on
+                worker.tell_cut(said := lines or [str(exc)])  # another error, the stop's words)
             told = getattr(worker.heard, "raised", None)  # (a callback's Ctrl-C, its undos
             later = again or (told if told is not exc else None)  # stopped: raised, 150 F3)
             if later is not None:
-                noted((later,), lines or [str(exc)])
+                noted((later,), said)
                 raise later from exc
             raise
 
