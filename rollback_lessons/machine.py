@@ -203,6 +203,8 @@ class Machine:
     index = 0
     entry: Entry | None = None  # the undo being run
     policy_timeout: float | None = None  # the policy's undo timeout (set as the rollback starts)
+    told_as_called = False  # an engine hands each undo out: told as called (``undo_begins``)
+    untold = False  # the undo asked for is not called yet (nor told: ``told_as_called``)
 
     def _emit(
         self, kind: EventKind, step: str | None = None, details: Mapping[str, Any] | Pairs = _NO
@@ -238,6 +240,8 @@ class Machine:
         ``where`` None: during the undo in hand, if any (``interrupted_undo``: it may run on)."""
         if self.interruption is None:
             undo = self.entry.step if where is None and self.entry is not None else None
+            if undo and self.untold:  # handed out, never called (``told_as_called``)
+                where, undo = f"before the undo of {undo} began", None
             where = where or (f"during the undo of {undo}" if undo else "during the rollback")
             self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, where
 
@@ -585,8 +589,8 @@ class Machine:
     def _undo_attempt(self) -> RunUndo | Finished:
         entry = self.entry
         assert entry is not None
-        self.phase = _UNDO
-        if self.interruption is None:  # (no one watches: its row, inline)
+        self.phase, self.untold = _UNDO, self.told_as_called and self.interruption is None
+        if self.interruption is None and not self.untold:  # (no one watches: its row, inline)
             row = (ROW_UNDO, entry.step, (("attempt", self.attempt),), self.now)
             self.rows.append(row) if self.watch is None else self._emit(EventKind.UNDO, *row[1:3])
         if self.interruption is not None:  # cut short around the rollback: no more undos
@@ -594,12 +598,20 @@ class Machine:
         timeout = entry.timeout if entry.timeout is not None else self.policy_timeout
         return _new(RunUndo, (entry.step, self.attempt, timeout))
 
+    def undo_begins(self) -> Finished | None:
+        """The undo asked for is called now (``told_as_called``): its event; the rollback's
+        end instead, if an observer's Ctrl-C at that event cut it short (not called then)."""
+        if self.untold:
+            self.untold = False
+            self._emit(EventKind.UNDO, self.entry.step, (("attempt", self.attempt),))  # type: ignore[union-attr]
+        return None if self.interruption is None else self._cut_short()
+
     def undo_ok(self) -> RunUndo | Finished:
         """The undo attempt returned (unwatched, uncut, no correction: ``undos_ok``)."""
         if self.phase is not _UNDO:
             self._expect("undo_ok")
         entry: Entry = self.entry  # type: ignore[assignment]
-        if self.watch or entry.semantic or self.interruption:
+        if self.watch or entry.semantic or self.interruption or self.told_as_called:
             return self._undone((("attempt", self.attempt),))
         return self.undos_ok((self.now,))  # type: ignore[arg-type]
 

@@ -52,6 +52,49 @@ def test_the_machine_answers_operations_and_does_no_io():
         m.undo_ok()
 
 
+@pytest.mark.parametrize("unwatched", [True, False])
+def test_an_undo_handed_out_is_told_as_its_call_begins_never_if_it_never_does(unwatched):
+    """``told_as_called`` (an engine hands each undo out, as a task): the undo's event is told
+    by ``undo_begins``, not as the machine asks for it; a stop before its call tells none and
+    says so ("before ... began"), the undo pending and not one that may run on. An observer's
+    Ctrl-C at that event ends the rollback there (the undo never called)."""
+    plan = [StepSpec("a", has_undo=True), StepSpec("b", has_undo=True), StepSpec("c")]
+    told = []
+    watch = None if unwatched else (lambda seq, kind, step, details: told.append((kind, step)))
+    m = Machine(RETRY, plan=plan, watch=watch)
+    m.told_as_called = True
+    m.start(), m.step_ok(), m.step_ok()
+    assert m.step_failed(Boom()) == RunUndo("b", 1, None)
+
+    def kinds():
+        return [(row[0], row[1]) for row in m.rows]
+
+    assert ("undo", "b") not in kinds()
+    assert m.undo_begins() is None and kinds()[-1] == ("undo", "b")
+    assert m.undo_ok() == RunUndo("a", 1, None)  # (one at a time, also unwatched)
+    assert kinds()[-1] == ("undo_done", "b")
+    done = m.interrupted(KeyboardInterrupt())
+    assert isinstance(done, Finished) and m.interrupted_undo is None
+    assert ("undo", "a") not in kinds() and kinds()[-1] == ("rollback_done", None)
+    assert m.pending == ["a"] and m.notes == [
+        "rollback interrupted by KeyboardInterrupt before the undo of a began; not known to be "
+        "undone: a"
+    ]
+    assert told == ([] if unwatched else kinds())
+
+    def ctrl_c_at_undo(seq, kind, step, details):
+        if kind == "undo":
+            raise KeyboardInterrupt
+
+    m = Machine(RETRY, plan=plan, watch=ctrl_c_at_undo)
+    m.told_as_called = True
+    m.start(), m.step_ok()
+    assert m.step_failed(Boom()) == RunUndo("a", 1, None)
+    ended = m.undo_begins()
+    assert isinstance(ended, Finished) and m.pending == ["a"] and m.phase is Phase.DONE
+    assert "at the undo event of a" in m.notes[-1]
+
+
 def test_a_with_block_is_told_to_proceed_or_raise():
     m = Machine()
     assert m.begin("a", has_undo=True) == RunStep("a", 1)

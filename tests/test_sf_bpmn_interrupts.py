@@ -230,7 +230,11 @@ def test_an_interrupted_start_leaves_no_moto_mock_on(monkeypatch):
 def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, graph, monkeypatch):
     """attack25 F1: b's undo is logged before it; b charges, then times out; a Ctrl-C comes
     right after its failure was sent. b's effect is in effect and owed: the note names it
-    (the machine says what is owed), as ``saga.run``'s rollback would have undone it."""
+    (the machine says what is owed), as ``saga.run``'s rollback would have undone it. The
+    rollback had begun (b's undo asked for, never called): it ends there, as in process,
+    with ``saga.run``'s words, in both forms (before, the graph form said "done, not
+    undone: a; may have happened, not undone: b" and the list form, since the stop told the
+    rollback, this)."""
     world = []
 
     def b(state):
@@ -258,8 +262,9 @@ def test_a_stop_after_a_step_failed_after_its_effect_names_that_step(runner, gra
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b"]
     assert got.__notes__ in (
-        [f"Step Functions: the execution {how}; done, not undone: a; may have happened, not "
-         "undone: b"] for how in STOPPED
+        [f"Step Functions: the execution {how}", "rollback: rollback interrupted by "
+         "KeyboardInterrupt before the undo of b began; not known to be undone: b, a"]
+        for how in STOPPED
     )  # fmt: skip
 
 
@@ -601,6 +606,37 @@ def test_a_stop_between_steps_tells_no_start_of_a_step_never_begun(runner, graph
     assert type(got) is KeyboardInterrupt and world == ["do a", "do b"]
     assert events == [(kind, s) for s in "ab" for kind in ("step_start", "step_done",
                                                          "undo_registered")]  # fmt: skip
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("after", ["do F", "undo c"])
+def test_a_stop_as_an_undo_is_handed_out_tells_no_undo_never_called(
+    runner, graph, after, monkeypatch
+):
+    """attack150 (noted): a Ctrl-C as the worker waited for an undo's task (F failed, or c
+    undone): both forms told ``undo`` of the next undo, never called (the machine told it as
+    it asked for it). Told as its call begins now: the rollback ends there, as in process,
+    ``rollback_done`` told, the notes ``saga.run``'s."""
+    world, events = [], []
+
+    def failed(state):
+        world.append("do F")
+        raise ValueError("F failed")
+
+    steps = [*_abc(world).steps, Step("F", failed)]
+    saga = Saga(steps, name="handed", on_event=lambda ev: events.append((ev.kind, ev.step)))
+    got = _stopped_when(runner, monkeypatch, lambda: after in world, saga, graph)
+    undone = ["undo c"] if after == "undo c" else []
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "do c", "do F", *undone]
+    told = [("undo", "c"), ("undo_done", "c")] if undone else []
+    assert events[-3 - len(told) :] == [("pipeline_failed", "F"), ("rollback_start", None),
+                                        *told, ("rollback_done", None)]  # fmt: skip
+    first, left = ("b", "b, a") if undone else ("c", "c, b, a")
+    assert got.__notes__[0] in [f"Step Functions: the execution {how}" for how in STOPPED]
+    assert got.__notes__[1:] == [
+        f"rollback: rollback interrupted by KeyboardInterrupt before "
+        f"the undo of {first} began; not known to be undone: {left}"
+    ]
 
 
 def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner, monkeypatch):

@@ -266,13 +266,15 @@ def replay(
     far as they go (a run stopped midway); the calls it took are removed from ``calls``. A
     step asked for and never called is withdrawn (an undo logged before it is not owed).
     ``stop`` stopped the execution: where the rollback waited to retry an undo never called
-    again, it ended the rollback there, as in process (attack146 F2)."""
+    again (attack146 F2), or for an undo or a person never called, it ended the rollback
+    there, as in process; an undo never called is never told."""
     if plan is None:
         return None
     m = Machine(
         plan.undo_policy(), plan=plan.specs(), undo_order=plan.undo_order, name=plan.name,
         run_id=plan.run_id,
     )  # fmt: skip
+    m.told_as_called = True  # (an undo handed out and never called: never told)
 
     def take(call: str, step: str) -> Call | None:
         made = next((c for c in calls if (c.call, c.step) == (call, step)), None)
@@ -294,8 +296,10 @@ def replay(
                 op = m.step_ok() if error is None else m.step_failed(error.to_exception())
         elif type(op) is RunUndo:
             made = take("undo", op.step)
-            if made is None:
+            if made is None:  # (stopped as it was handed out: the rollback ends there)
+                op = m.interrupted(stop) if stop is not None else op
                 break
+            m.undo_begins()
             error = made.error
             if made.cut and error is not None:  # (the rollback ends there: ``Worker.task``)
                 op = m.interrupted(error.to_exception())
@@ -311,6 +315,7 @@ def replay(
         elif type(op) is Ask:
             made = take("ask", op.steps[0])
             if made is None:
+                op = m.interrupted(stop) if stop is not None else op
                 break
             op = m.answer(made.answer or "leave")
         else:

@@ -37,7 +37,7 @@ from ... import schedule
 from ..._graph_drive import asking_failed
 from ...errors import Cancelled
 from ...events import describe
-from ...machine import Machine
+from ...machine import Machine, Phase
 from ...operations import Ask, Finished, Op, RunStep, RunUndo, Wait
 from ...outcome import Status
 from ...schedule import GraphMachine, GraphOp, Ready
@@ -149,6 +149,7 @@ class Live:
     ) -> None:
         self.runner, self.arn, self.plan, self.worker = runner, arn, plan, worker
         self.m = machine
+        machine.told_as_called = True  # (each undo a task handed out: told once called)
         self.pick, self.asked, self.stop_execution = pick, asked, stop_execution
         self.deadline, self.timeout = deadline, timeout
         self.inbox: list[dict[str, Any]] = []  # task messages not yet answered
@@ -378,22 +379,24 @@ class Live:
 
     # -- what next --------------------------------------------------------------------------
 
-    def _cut(self, call: Callable[[], Any]) -> Any:
-        """``call()`` (an undo, a wait for its task: a Retry's wait); a Ctrl-C in it ends the
-        rollback there, as in process (no attempt begun: attack146 F1); the run is stopped."""
+    def run(self) -> None:
+        """Serve the execution to its end: forward, then each ``What next``. Whatever stops
+        it in the rollback (a Ctrl-C as the worker waits or in an undo, the timeout, a request
+        that fails) ends the rollback there, as in process: what is not undone is pending;
+        an undo handed out and never called is never told (``told_as_called``)."""
         try:
-            return call()
+            op = self.forward()
+            if self.stopped:
+                if not isinstance(op, Finished):
+                    op = self.m.interrupted(ExecutionStopped(STOPPED))
+                return
+            self._what_next(op)
         except BaseException as exc:
-            self.m.interrupted(exc)
+            if self.m.rolling and self.m.phase is not Phase.DONE:
+                self.m.interrupted(exc)
             raise
 
-    def run(self) -> None:
-        """Serve the execution to its end: forward, then each ``What next``."""
-        op = self.forward()
-        if self.stopped:
-            if not isinstance(op, Finished):
-                op = self.m.interrupted(ExecutionStopped(STOPPED))
-            return
+    def _what_next(self, op: Any) -> None:
         while True:
             token = self.task("next")
             if isinstance(op, Finished):
@@ -402,9 +405,13 @@ class Live:
             if type(op) is RunUndo:
                 step = op.step
                 self._ok(token, {"go": undo(self.plan.key(step))})
-                token, timeout = self._cut(partial(self.task, "undo", step)), op.timeout
+                token, timeout = self.task("undo", step), op.timeout
                 while True:
-                    made = self._cut(partial(self.worker.task, "undo", step, timeout))
+                    op = self.m.undo_begins()  # told as its call begins (none, if cut there)
+                    if op is not None:  # ended there (an observer's Ctrl-C at its event):
+                        self._fail(token, STOPPING, "the rollback ended")  # never called
+                        break
+                    made = self.worker.task("undo", step, timeout)
                     if made.error is None:  # (the machine told first, as in ``carry``)
                         op = self._told(self.m.undo_ok, partial(self._ok, token, {}))
                         break
@@ -412,10 +419,9 @@ class Live:
                     op = self._told(told, partial(self._undo_failed, token, made))
                     if type(op) is not Wait:
                         break
-                    token = self._cut(partial(self.task, "undo", step))  # its Retry's wait
-                    op = self.m.resume()  # over, handed out again: told as the attempt begins
-                    if not (type(op) is RunUndo and op.step == step):  # ended there (an
-                        # observer's Ctrl-C at its event): the retry is never run
+                    token = self.task("undo", step)  # its Retry's wait, then handed out again
+                    op = self.m.resume()  # (a Ctrl-C in the wait: no attempt begun, 146 F1)
+                    if type(op) is not RunUndo:  # (cut short meanwhile: never called)
                         self._fail(token, STOPPING, "the rollback ended")
                         break
                 continue
