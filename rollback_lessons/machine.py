@@ -241,7 +241,8 @@ class Machine:
         if self.interruption is None:
             undo = self.entry.step if where is None and self.entry is not None else None
             if undo and self.untold:  # handed out, never called (``told_as_called``)
-                where, undo = f"before the undo of {undo} began", None
+                again = f"attempt {self.attempt} of " if self.attempt > 1 else ""
+                where, undo = f"before {again}the undo of {undo} began", None
             where = where or (f"during the undo of {undo}" if undo else "during the rollback")
             self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, where
 

@@ -17,6 +17,7 @@ from rollback_lessons.clock import SystemClock
 from rollback_lessons.errors import InvalidPipelineError
 from rollback_lessons.runners.bpmn import run_explicit
 from rollback_lessons.runners.stepfunctions import StepFunctionsError, StepFunctionsRunner
+from rollback_lessons.runners.stepfunctions.live import TimedOut
 
 
 @pytest.fixture(scope="module")
@@ -169,12 +170,42 @@ def test_the_timeout_stops_the_execution_and_names_what_is_in_effect(
         runner.run(_abc(world), {}, timeout=1, **options)
     assert world == ["do a", "do b"]
     assert str(raised.value) == (
-        "the execution did not end within 1 s: it is stopped, nothing undone; done, not "
-        "undone: a, b"
+        "the execution did not end within 1 s: it is stopped where it was; done, not undone: a, b"
     )
     assert set(stops) == {_execution(runner, world)}
     told = ["Step Functions: the execution was told to stop (it still says RUNNING)"]
     assert getattr(raised.value, "__notes__", []) in ([], told)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_the_timeout_in_a_rollback_ends_it_there_with_saga_runs_words(
+    runner, graph, stops, monkeypatch
+):
+    """attack151 F2: the timeout passing as b's undo waited to retry raised a TimedOut
+    without ``saga.run``'s words (a Ctrl-C there had them), and "it is stopped, nothing
+    undone" beside c's undo, done. Now as any stop once the rollback began."""
+    world = []
+    retry = UndoPolicy(RetryPolicy(max_attempts=9, initial_delay=1), then="dead_letter")
+    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
+    steps[1] = Step("b", lambda s: world.append("do b"), lambda s: (world.append("undo b"), 1 / 0))
+    still = time.monotonic()  # (the clock runs on an hour once b's undo failed: in its wait)
+    clock = types.SimpleNamespace(
+        monotonic=lambda: time.monotonic() + 3600 if "undo b" in world else still, sleep=time.sleep
+    )
+    for name in (StepFunctionsRunner.__module__, "rollback_lessons.runners.stepfunctions.live"):
+        monkeypatch.setattr(sys.modules[name], "time", clock)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(
+        lambda: runner.run(Saga(steps, name="late", policy=retry), {}, timeout=1, **options)
+    )
+    assert type(got) is TimedOut and world[-2:] == ["undo c", "undo b"]
+    assert str(got) == ("the execution did not end within 1 s: it is stopped where it was; "
+                        "done, not undone: a, b")  # fmt: skip
+    assert got.__notes__[-1] == (
+        "rollback: rollback interrupted by TimedOut('the execution did not end within 1 s') "
+        "during the undo of b; not known to be undone: b, a"
+    )
+    assert set(stops) == {_execution(runner, world)}
 
 
 @pytest.mark.parametrize(
@@ -314,28 +345,34 @@ def test_a_ctrl_c_in_an_undo_is_raised_with_what_is_left_as_in_process(runner, e
     assert told == heard and heard[-2:] == ["undo", "rollback_done"]
 
 
-def test_bpmn_graph_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left(
-    monkeypatch,
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_bpmn_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left(
+    monkeypatch, graph
 ):
-    from SpiffWorkflow.bpmn import BpmnWorkflow
+    """In SpiffWorkflow's code between two undo tasks: the rollback ends there, b's undo
+    never called and never told (attack151 F1: both forms told ``undo b``)."""
+    from SpiffWorkflow.task import Task
 
-    world = []
-    refresh = BpmnWorkflow.refresh_timers
+    world, told = [], []
+    run = Task.run
 
     def cut_after_undo_c(self):
         if "undo c" in world:  # c's undo done: SpiffWorkflow is between two undo tasks
             raise KeyboardInterrupt  # (not from a script: eval's would mark it unhandled)
-        return refresh(self)
+        return run(self)
 
-    monkeypatch.setattr(BpmnWorkflow, "refresh_timers", cut_after_undo_c)
-    saga = _undo_cut(world, None)  # (c's undo raises nothing here)
-    got = _raised(lambda: run_explicit(saga, {}, undo_order="reverse_start"))
+    monkeypatch.setattr(Task, "run", cut_after_undo_c)
+    saga = _undo_cut(world, None, lambda e: told.append((e.kind, e.step)))  # (c's undo: fine)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: run_explicit(saga, {}, **options))
     assert type(got) is KeyboardInterrupt
     assert world == ["do a", "do b", "do c", "do d", "undo c"]
     assert got.__notes__ == [
         "rollback: rollback interrupted by KeyboardInterrupt in the BPMN engine's own code, "
         "before the undo of b; not known to be undone: b, a"
     ]
+    assert told[-4:] == [("rollback_start", None), ("undo", "c"), ("undo_done", "c"),
+                         ("rollback_done", None)]  # fmt: skip
 
 
 def test_two_sagas_at_once_on_one_runner_each_get_their_own_tasks(runner):
@@ -639,6 +676,47 @@ def test_a_stop_as_an_undo_is_handed_out_tells_no_undo_never_called(
     ]
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both_forms(
+    runner, graph, monkeypatch
+):
+    """attack151 F4: b's undo failed once, the policy halts, a person answers "retry"; the
+    request carrying the answer fails. The list form's replay heard the answer, the graph's
+    machine not (it was told after): "before the undo of b began" against "during the undo
+    of b". The graph's machine hears it first now: both name the attempt never begun."""
+    from botocore.exceptions import ClientError
+
+    world, events = [], []
+    broke = []
+
+    def undo_b(state):
+        world.append("undo b")
+        if not broke:
+            broke.append(1)
+            raise ConnectionError("b's undo failed")
+
+    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
+    steps[1] = Step("b", lambda s: world.append("do b"), undo_b)
+    saga = Saga(steps, name="asked", policy=UndoPolicy(then="halt"),
+                on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+    real = runner.sfn.send_task_success
+
+    def refused(**kwargs):
+        if "answer" in kwargs["output"]:
+            raise ClientError({"Error": {"Code": "ThrottlingException"}}, "SendTaskSuccess")
+        return real(**kwargs)
+
+    monkeypatch.setattr(runner.sfn, "send_task_success", refused)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, answers=["retry"], **options))
+    monkeypatch.setattr(runner.sfn, "send_task_success", real)
+    assert type(got) is ClientError and world == ["do a", "do b", "do c", "undo c", "undo b"]
+    assert got.__notes__[-1].endswith(
+        "before attempt 2 of the undo of b began; not known to be undone: b, a"
+    )
+    assert events[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
+
+
 def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner, monkeypatch):
     """attack150 F2: the list form tells a stopped run's events after the stop; a Ctrl-C
     the callback raised then said the saga "had committed: there is nothing to undo"
@@ -660,8 +738,8 @@ def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner
 def test_a_callbacks_ctrl_c_is_raised_when_the_timeout_stops_its_rollback(runner):
     """attack150 F3: graph form, a Ctrl-C raised by ``on_event`` at a's ``step_done`` (the
     run fails there) as the timeout passed (a took longer): only the TimedOut was raised,
-    the Ctrl-C lost. It is raised now, the timeout's words on it (nothing undone), the
-    stop as its cause."""
+    the Ctrl-C lost. It is raised now, the stop's words on it (a not undone), the stop as
+    its cause."""
     world = []
 
     def slow(state):
@@ -678,4 +756,6 @@ def test_a_callbacks_ctrl_c_is_raised_when_the_timeout_stops_its_rollback(runner
     got = _raised(lambda: runner.run(saga, {}, undo_order="reverse_start", timeout=0.3))
     assert type(got) is KeyboardInterrupt and world == ["do a"]
     assert isinstance(got.__cause__, StepFunctionsError)
-    assert any("done, not undone: a" in note for note in got.__notes__), got.__notes__
+    assert got.__notes__[-1].endswith(  # (the stop's: its rollback ended, saga.run's words)
+        "before the undo of a began; not known to be undone: a"
+    ), got.__notes__

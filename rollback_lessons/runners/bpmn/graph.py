@@ -308,9 +308,8 @@ def explicit_form(
 
 
 class Incident(Exception):
-    """An undo's job failed for good under a policy whose ``on-failure`` is ``halt``: the
-    worker fails the job with no retries left, and Camunda raises an incident on its task
-    (the process instance waits there for a person)."""
+    """An undo's job failed for good under a policy whose ``on-failure`` is ``halt``: no
+    retries left, Camunda raises an incident on its task (it waits there for a person)."""
 
 
 class GraphHost:
@@ -360,8 +359,7 @@ class GraphHost:
 
     def pick(self, ready: list[str]) -> str | None:
         """Of the steps whose tasks the engine has ready, the one the machine starts next."""
-        wanted = self.m.ready()
-        return next((s for s in wanted if s in ready), None)
+        return next((s for s in self.m.ready() if s in ready), None)
 
     def do(self, step: str) -> bool:
         """Run ``step``'s job; True if the run goes on (False: it failed, or was cancelled,
@@ -404,6 +402,9 @@ class GraphHost:
         op = self.op
         assert type(op) is RunUndo and op.step == step
         while type(op) is RunUndo and op.step == step:
+            if (ended := self.m.undo_begins()) is not None:  # told as its call begins; an
+                op = ended  # observer's Ctrl-C at its event ended the rollback: never called
+                break
             self.cut = step  # (while it runs: a Ctrl-C, sys.exit came in it, ``spiff.stopped``)
             error = self.worker.task("undo", step, op.timeout).error
             self.cut = None

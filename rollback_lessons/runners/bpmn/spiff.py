@@ -181,10 +181,11 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
     """SpiffWorkflow stopped by a BaseException in its own code (a Ctrl-C between two tasks)
     or in an undo: a fresh machine is told what the worker did, in order, then what
     ``saga.run`` does at that instant. Going forward the run fails there (a step begun, its
-    action not called, is not run) and the undos it asks are done here, by the worker (the
-    workflow is dropped, never resumed: each undo runs once); mid-rollback it ends there,
-    halted, the rest pending. Then ``exc`` is raised again, with ``saga.run``'s notes."""
+    action not called, is not run), the undos it asks done here by the worker (the workflow
+    dropped, never resumed: each undo runs once); mid-rollback it ends there, halted, the
+    rest pending (an undo never called, untold). Then ``exc`` is raised, ``saga.run``'s notes."""
     m = Machine(plan.undo_policy(), plan=plan.specs(), name=plan.name, run_id=plan.run_id)
+    m.told_as_called = True  # (an undo never called, the stop before it: never told)
     calls, worker, ours = list(host.worker.calls), host.worker, False
     interrupt = not issubclass(type(exc), Exception)  # (an Exception: SpiffWorkflow's own)
     op: Op = m.start()
@@ -206,23 +207,24 @@ def _cut_between(saga: Saga, state: State | None, before: Any, plan: SagaPlan, h
             continue
         else:
             try:
+                m.undo_begins()
                 made = worker.task("undo", step, host.timeouts.get(step))
             except BaseException as again:  # (a second Ctrl-C, in an undo: halted there)
                 op = m.interrupted(again)
                 continue
         told = made.error.to_exception() if made.error is not None else None
-        if kind == "undo":  # (one a Ctrl-C cut short, in the engine's rollback: ends it)
-            op = m.undo_ok() if told is None else (
+        if kind == "undo":  # (one a Ctrl-C cut short, in the engine's rollback: ends it;
+            op = m.undo_begins() or (m.undo_ok() if told is None else (  # told as it began)
                 m.interrupted(told) if made.cut else m.undo_failed(told)
-            )  # fmt: skip
+            ))  # fmt: skip
         else:
             op = m.step_ok() if told is None else (
                 m.interrupted(told) if made.cut else m.step_failed(told)
             )  # fmt: skip
     outcome = outcome_of(saga, m.record(), before=before, state=state)
     Heard(saga).after(outcome)  # (told once the run is over, as the list form's are)
-    remote.reraise(exc, outcome, engine_error(exc))
-    raise exc  # (reraise raises it)
+    remote.reraise(exc, outcome, engine_error(exc))  # (raises it)
+    raise exc
 
 
 def engine_error(exc: BaseException) -> BaseException:
@@ -231,8 +233,8 @@ def engine_error(exc: BaseException) -> BaseException:
     ``exc`` its cause (the notes, added after, say what is left: attack78 F4)."""
     if not issubclass(type(exc), Exception):
         return exc
-    error = BpmnEngineError(f"BPMN: SpiffWorkflow failed in its own code, the run stopped "
-                            f"there: {describe(exc)}")  # fmt: skip
+    said = f"BPMN: SpiffWorkflow failed in its own code, the run stopped there: {describe(exc)}"
+    error = BpmnEngineError(said)
     error.__cause__ = exc
     return error
 
@@ -254,8 +256,7 @@ def _parsed(saga: Saga, chosen: Any, host: dict[str, Any], graph: bool = False) 
     except RecursionError:  # (groups nested deep: attack96 F5, a raw RecursionError)
         raise _too_long(saga, graph) from None
     try:  # (SpiffWorkflow readies its start event here, before any step: attack83 F1)
-        parser = BpmnParser()
-        parser.add_bpmn_str(xml)
+        (parser := BpmnParser()).add_bpmn_str(xml)
         return BpmnWorkflow(
             parser.get_spec("saga_explicit"),
             parser.get_subprocess_specs("saga_explicit"),
@@ -281,6 +282,7 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
         plan.undo_policy(), plan=plan.specs(), after={s: tuple(d) for s, d in after.items()},
         undo_order=plan.undo_order, name=plan.name, run_id=plan.run_id,
     )  # fmt: skip
+    machine.told_as_called = True  # (an undo a stop came before: never told)
     host = GraphHost(plan, Worker(plan.run_id, saga, world, faults), machine, answers=answers,
                      asked=asked)  # fmt: skip
     heard = Heard(saga)
@@ -310,11 +312,10 @@ def _run_graph(saga: Saga, state: State | None, world: State, before: Any, plan:
 
 
 class NotCompleted(RuntimeError):
-    """SpiffWorkflow stopped running a workflow that had not completed, and had not stopped
-    at an incident: its own failure (a ``StopIteration`` inside one of its iterators, a task
-    filter or ``Task.has_state`` ends its iteration early, silently). Told to the saga
-    machine as any other failure in its code is: ``BpmnEngineError``, its notes saying what
-    is left (attack87 F4: it was a bare ``RuntimeError``, a step done named nowhere)."""
+    """SpiffWorkflow stopped a workflow not completed, nor at an incident: its own failure
+    (a ``StopIteration`` in one of its iterators, a task filter or ``Task.has_state``, ends
+    its iteration early, silently). Told to the machine as any failure in its code is:
+    ``BpmnEngineError``, its notes saying what is left (attack87 F4: a bare RuntimeError)."""
 
 
 NOT_COMPLETED = "the workflow stopped with no task ready, not completed"
@@ -392,9 +393,9 @@ class BpmnRunner(Closable):
 
 def stopped(host: GraphHost, exc: BaseException) -> None:
     """The graph form's workflow stopped on ``exc`` (a Ctrl-C, ``sys.exit``, in an undo or in
-    SpiffWorkflow's own code): nothing more runs there (it is dropped, never
-    resumed). Going forward the run fails here; in the rollback it ends here, halted; the
-    machine notes what is not known to be undone (``Machine._cut_short``)."""
+    SpiffWorkflow's own code): nothing more runs there (dropped, never resumed). Going
+    forward the run fails here; in the rollback it ends here, halted, the machine noting
+    what is not known to be undone (``Machine._cut_short``; an undo never called, untold)."""
     m = host.m
     entry = m.entry if m.rolling else None
     if entry is not None and host.cut != entry.step:

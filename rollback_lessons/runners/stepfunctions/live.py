@@ -77,8 +77,11 @@ class TimedOut(StepFunctionsError):
 
     @classmethod
     def of(cls, timeout: float | None, worker: Worker) -> TimedOut:
-        return cls(f"the execution did not end within {timeout:g} s: it is stopped, nothing "
-                   f"undone; {worker.in_effect()}")  # fmt: skip
+        return cls(f"the execution did not end within {timeout:g} s: it is stopped where it "
+                   f"was; {worker.in_effect()}")  # fmt: skip
+
+    def __repr__(self) -> str:  # (a note naming it, a rollback it cut short: its first words)
+        return f"{type(self).__name__}({str(self).split(':')[0]!r})"
 
 
 def end_state(m: Machine) -> str:
@@ -429,9 +432,11 @@ class Live:
                 step = op.steps[0]
                 self._ok(token, {"go": ask(self.plan.key(step))})
                 token = self.task("ask", step)
-                said = self.worker.task("ask", step).answer or "leave"
-                self._ok(token, {"answer": said})
-                op = self.m.answer(said)
+                said = self.worker.task("ask", step).answer or "leave"  # (told first, as
+                op = self._told(
+                    partial(self.m.answer, said),  # the list form's replay hears
+                    partial(self._ok, token, {"answer": said}),
+                )  # it: 151 F4)
                 continue
             raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
 

@@ -246,9 +246,9 @@ class StepFunctionsRunner(Closable):
             except BaseException as second:
                 again = second
             worker.stop = exc  # (in a wait to retry an undo: the rollback ends there)
-            lines = worker.stopped(f"Step Functions: the execution {how}")  # (and saga.run's)
-            if isinstance(exc, TimedOut):  # (its message says what is in effect)
-                lines = [] if how == "was stopped" else [f"Step Functions: the execution {how}"]
+            lines = worker.stopped(head := f"Step Functions: the execution {how}")  # (and
+            if isinstance(exc, TimedOut) and len(lines) == 1:  # saga.run's: 151 F2) (its
+                lines = [] if how == "was stopped" else [head]  # message says what's left)
             noted((exc, again), lines)
             with contextlib.suppress(Exception):  # (its events told, as far as it went; on
                 worker.tell_cut(said := lines or [str(exc)])  # another error, the stop's words)
