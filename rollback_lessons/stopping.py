@@ -22,12 +22,15 @@ def _graph(m: Machine) -> TypeGuard[GraphMachine]:
     return isinstance(m, GraphMachine)
 
 
-STOPPED_PAST = (
-    "StopExecution stopped the execution once the irreversible step had started: nothing "
-    "undone (undoing the steps before it would not take it back); a person decides what is "
-    "still owed forward"
-)
-"""The note in place of ``PAST_PIVOT`` where the engine stopped anyway (attack99 F9)."""
+def stopped_past(by: str) -> str:
+    """The note in place of ``PAST_PIVOT`` where the engine stopped anyway (attack99 F9; ``by``:
+    its stop, which DBOS's did not say, attack152 F1)."""
+    return (f"{by} once the irreversible step had started: nothing undone (undoing the "
+            "steps before it would not take it back); a person decides what is still owed "
+            "forward")  # fmt: skip
+
+
+STOPPED_PAST = stopped_past("StopExecution stopped the execution")
 
 
 def past_pivot(m: Machine) -> bool:

@@ -88,3 +88,38 @@ def test_a_stop_while_a_failing_action_runs_reports_its_failure(dbos_runner):
     assert "no seats" in repr(outcome.error)
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
     assert state == {"a": "done"}
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["list", "at_once"])
+def test_a_stop_once_the_pivot_started_says_the_stop_undid_nothing(dbos_runner, at_once):
+    """attack152 F1: a stop while the pivot ran (or after it) ended ``halted`` with no note:
+    nothing told that a person's stop, not the pivot's own failure, made the halt. Noted
+    now, naming DBOS's stop, as Step Functions' StopExecution is."""
+    running, go = threading.Event(), threading.Event()
+    state: dict = {}
+
+    def pivot(s):
+        running.set()
+        assert go.wait(120)
+        s["p"] = "sent"
+
+    first = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a"))]
+    if at_once:
+        first = [Parallel(first[0], Step("b", lambda s: s.update(b="done"), partial(_undo, "b")))]
+    saga = Saga([*first, Step("p", pivot, None, kind="pivot"),
+                 Step("r", lambda s: s.update(r="done"), None, kind="retriable")],
+                name="stop-pivot")  # fmt: skip
+    handle = dbos_runner.start_saga(saga, state, at_once=at_once)
+    try:
+        assert running.wait(60)
+        handle.stop()
+    finally:
+        go.set()
+    outcome = handle.outcome()
+    assert outcome.status is Status.HALTED and outcome.compensated == ()
+    assert "r" not in state and all(state.get(s) != "undone" for s in "ab")
+    assert any(
+        note.startswith("DBOS.cancel_workflow stopped the workflow once the irreversible step "
+                        "had started: nothing undone")
+        for note in outcome.notes
+    ), outcome.notes  # fmt: skip

@@ -105,7 +105,7 @@ class _Graph:
             return done
         if not m.rolling and m.phase is not Phase.DONE:
             m.cut(exc, stops.WHERE)
-            op: Any = None if schedule.past_pivot(m) else schedule.cancel(m, exc)  # (a cancel
+            op: Any = None if stops.past(m) else schedule.cancel(m, exc)  # (a cancel
             # past the pivot is declined, noted "the run goes on": this stop ends it there)
             for step in m.busy:  # running (perhaps after its effect), or waiting to retry
                 op = m.step_cut(step, exc)

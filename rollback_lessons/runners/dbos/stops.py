@@ -33,6 +33,7 @@ from ...errors import RollbackLessonsError
 from ...machine import Machine, Phase
 from ...operations import Finished
 from ...schedule import GraphMachine
+from ...stopping import stopped_past
 from ..asking import Question
 from ..error_record import KEPT_MOST
 from ..wire import record_data
@@ -262,12 +263,21 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
         return done
     if not m.rolling and m.phase is not Phase.DONE:
         m.cut(exc, WHERE)
-        op = None if schedule.past_pivot(m) else schedule.cancel(m, exc)
+        op = None if past(m) else schedule.cancel(m, exc)
         if not isinstance(op, Finished):
             op = m.fail(exc) if m.phase is Phase.FORWARD else m.interrupted(exc)
         if isinstance(op, Finished):
             return op
     return m.interrupted(exc)  # type: ignore[return-value]
+
+
+def past(m: Machine) -> bool:
+    """Past the pivot the stop undoes nothing (a cancel would be declined): noted so, naming
+    it, as StopExecution's is (attack152 F1: a halt no note said a person's stop made)."""
+    if not schedule.past_pivot(m):
+        return False
+    m.notes = [*m.notes, stopped_past(STOPPED_NOTE)]
+    return True
 
 
 def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) -> dict[str, Any]:
