@@ -625,6 +625,21 @@ def test_the_history_holds_the_tasks_the_worker_did_and_the_undos_in_the_machine
     assert [s for c, s in answered(swapped, plan) if c == "undo"] == ["flight", "room", "car"]
 
 
+def test_stop_execution_as_the_last_step_runs_stops_nothing_and_says_so(runner):
+    """attack153 F1: the cancel set as the last step ran: with StopExecution, heard before a
+    step starts, nothing asked it again: committed, no note (the caller who asked to stop
+    got a plain commit). Asked as the last step returns now: committed (the stop stopped
+    nothing: every step done), noted as DBOS's stop at that instant is."""
+    cancel = threading.Event()
+    steps = [_step("a"), Step("b", lambda s: (_act("b", s), cancel.set()), partial(_undo, "b"))]
+    state = {}
+    outcome = runner.run(Saga(steps, name="ab"), state, cancel=cancel, stop_execution=True)
+    assert outcome.status is Status.COMMITTED and state == {"a": "done", "b": "done"}
+    assert outcome.notes == (
+        "StopExecution came as the last step ran: it ran to its end, the stop stopped nothing",
+    )
+
+
 def test_a_cancel_once_the_email_went_is_declined_and_stop_execution_halts(runner):
     """Past the pivot the runner's cancel is declined, as in process (the run goes on);
     StopExecution stops it anyway: halted, a person decides, nothing undone."""
@@ -700,17 +715,21 @@ def test_stop_execution_before_the_execution_entered_a_state_stops_it_nothing_do
     assert execution.status in MOTO_STOPPED and state == {}
     outcome = execution.outcome
     assert outcome.status is Status.CANCELLED and outcome.completed == ()
-    assert "StopExecution" in repr(outcome.error) and "StopExecution" in outcome.notes[0]
+    assert "StopExecution" in repr(outcome.error)  # (not a rollback cut short: none began,
+    assert outcome.notes == (  # attack153 F2)
+        "StopExecution stopped the execution before any step began: nothing was done",
+    )
 
 
 @pytest.mark.parametrize("stop_execution", [False, True])
-@pytest.mark.parametrize("raises_after", ["a", "b"])
+@pytest.mark.parametrize("raises_after", ["a", "b", "c"])
 def test_a_cancel_function_that_raises_fails_the_run_as_in_process(
     runner, raises_after, stop_execution
 ):
     """A cancel function that raises (its source is down) once ``raises_after`` returned:
     the run fails with its error and what was done is undone, as ``saga.run`` does (with
-    StopExecution too: nothing was asked to stop, an error happened)."""
+    StopExecution too: nothing was asked to stop, an error happened; after the last step,
+    c, StopExecution's cancel was never asked again: committed, attack153 F1)."""
 
     def make():
         flags = {"up": True}

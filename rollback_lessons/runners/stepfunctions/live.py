@@ -1,27 +1,21 @@
 """Serving a graph-form execution (``asl_graph``): the worker in this process drives the
 saga machine (``schedule.GraphMachine``) with what each task does, and answers Step
-Functions with the machine's decisions. Only I/O here: which step may start, which undo
-runs next, a person, the status, are the machine's answers.
+Functions with the machine's decisions (which step may start, which undo runs next, a
+person, the status): only I/O here. A group's tasks arrive at once; which runs when is the
+driver's, as in process (``_graph_drive.drive_graph``): one at a time, the first ready in
+definition order, or, with ``completion``, every ready step at once, the running step named
+first finishing next. A task for a step the machine says may not start: ``SagaStopping``.
 
-The tasks of a group's branches arrive at once. Which runs when is the driver's, as in
-process (``_graph_drive.drive_graph``): by default one step at a time, the first ready in
-definition order (``saga.run``); with ``completion`` every ready step starts at once and the
-running step named first finishes next (``saga.run(..., completion=...)``). A task that
-arrives for a step the machine says may not start is answered ``SagaStopping``.
-
-A cancel (``cancel``, asked where ``saga.run`` asks it, ``_graph_drive.ASKED_AT``: before
-the first step starts, as each step returns, after each wait to retry) is told to the
-machine: nothing more starts, the next task (or the one that just came) is answered
-``SagaStopping`` and its branch ends, and what was done is undone (status ``cancelled``).
-A cancel function that raises fails the run with its error, as in process
-(``_graph_drive.asking_failed``). ``stop_execution=True`` does what
-Step Functions' ``StopExecution`` does instead, heard before a step starts (one at a time:
-while its task waits): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
-``FAILED``, an error of its interpreter's, or, stopped between two states, leaves it
-``RUNNING`` forever: the runner waits 5 s, then reports what moto says; one not yet in a
-state moto cannot stop: stopped again once its first task came) and nothing is undone: the
-outcome says so (``halted``, every undo pending, a note naming StopExecution; ``cancelled``
-when nothing was done yet).
+A cancel (``cancel``, asked where ``saga.run`` asks it, ``_graph_drive.ASKED_AT``) is told
+to the machine: nothing more starts, the next task is answered ``SagaStopping``, what was
+done is undone (``cancelled``); a cancel function that raises fails the run, as in process.
+``stop_execution=True`` is Step Functions' ``StopExecution`` instead, heard before a step
+starts (one at a time: while its task waits) and as the last returns (stopping nothing
+then: committed, noted): the execution is stopped (``ABORTED`` on AWS; moto 5.2.5 ends it
+``FAILED``, or, stopped between two states, leaves it ``RUNNING``: the runner waits 5 s,
+then reports what moto says; one not yet in a state is stopped again once its first task
+came) and nothing is undone: ``halted``, every undo pending, a note naming StopExecution
+(``cancelled`` when nothing was done yet, no note).
 """
 
 from __future__ import annotations
@@ -68,6 +62,7 @@ class ExecutionStopped(BaseException):
 
 
 STOPPED = "StopExecution stopped the execution"
+LAST_STOP = "StopExecution came as the last step ran: it ran to its end, the stop stopped nothing"
 
 
 class TimedOut(StepFunctionsError):
@@ -233,9 +228,11 @@ class Live:
 
     # -- forward ----------------------------------------------------------------------------
 
-    def _cancel(self) -> GraphOp | Op | None:
+    def _cancel(self, last: bool = False) -> GraphOp | Op | None:
         """Tell the machine if the caller asked to stop (once); a cancel function that
-        raises fails the run with its error, as in process (``_graph_drive``)."""
+        raises fails the run with its error, as in process (``_graph_drive``). ``last``:
+        StopExecution's, asked as the last step returns (no step starts after it): a stop
+        then stops nothing, the run commits, noted so, as DBOS's (attack153 F1)."""
         m = self.m
         if self.asked is None or m.cancelled or self.stopped:
             return None
@@ -249,9 +246,17 @@ class Live:
         except BaseException as exc:  # a Ctrl-C: the run fails there, as in process (the step
             self.worker.interrupt = self.worker.interrupt or exc  # that returned is done:
             return m.broken(exc, asked=True)  # undone), then it is raised (attack37 F4)
+        if self.stop_execution and last:
+            m.notes = [*m.notes, LAST_STOP]
+            return None
         if self.stop_execution:
             return self._stop()
         return schedule.cancel(m, Cancelled.by_caller())
+
+    def _last(self) -> None:
+        """StopExecution's ask as a step returns: only the last (``_cancel``'s ``last``)."""
+        if len(self.m.where) == len(self.m.definition) and len(self.m.busy) == 1:
+            self._cancel(last=True)
 
     def _stop(self) -> Op:
         """``StopExecution``: Step Functions stops, nothing undone (every undo pending)."""
@@ -261,10 +266,8 @@ class Live:
                        cause=STOPPED)  # fmt: skip
         try:
             stop()
-        except Exception:
-            # moto 5.2.5 cannot stop an execution whose interpreter has not yet entered a
-            # state (AttributeError; AWS can): stopped again once it has, its first task
-            # come (never answered)
+        except Exception:  # moto 5.2.5 cannot stop an execution whose interpreter has not
+            # yet entered a state (AttributeError; AWS can): again once its first task came
             if self.entered:
                 raise
             while not self.inbox:
@@ -272,7 +275,10 @@ class Live:
             stop()
         exc = ExecutionStopped(STOPPED)
         m = self.m
-        m.cut(exc, "before any undo ran (StopExecution)")
+        if m.started:
+            m.cut(exc, "before any undo ran (StopExecution)")
+        else:  # (cancelled, as in process; no rollback cut short: attack153 F2)
+            m.notes = [*m.notes, f"{STOPPED} before any step began: nothing was done"]
         op: Any = schedule.cancel(m, exc)  # (declined past the pivot: the one rule; said so)
         m.notes = [schedule.STOPPED_PAST if n == schedule.PAST_PIVOT else n for n in m.notes]
         for step in m.busy:  # launched, its task stopped with the execution
@@ -349,8 +355,8 @@ class Live:
 
     def _forward(self, held: dict[str, str]) -> Op:
         m = self.m
-        if not self.stop_execution:  # (StopExecution: heard before a step starts)
-            m.hear = self._cancel  # asked as each step returns, before the run commits
+        # asked as each step returns, before the run commits (StopExecution: heard before a
+        m.hear = self._last if self.stop_execution else self._cancel  # step starts, the last)
         op: Any = self._cancel() or m.start()
         tokens = held
         while type(op) is Ready:  # asked where saga.run asks (``_graph_drive.ASKED_AT``)
