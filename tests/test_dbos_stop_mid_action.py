@@ -36,18 +36,23 @@ def _saga(held: str, running: threading.Event, go: threading.Event, graph: bool)
     return Saga([s["a"], *middle, s["d"]], name="stop-mid")
 
 
+def _stopped(handle, running: threading.Event, go: threading.Event):
+    """``handle.stop()`` once ``running`` is set (returns once DBOS marked the run cancelled,
+    the action still held), then ``go``: the run's outcome."""
+    try:
+        assert running.wait(60)
+        handle.stop()
+    finally:
+        go.set()
+    return handle.outcome()
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
 @pytest.mark.parametrize("held", ["c", "d"])
 def test_a_stop_while_an_action_runs_reports_the_actions_real_end(dbos_runner, held, graph):
     running, go = threading.Event(), threading.Event()
     state: dict = {}
-    handle = dbos_runner.start_saga(_saga(held, running, go, graph), state)
-    try:
-        assert running.wait(60)
-        handle.stop()  # (returns once DBOS marked the run cancelled, the action still held)
-    finally:
-        go.set()
-    outcome = handle.outcome()
+    outcome = _stopped(dbos_runner.start_saga(_saga(held, running, go, graph), state), running, go)
     done = "abcd"[: "abcd".index(held) + 1]
     assert state == dict.fromkeys(done, "done")  # the stop: nothing after the held step
     assert outcome.completed == tuple(done) and outcome.leaked == ()
@@ -77,13 +82,7 @@ def test_a_stop_while_a_failing_action_runs_reports_its_failure(dbos_runner):
     saga = Saga([Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
                  Step("b", broken, partial(_undo, "b"))], name="stop-fail")  # fmt: skip
     state: dict = {}
-    handle = dbos_runner.start_saga(saga, state)
-    try:
-        assert running.wait(60)
-        handle.stop()
-    finally:
-        go.set()
-    outcome = handle.outcome()
+    outcome = _stopped(dbos_runner.start_saga(saga, state), running, go)
     assert outcome.failed_step == "b" and outcome.leaked == ()
     assert "no seats" in repr(outcome.error)
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
@@ -109,13 +108,7 @@ def test_a_stop_once_the_pivot_started_says_the_stop_undid_nothing(dbos_runner, 
     saga = Saga([*first, Step("p", pivot, None, kind="pivot"),
                  Step("r", lambda s: s.update(r="done"), None, kind="retriable")],
                 name="stop-pivot")  # fmt: skip
-    handle = dbos_runner.start_saga(saga, state, at_once=at_once)
-    try:
-        assert running.wait(60)
-        handle.stop()
-    finally:
-        go.set()
-    outcome = handle.outcome()
+    outcome = _stopped(dbos_runner.start_saga(saga, state, at_once=at_once), running, go)
     assert outcome.status is Status.HALTED and outcome.compensated == ()
     assert "r" not in state and all(state.get(s) != "undone" for s in "ab")
     assert any(
