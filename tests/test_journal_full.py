@@ -73,3 +73,33 @@ def test_recover_on_a_disk_with_no_room_says_so_in_one_line(tmp_path, no_room_fo
     assert main(["recover", str(tmp_path / "j.db"), "--registry", "json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rollback-lessons: cannot open the journal") and err.count("\n") == 1
+
+
+def test_a_file_size_limit_is_named_not_only_a_disk_io_error(tmp_path):
+    """attack154 F1: under ``ulimit -f`` SQLite's writes past the limit fail (EFBIG) with
+    "disk I/O error", which named neither the limit nor room: the line names the limit."""
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from rollback_lessons.durable.journal import Journal, JournalError\n"
+        "try:\n"
+        "    Journal(sys.argv[1])\n"
+        "except JournalError as exc:\n"
+        "    print(exc)\n"
+    )
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    path = tmp_path / "small.db"
+    done = subprocess.run([sys.executable, "-c", code, str(path)], preexec_fn=limited,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.stdout.strip() == (
+        f"cannot create the journal {path}: disk I/O error; this process may write no file "
+        "past 8192 bytes (its file-size limit, ulimit -f), and SQLite's files for small.db "
+        "may need more: raise it and run it again"
+    ), done.stderr
+    assert list(tmp_path.iterdir()) == []  # (nothing left behind)

@@ -426,10 +426,9 @@ def _mounted_onto(path: Path) -> bool:
 
 
 def _create_whole(path: Path) -> None:
-    """Make a new journal beside ``path`` and link it into place only once its schema is
-    written: a process killed while creating it leaves no half-made journal that ``recover``
-    would refuse (only a hidden ``.creating`` file). If another process linked its own
-    first, theirs is used."""
+    """Make a new journal beside ``path``, linked into place only once its schema is written:
+    a process killed while creating it leaves no half-made journal that ``recover`` would
+    refuse (only a hidden ``.creating`` file). Another process's linked first is used."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.creating")
     try:
         con = sqlite3.connect(_uri(tmp, "mode=rwc"), uri=True, isolation_level=None)
@@ -443,8 +442,9 @@ def _create_whole(path: Path) -> None:
             con.close()
         with contextlib.suppress(FileExistsError):  # another process linked its own first
             os.link(tmp, path)
-    except (sqlite3.Error, OSError) as exc:  # a full disk, a folder gone: one line
-        raise JournalError(f"cannot create the journal {path}: {exc}") from None
+    except (sqlite3.Error, OSError) as exc:  # a full disk, a folder gone: one line (a
+        why = f"{exc}{no_room(path, str(exc))}"  # file-size limit named: attack154 F1)
+        raise JournalError(f"cannot create the journal {path}: {why}") from None
     finally:
         for leftover in (tmp, *(tmp.with_name(tmp.name + x) for x in ("-journal", "-wal", "-shm"))):
             leftover.unlink(missing_ok=True)

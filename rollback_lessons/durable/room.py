@@ -15,13 +15,14 @@ def no_room(path: Path, said: str = "") -> str:
     it cannot make ``-shm`` says nothing of room): a clause to add to the error, else "".
     When SQLite ``said`` the disk is full, so it is, whatever is free by now (closing the
     journal removed its ``-wal``, attack41 F4)."""
+    limit = size_limit(path) if not said or "disk" in said else ""
     try:
         st = os.statvfs(path.parent)
     except (OSError, AttributeError, ValueError):  # (no statvfs here: nothing to add)
-        return ""
+        return limit
     free = st.f_bavail * st.f_frsize
     if free >= ROOM and "disk is full" not in said:
-        return ""
+        return limit
     return (
         f"; no room on its disk ({free} bytes free): SQLite makes {path.name}-wal and "
         f"{path.name}-shm beside it; free some space and run it again"
@@ -34,4 +35,21 @@ def unopened(path: Path, said: str) -> str:
     guess = "; a full disk?" if "disk" in said else ""
     return no_room(path, said) or (
         f"{guess} (SQLite writes {path.name}-wal and {path.name}-shm beside it)"
+    )
+
+
+def size_limit(path: Path) -> str:
+    """A file-size limit on this process (``ulimit -f``): SQLite writing past it fails with
+    "disk I/O error" (EFBIG), nothing of room or of the limit (attack154 F1): named, else ""."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):  # (no such limit here)
+        return ""
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return (
+        f"; this process may write no file past {soft} bytes (its file-size limit, ulimit "
+        f"-f), and SQLite's files for {path.name} may need more: raise it and run it again"
     )
