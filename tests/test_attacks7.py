@@ -275,6 +275,65 @@ def test_an_undo_whose_end_died_with_the_server_is_not_a_dead_letter(
     assert undos == ["b", "a"] and state == {}
 
 
+@pytest.mark.parametrize("register", ["before", "after"])
+def test_a_step_whose_answer_died_with_the_server_is_named_however_its_undo_was_logged(
+    tmp_path: Path, register: str
+) -> None:
+    """attack155 F1: the server is killed while b's action runs; b succeeds here after it,
+    its answer lost. Resumed on a server started again on its database: b's undo logged
+    after it, b is leaked and a note names it; logged before it, b was undone and no note
+    said why (a clean failure, to read the Outcome). Named now in both, with what became
+    of it. (Its answer still being sent as the server comes back, the record counts it done:
+    b returns, then its worker is closed, before the server is started again.)"""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_temporal_edges import kill_server_on
+
+    from rollback_lessons.runners import free_port
+    from rollback_lessons.runners.temporal import ServerLost, TemporalRunner
+
+    db, port = tmp_path / "temporal.db", free_port()
+    in_b, done = threading.Event(), []
+
+    def b(state: dict) -> None:
+        in_b.set()
+        time.sleep(2)  # (the server killed meanwhile)
+        done.append("b")
+
+    steps = [_step("a"), Step("b", b, lambda s: done.append("undo b"), register=register)]
+    saga = Saga([*steps, _step("c")], name="lost-answer")
+
+    async def main():
+        first = await TemporalRunner.start(db_file=db, port=port)
+        try:
+            handle = await first.start_saga(saga, {})
+            while not in_b.is_set():
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.5)
+            kill_server_on(port)
+            with pytest.raises(ServerLost):
+                await handle.outcome()
+            while "b" not in done:
+                await asyncio.sleep(0.05)
+        finally:
+            await first.close()
+        again = await TemporalRunner.start(db_file=db, port=port, task_queue=first.task_queue)
+        async with again:
+            return await asyncio.wait_for(
+                (await again.handle_for(saga, handle.run_id)).outcome(), 60
+            )
+
+    with ThreadPoolExecutor(1) as pool:
+        resumed = pool.submit(lambda: asyncio.run(main())).result()
+    said = "undone (its undo was logged before it)" if register == "before" else "not undone"
+    assert resumed.notes == (
+        "b: its action succeeded in this process, but the server counted it failed (the "
+        f"answer was lost with the server, or came too late): its effect is {said}",
+    ), (resumed.status, resumed.completed, resumed.leaked, resumed.notes, done)
+    assert done == (["b", "undo b"] if register == "before" else ["b"])
+
+
 def test_on_a_server_with_a_lowered_history_limit_the_count_holds_and_refuses(
     temporal_with_a_low_history_limit: str,
 ) -> None:

@@ -30,9 +30,10 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
     done, undone, _ = run.effects()
     notes = [
         f"{step}: its action succeeded in this process, but the server counted it failed "
-        "(the answer was lost with the server, or came too late): its effect is not undone"
+        "(the answer was lost with the server, or came too late): its effect is "
+        + ("undone (its undo was logged before it)" if step in record.compensated else "not undone")
         for step in dict.fromkeys(done)
-        if step not in record.completed and step not in record.compensated  # (in doubt, undone)
+        if step not in record.completed  # (in doubt and undone too: named, attack155 F1)
     ]
     notes += [
         f"{step}: its undo succeeded in this process, but the server did not hear it in "
