@@ -116,3 +116,48 @@ def test_a_stop_once_the_pivot_started_says_the_stop_undid_nothing(dbos_runner, 
                         "had started: nothing undone")
         for note in outcome.notes
     ), outcome.notes  # fmt: skip
+
+
+@pytest.mark.parametrize("at_once", [False, True], ids=["list", "at_once"])
+def test_a_stop_while_an_undo_runs_reports_the_undos_real_end(dbos_runner, at_once):
+    """attack157 F1: a stop landed while b's undo ran; it ran to its end here, yet b was said
+    pending, "not known to be undone" (a person would undo it again). Its real end is heard
+    now, as an action's is: b undone, the rollback cut there, a pending."""
+    running, go = threading.Event(), threading.Event()
+    state: dict = {}
+
+    def undo_b(s):
+        running.set()
+        assert go.wait(120)
+        s["b"] = "undone"
+
+    def fails(s):
+        raise ValueError("no seats")
+
+    a = Step("a", lambda s: s.update(a="done"), partial(_undo, "a"))
+    b = Step("b", lambda s: s.update(b="done"), undo_b)
+    steps = [a, Parallel(b, Step("c", lambda s: None))] if at_once else [a, b]  # (b first)
+    saga = Saga([*steps, Step("F", fails)], name="stop-undo")
+    outcome = _stopped(dbos_runner.start_saga(saga, state, at_once=at_once), running, go)
+    assert state == {"a": "done", "b": "undone"}
+    assert outcome.status is Status.HALTED
+    assert outcome.compensated == ("b",) and outcome.pending == ("a",)
+    assert [(e.kind, e.step) for e in outcome.events][-3:] == [
+        ("undo", "b"), ("undo_done", "b"), ("rollback_done", None)]  # fmt: skip
+    assert outcome.notes == (
+        "rollback interrupted by WorkflowCancelled after the undo of b returned "
+        "(DBOS.cancel_workflow); not known to be undone: a",
+    )
+
+
+def test_a_stop_once_the_saga_returned_says_it_stopped_nothing(dbos_runner):
+    """attack157 F2: ``handle.stop()`` after the workflow returned: committed, no note (the
+    README's "came after the saga ended" was given only as it ended). Noted now."""
+    state: dict = {}
+    handle = dbos_runner.start_saga(Saga([Step("a", lambda s: s.update(a="done"))]), state)
+    first = handle.outcome()
+    assert first.status is Status.COMMITTED and first.notes == ()
+    handle.stop()
+    again = handle.outcome()
+    assert again.status is Status.COMMITTED and state == {"a": "done"}
+    assert again.notes == ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)

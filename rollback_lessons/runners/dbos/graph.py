@@ -100,7 +100,7 @@ class _Graph:
         ``stops.not_begun``)."""
         m = self.m
         stops.not_begun(m, exc)  # (as a step began: its action never called)
-        done = stops.returned(m)  # (its action returned here: its real end)
+        done = stops.undo_returned(m, exc) or stops.returned(m)  # (returned here: its end)
         if done is not None:
             return done
         if not m.rolling and m.phase is not Phase.DONE:

@@ -114,6 +114,7 @@ def over(run_id: str) -> None:
                         ended=stops.ENDED.get(run_id))  # fmt: skip
     heard.MADE.pop(run_id, None)
     stops.RETURNED.pop(run_id, None)
+    stops.UNDID.pop(run_id, None)
     hosted.release(run_id)
     workflow.CANCELS.pop(run_id, None)
     workflow.HEARD.pop(run_id, None)

@@ -90,6 +90,29 @@ DBOS refuse to save that return (the step's owner is cleared), yet the action en
 the machine hears its real end (``returned``: attack46 F6), as Temporal's cancel reports
 it. Dropped as the step's next attempt begins and when the run ends (``lifetime.over``)."""
 
+UNDID: dict[str, tuple[str, int, dict[str, Any] | None]] = {}
+"""The undo attempt that returned last, by run id (``workflow.run_undo``): its step, attempt
+and end, as this process saw it (a stop landing while it ran: DBOS refuses to save that end,
+yet the undo ran to it: ``undo_returned``, attack157 F1). Dropped when the run ends."""
+
+
+def undo_returned(m: Machine, exc: BaseException) -> Finished | None:
+    """A stop came while an undo attempt ran, and it returned here (``UNDID``), its end not
+    saved by DBOS: the rollback is cut there (no undo begins after it), then the machine hears
+    that end (undone, or its failure), as an action's is (``returned``): what it undid is not
+    left pending for a person who would undo it again. The rollback's end, else None."""
+    undid = UNDID.pop(str(m.run_id), None)
+    entry = m.entry if m.phase is Phase.UNDO else None
+    if undid is None or entry is None or undid[:2] != (entry.step, m.attempt):
+        return None
+    said = undid[2]
+    if said is not None and LOST in said:  # (cut short: in doubt, as the stop leaves it)
+        return None
+    m.cut(exc, f"after the undo of {entry.step} returned (DBOS.cancel_workflow)")
+    op = m.undo_ok() if said is None else m.undo_failed(error_of(said))
+    return op if isinstance(op, Finished) else None
+
+
 LAST_NOTE = (
     "DBOS.cancel_workflow came as the last step ran: it ran to its end, and the stop "
     "stopped nothing"
@@ -258,8 +281,8 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
     (never past the pivot: nothing is declined, the run stops). Mid-rollback, the
     rollback is cut short there. A stop as a step began is told first (``not_begun``)."""
     not_begun(m, exc)
-    done = returned(m)  # (its action returned here: its real end, attack46 F6)
-    if done is not None:
+    done = undo_returned(m, exc) or returned(m)  # (its action or undo returned here: its
+    if done is not None:  # real end, attack46 F6, attack157 F1)
         return done
     if not m.rolling and m.phase is not Phase.DONE:
         m.cut(exc, WHERE)
@@ -314,6 +337,7 @@ def clear() -> None:
     ENDED.clear()
     ASKED.clear()
     RETURNED.clear()
+    UNDID.clear()
 
 
 def child_id(run_id: str, n: int) -> str:

@@ -1,28 +1,26 @@
-"""The saga as a DBOS workflow: a driver of the saga machine, each step and each undo
-attempt a ``@DBOS.step``.
+"""The saga as a DBOS workflow driving the saga machine, each step and undo a ``@DBOS.step``.
 
 DBOS checkpoints each step's output in its system database (SQLite here); a process that
 dies is relaunched, and DBOS runs the workflow function again, handing back the outputs it
-checkpointed, so the machine is told the same story and goes on where the process died.
-An undo attempt that ran but was not checkpointed runs again: undos must be idempotent. An
-action is never run again: its intent is saved first (``began``), and one started by a
-process that died before its end was saved is in doubt, cut short for the machine (its undo
-run if logged before, else leaked), as the journal's ``recover`` does. The machine
-decides everything (retries, dead letters, a halt, the status, the events); a wait is
+checkpointed: the machine is told the same story and goes on where the process died. An
+undo attempt that ran but was not checkpointed runs again (undos must be idempotent); an
+action never does: its intent is saved first (``began``), and one a process that died
+started is in doubt, cut short for the machine (its undo run if logged before, else
+leaked), as ``recover`` does. The machine decides everything (retries, dead letters, a
+halt, the status, the events); a wait is
 ``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the question's topic
 (``_ask``), and the workflow says which answer it took.
 
-A saga with parallel groups is ``graph.graph_workflow``: the graph machine
-(``schedule.GraphMachine``) decides which steps may start, what a failure or a cancel stops,
-and the undo order. Its branches run one after the other, in definition order, as
-``saga.run`` runs them (or in the timing ``completion`` plays), or, ``at_once``, at the
-same time: each attempt a child workflow telling the saga's workflow when it ended
-(``DBOS.send``); ``DBOS.recv`` saves the order they finished in, which decides the undo
-order, so a relaunch tells the machine the same story. A cancel token is asked as a
+A saga with parallel groups is ``graph.graph_workflow``: the graph machine decides which
+steps may start, what a failure or a cancel stops, and the undo order. Its branches run one
+after the other, in definition order, as ``saga.run`` runs them (or in the timing
+``completion`` plays), or, ``at_once``, at the same time: each attempt a child workflow
+telling the saga's workflow when it ended (``DBOS.send``); ``DBOS.recv`` saves the order
+they finished in, which decides the undo order, so a relaunch tells the machine the same
+story. A cancel token is asked as a
 ``@DBOS.step`` (its answer checkpointed) where ``saga.run`` asks it: compensated,
 ``cancelled``. ``DBOS.cancel_workflow`` is DBOS's own stop: the workflow ends at its next
-step and nothing is undone (what Step Functions' ``StopExecution`` does); the machine is
-told so, and the runner reports it (halted, every undo pending: ``stops``).
+step, nothing undone (Step Functions' ``StopExecution``): halted, undos pending (``stops``).
 """
 
 from __future__ import annotations
@@ -173,7 +171,10 @@ def run_undo(
                                     remote.kept(run_id))  # fmt: skip
         except BaseException as exc:  # a Ctrl-C, sys.exit: the rollback ends there
             return bounded.saved(hosted.interrupted(run_id, exc, step))
-    return bounded.saved(error) if error is not None else None
+    said = bounded.saved(error) if error is not None else None
+    if run_id in waits.LIVE:  # (a stop now: its end is known, as an action's: attack157 F1)
+        stops.UNDID[run_id] = (step, attempt, said)
+    return said
 
 
 def _backoff(m: Machine) -> str:
