@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .events import EventKind
 from .outcome import Outcome, Status
 
 CLEAN = frozenset({Status.COMMITTED, Status.ROLLED_BACK})
@@ -29,16 +30,26 @@ def may_stand(faults: Iterable[tuple[str, str]]) -> bool:
     return any(fault != "fail" for _, fault in faults)
 
 
-def standing_keys(outcome: Outcome) -> set[Any]:
-    """The keys changed by a step not compensated (by its action, or an undo that failed)."""
+def standing_keys(outcome: Outcome) -> dict[Any, Any]:
+    """The keys changed by a step not compensated (by its action, or an undo that failed),
+    each with the value those steps left it, or ``_SHARED`` where a compensated step's
+    action changed it too (what it should hold then is the world's own arithmetic)."""
     kept = set(outcome.compensated)
-    keys: set[Any] = set()
+    keys: dict[Any, Any] = {}
+    shared: set[Any] = set()
     last: Mapping[str, Any] = outcome.state_before or {}
-    for (_, step, *_), now in zip(outcome.rows, outcome.states, strict=True):
-        if step not in kept and now != last:  # (most rows change nothing)
-            keys |= {k for k in set(last) | set(now) if _get(last, k) != _get(now, k)}
+    for (kind, step, *_), now in zip(outcome.rows, outcome.states, strict=True):
+        if now != last:  # (most rows change nothing)
+            changed = {k for k in set(last) | set(now) if _get(last, k) != _get(now, k)}
+            if step not in kept:
+                keys.update((k, _get(now, k)) for k in changed)
+            elif not str(kind).startswith("undo"):  # (a compensated step's action)
+                shared |= changed
         last = now
-    return keys
+    return {k: _SHARED if k in shared else v for k, v in keys.items()}
+
+
+_SHARED = object()
 
 
 def _get(state: Mapping[str, Any], key: Any) -> Any:
@@ -51,16 +62,38 @@ def unrestored(
     """The violation if the compensated steps' part of the world is not as it was: the
     world after, the standing steps' keys put back, compared with ``restored``."""
     before, after = outcome.state_before or {}, dict(outcome.state_after or {})
-    for key in standing_keys(outcome):
+    overwritten = []  # a standing step's own key another's undo wrote over (attack159 F1)
+    for key, left in standing_keys(outcome).items():
+        if left is not _SHARED and _get(after, key) != left:
+            overwritten.append(str(key))
         if key in before:
             after[key] = before[key]
         else:
             after.pop(key, None)
-    if restored(before, after):
+    if restored(before, after) and not overwritten:
         return None
+    compensated = ", ".join(outcome.compensated)
+    if overwritten:  # (an undo that works only when the others did, writing: F1)
+        return (f"not restored: {compensated} compensated, yet an effect left standing was "
+                f"written over (changed: {', '.join(sorted(overwritten))})")  # fmt: skip
     changed = sorted(str(k) for k in set(before) | set(after) if _get(before, k) != _get(after, k))
     where = f" (changed: {', '.join(changed)})" if changed else ""
     return (
-        f"not restored: {', '.join(outcome.compensated)} compensated, yet the world is not "
+        f"not restored: {compensated} compensated, yet the world is not "
         f"as it was outside the effects left standing{where}"
     )
+
+
+def changed_nothing(outcome: Outcome, step: str, saga: Any, restored: Callable[..., bool]) -> bool:
+    """Did ``step``, which has no undo, leave the world as it was (``restored`` its snapshots
+    around its action, traced)? Then it had no effect to undo or report (attack159 F2: such a
+    step, a lookup, was told "its effect neither undone nor reported")."""
+    if saga[step].undo is not None or not outcome.states:
+        return False
+    start = None
+    for index, (kind, at, *_) in enumerate(outcome.rows):
+        if at == step and kind == EventKind.STEP_START:
+            start = index
+        elif at == step and kind == EventKind.STEP_DONE and start is not None:
+            return bool(restored(outcome.states[start], outcome.states[index]))
+    return False

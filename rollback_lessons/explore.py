@@ -6,8 +6,8 @@ under each chosen policy, each on a fresh state (a combination whose extra fault
 never reached is that run: ``_Runs``), and checks what must hold for any correct saga,
 whatever it does:
 
-1. every effect that happened is undone or reported (a dead letter, pending for a person,
-   leaked), never silently left;
+1. every effect that happened is undone or reported (a dead letter, pending, leaked), never
+   silently left (a step with no undo whose action changed nothing had none: attack159 F2);
 2. no undo changes the world for an effect that never happened (an undo logged before its
    step may run when the step failed first, and must then do nothing);
 3. when the status says ``rolled_back``, the state is as it was before; in a rollback that
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._compensated import may_stand, needs_check, unrestored
+from ._compensated import changed_nothing, may_stand, needs_check, unrestored
 from .clock import VirtualClock
 from .events import EventKind
 from .faults import ACTION_FAULTS, Fault, fault_space
@@ -170,7 +170,7 @@ def violations(
         told |= set(outcome.compensated) | set(outcome.pending) | set(outcome.leaked)
         # halted: a person takes the saga over, forward (after a pivot) or backward
         for step in [] if outcome.status is Status.HALTED else happened:
-            if step not in told:
+            if step not in told and not changed_nothing(outcome, step, saga, restored):
                 found.append(f"unreported: the effect of {step} was neither undone nor reported")
         if failed is not None and fault_of.get(failed) == Fault.FAIL and outcome.states:
             found += _phantom_undo(outcome, failed, restored)
@@ -230,13 +230,13 @@ def strikes(step: str, fault: str, started: frozenset[Any], undone: frozenset[An
 
 
 def _needs_states(saga: Saga, faults: Faults) -> bool:
-    """Only the phantom-undo check reads the states, around the undo of a step that failed
-    before its effect; that undo runs only if it was logged before the step (the other runs
-    skip the snapshots, most of an exploration's cost)."""
+    """The phantom-undo check reads the states around the undo of a step that failed before
+    its effect, which runs only if logged before the step; the unreported one, around a step
+    with no undo (the other runs skip the snapshots, most of an exploration's cost)."""
     return any(
         fault == Fault.FAIL and saga[step].undo is not None and saga[step].register == "before"
         for step, fault in faults
-    )
+    ) or any(s.undo is None and s.kind == Kind.COMPENSABLE for s in saga.steps)
 
 
 def check(

@@ -5,7 +5,7 @@ only when another undo failed (the outcome saying it compensated) was never foun
 import pytest
 
 from rollback_lessons import Saga, Step
-from rollback_lessons.explore import assert_every_failure_handled, explore
+from rollback_lessons.explore import assert_every_failure_handled, check, explore
 from rollback_lessons.worlds.examples import (
     booking_restored,
     booking_saga,
@@ -85,3 +85,54 @@ def test_right_sagas_break_nothing_where_effects_stand(saga, state, restored):
     exploration = explore(saga, state, policies=POLICIES, orders=True, **options)
     assert exploration.failures == []
     assert any(r.outcome.compensated and r.outcome.dead_letters for r in exploration.runs)
+
+
+def test_an_undo_that_writes_over_an_effect_left_standing_is_found():
+    """attack159 F1: a's undo zeroes both keys (right only when b's undo ran first); when b's
+    undo fails, b's effect is a dead letter, standing, yet a's undo wiped it: passed before
+    (the standing keys were put back before comparing). Found now, where the key is b's own;
+    a key a compensated step's action changed too (a shared total) is the world's arithmetic,
+    which ``restored=`` knows, not the explorer."""
+
+    def bump(key):
+        return lambda s: s.__setitem__(key, s[key] + 1)
+
+    def drop(key):
+        return lambda s: s.__setitem__(key, s[key] - 1)
+
+    saga = Saga(
+        [Step("a", bump("a"), lambda s: s.update(a=0, b=0)), Step("b", bump("b"), drop("b")),
+         Step("c", bump("c"), drop("c"))], name="wipes",
+    )  # fmt: skip
+    run = check(saga, lambda: {"a": 0, "b": 0, "c": 0}, (("b", "undo_fails"), ("c", "fail")))
+    assert [d.step for d in run.outcome.dead_letters] == ["b"]
+    assert run.violations == (
+        "not restored: a compensated, yet an effect left standing was written over (changed: b)",
+    )
+    right = Saga([*saga.steps[:0], Step("a", bump("a"), drop("a")), *saga.steps[1:]], name="ok")
+    assert explore(right, lambda: {"a": 0, "b": 0, "c": 0}, max_faults=2).failures == []
+
+
+def test_a_step_with_no_undo_that_changes_nothing_has_no_effect_to_report():
+    """attack159 F2: a lookup with no undo (not marked a gate) was told "the effect of n was
+    neither undone nor reported" though the run rolled back cleanly. One that writes is still
+    found unreported."""
+
+    def add(s):
+        s["a"] += 1
+
+    def sub(s):
+        s["a"] -= 1
+
+    def look(s):
+        s.get("a")
+
+    def write(s):
+        s["log"] = "n ran"
+
+    for n, found in ((look, ()), (write, ("unreported: the effect of n was neither undone nor "
+                                         "reported",))):  # fmt: skip
+        saga = Saga([Step("a", add, sub), Step("n", n), Step("b", add, sub)], name="r4")
+        run = check(saga, lambda: {"a": 0}, (("b", "fail"),))
+        assert run.outcome.status.value == "rolled_back"
+        assert run.violations[: len(found)] == found, run.violations
