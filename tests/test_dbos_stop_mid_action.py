@@ -160,4 +160,67 @@ def test_a_stop_once_the_saga_returned_says_it_stopped_nothing(dbos_runner):
     handle.stop()
     again = handle.outcome()
     assert again.status is Status.COMMITTED and state == {"a": "done"}
-    assert again.notes == ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)
+    late = ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)
+    assert again.notes == late
+    assert dbos_runner.record(handle.run_id).notes == late  # (whoever reads it: 158 F2)
+
+
+def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_runner):
+    """attack158 F1: a stop in b's undo's wait to retry told an ``undo b`` for the second
+    attempt, never called (the machine told it as it asked for it, and DBOS's stop came as
+    its step began). Told once its call came back now: none told, the note names it."""
+    import time
+
+    from rollback_lessons import RetryPolicy, UndoPolicy
+
+    failed, calls = threading.Event(), []
+
+    def undo_b(s):
+        calls.append("undo b")
+        failed.set()
+        raise ConnectionError("the refund service is down")
+
+    def fails(s):
+        raise ValueError("no seats")
+
+    steps = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
+             Step("b", lambda s: s.update(b="done"), undo_b), Step("c", fails)]  # fmt: skip
+    retry = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=1, max_delay=1))
+    handle = dbos_runner.start_saga(Saga(steps, name="stop-wait"), {}, policy=retry)
+    assert failed.wait(60)
+    time.sleep(0.2)  # (in the wait to retry it)
+    handle.stop()
+    outcome = handle.outcome()
+    assert calls == ["undo b"] and outcome.status is Status.HALTED
+    assert outcome.pending == ("b", "a")
+    assert [(e.kind, e.step) for e in outcome.events][-3:] == [
+        ("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]  # fmt: skip
+    assert outcome.notes[-1].endswith(
+        "before attempt 2 of the undo of b began; not known to be undone: b, a"
+    )
+
+
+def test_a_stop_through_another_handle_reads_the_record_its_workflow_keeps(dbos_runner):
+    """attack158 F3: ``handle_for``'s handle stopped the run as an undo ran here and read it
+    at once: ``StoppedUnrecorded`` ("stopped in another process"), the workflow still on its
+    way to the stop (the undo held). It waits for what the workflow keeps now."""
+    running, go = threading.Event(), threading.Event()
+
+    def undo_b(s):
+        running.set()
+        assert go.wait(120)
+        s["b"] = "undone"
+
+    steps = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
+             Step("b", lambda s: s.update(b="done"), undo_b),
+             Step("c", lambda s: (_ for _ in ()).throw(ValueError("no seats")))]  # fmt: skip
+    saga, state = Saga(steps, name="stop-other"), {}
+    handle = dbos_runner.start_saga(saga, state)
+    other = dbos_runner.handle_for(saga, handle.run_id)
+    assert running.wait(60)
+    other.stop()
+    threading.Timer(0.5, go.set).start()  # (b's undo ends after the read began)
+    outcome = other.outcome()
+    assert state == {"a": "done", "b": "undone"}
+    assert outcome.status is Status.HALTED and outcome.compensated == ("b",)
+    assert outcome.pending == ("a",)

@@ -123,7 +123,6 @@ class DBOSHandle:
         self.saga, self.run_id, self.path = saga, run_id, path
         self._state, self._before = state, before
         self._run = run  # (what is read once the run ended for good: ``lifetime.over``)
-        self._late = False  # stopped once the workflow had returned: it stopped nothing
         self._heard = heard.Heard(saga)  # told the events once, by the first outcome() read
         closed = waits.unless_closed(result, run_id, path)
         self._result = waits.telling_left(closed, self._heard, run_id, run)  # (``Heard.left``)
@@ -199,8 +198,9 @@ class DBOSHandle:
             raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
                                "nothing was stopped")  # fmt: skip
         status = DBOS.get_workflow_status(self.run_id)  # (returned before it: its record
-        self._late = status is not None and status.status in ("SUCCESS", "ERROR")  # noted,
-        stops.stop_run(self.run_id)  # as one that lands as it ends: attack157 F2)
+        if status is not None and status.status in ("SUCCESS", "ERROR"):  # noted, as one
+            stops._keep(stops.LATE, self.run_id, None)  # that lands as it ends: 157 F2)
+        stops.stop_run(self.run_id)
 
     def outcome(self) -> Outcome:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
@@ -226,8 +226,7 @@ class DBOSHandle:
             workflow.HEARD.pop(self.run_id, None)
             heard.MADE.pop(self.run_id, None)
             stops.forget(self.run_id)
-        if self._late and stops.LATE_NOTE not in data["notes"]:
-            data = {**data, "notes": [*data["notes"], stops.LATE_NOTE]}
+        data = stops.late_noted(self.run_id, data)
         outcome = outcome_of(self.saga, record_of(data), before=self._before, state=self._state)
         self._heard.after(outcome)  # (here, never in the workflow: a resumed run tells nothing)
         remote.reraise(run.interrupt if run is not None else None, outcome)  # (as saga.run)

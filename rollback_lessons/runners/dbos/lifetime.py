@@ -38,6 +38,8 @@ def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]
     stays ``PENDING``, for a later launch). ``children``: its steps' actions run in child
     workflows (``at_once``), so each step running when it ended may have happened."""
     heard.MADE[run_id] = machine  # (what it tells is heard if outcome() raises)
+    machine.told_as_called = True  # (an undo told once its call came back: ``drive``; a stop
+    # as it began, an attempt never called, never told: attack158 F1)
     waits.live(run_id, True)
     ended = False
     try:

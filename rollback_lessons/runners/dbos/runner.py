@@ -332,7 +332,7 @@ class DBOSRunner(Closable):
                 break
             _LOOK.wait(LOOK)
         try:
-            return record_of(DBOS.retrieve_workflow(run_id).get_result())
+            return record_of(stops.late_noted(run_id, DBOS.retrieve_workflow(run_id).get_result()))
         except DBOSUnexpectedStepError as exc:
             raise ReplayRefused.of(run_id, exc, self.path) from None
         except stops.CANCELLED as exc:  # (stopped: the record outcome() gives)

@@ -54,6 +54,19 @@ the saga did (``take``)."""
 
 LATE_NOTE = "DBOS.cancel_workflow came after the saga ended: it stopped nothing"
 
+LATE: dict[str, None] = {}
+"""The runs a stop was asked of once their workflow had returned (it stopped nothing): their
+record, whoever reads it here (any handle, ``record``), says so (attack157 F2, attack158 F2).
+The latest ``KEPT_MOST``, until the runner closes."""
+
+
+def late_noted(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a run's record), noted ``LATE_NOTE`` if a stop came once it had returned."""
+    if run_id not in LATE or LATE_NOTE in data["notes"]:
+        return data
+    return {**data, "notes": [*data["notes"], LATE_NOTE]}
+
+
 CANCELLED = (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError,
              DBOSAwaitedWorkflowCancelledError)  # fmt: skip
 """What DBOS raises for a run it cancelled (as a step began, as a step's result was saved,
@@ -108,6 +121,7 @@ def undo_returned(m: Machine, exc: BaseException) -> Finished | None:
     said = undid[2]
     if said is not None and LOST in said:  # (cut short: in doubt, as the stop leaves it)
         return None
+    m.undo_begins()  # (it was called: told, then the rollback cut after it, then its end)
     m.cut(exc, f"after the undo of {entry.step} returned (DBOS.cancel_workflow)")
     op = m.undo_ok() if said is None else m.undo_failed(error_of(said))
     return op if isinstance(op, Finished) else None
@@ -312,6 +326,11 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         raise exc
     left = left or {}
     stopped = left.get("stopped") or STOPPED.get(run_id)
+    for _ in range(600):  # (its workflow here still on its way to the stop: what it did is
+        if stopped is not None or run_id not in waits.LIVE:  # kept once there, attack158 F3;
+            break  # 30 s at most)
+        threading.Event().wait(0.05)
+        stopped = STOPPED.get(run_id) or (left.get("stopped") if left else None)
     if stopped is not None:
         return stopped
     late = left.get("ended") or ENDED.get(run_id)
@@ -336,6 +355,7 @@ def clear() -> None:
     STOPPED.clear()
     ENDED.clear()
     ASKED.clear()
+    LATE.clear()
     RETURNED.clear()
     UNDID.clear()
 

@@ -338,7 +338,7 @@ def _carry_out(
         elif type(op) is RunUndo:
             undo = faults.get(op.step, (None, None))[1]
             error = run_undo(plan.run_id, plan.name, op.step, op.attempt, undo, op.timeout)
-            told = _error(error) if error is not None else None
+            told, _ = (_error(error) if error is not None else None), m.undo_begins()  # (called)
             failed = partial(hosted.undo_failed, m, plan.run_id, op.step)  # (its decide: F11)
             then = m.interrupted if told is not None and interrupts(told) else failed
             op = m.undo_ok() if told is None else then(told)  # (a Ctrl-C: it ends there)
