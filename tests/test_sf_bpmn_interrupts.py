@@ -375,6 +375,35 @@ def test_bpmn_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left
                          ("rollback_done", None)]  # fmt: skip
 
 
+def test_bpmn_graph_a_ctrl_c_as_an_undo_waits_to_retry_is_during_that_undo(monkeypatch):
+    """attack158 F4: a Ctrl-C in the wait before b's undo is tried again was noted "in the
+    BPMN engine's own code, before the undo of b" (b's undo had run once and failed);
+    ``saga.run`` says "during the undo of b". The same words now."""
+    from rollback_lessons.runners.bpmn import graph
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    _, *rest = graph.GraphHost.__init__.__defaults__
+    monkeypatch.setattr(graph.GraphHost.__init__, "__defaults__", (ctrl_c, *rest))
+    broke = []
+
+    def undo_b(state):
+        broke.append(1)
+        raise ConnectionError("the refund service is down")
+
+    steps = [Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, undo_b),
+             Step("c", lambda s: (_ for _ in ()).throw(ValueError("c")))]  # fmt: skip
+    retry = UndoPolicy(RetryPolicy(max_attempts=2, initial_delay=1), then="dead_letter")
+    got = _raised(lambda: run_explicit(Saga(steps, name="w", policy=retry), {},
+                                       undo_order="reverse_start"))  # fmt: skip
+    assert type(got) is KeyboardInterrupt and broke == [1]
+    assert got.__notes__ == [
+        "rollback: rollback interrupted by KeyboardInterrupt during the undo of b; not known "
+        "to be undone: b, a"
+    ]
+
+
 def test_two_sagas_at_once_on_one_runner_each_get_their_own_tasks(runner):
     """attack25 F3: two threads ran two sagas on one runner; each run took the other's task
     messages from the shared queue and dropped them: both hung. Now each run's tasks are

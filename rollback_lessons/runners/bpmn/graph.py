@@ -405,13 +405,13 @@ class GraphHost:
             if (ended := self.m.undo_begins()) is not None:  # told as its call begins; an
                 op = ended  # observer's Ctrl-C at its event ended the rollback: never called
                 break
-            self.cut = step  # (while it runs: a Ctrl-C, sys.exit came in it, ``spiff.stopped``)
-            error = self.worker.task("undo", step, op.timeout).error
-            self.cut = None
+            self.cut = step  # (while it runs or waits to retry: a Ctrl-C, sys.exit came in it,
+            error = self.worker.task("undo", step, op.timeout).error  # ``spiff.stopped``: as
             op = self.m.undo_ok() if error is None else self.m.undo_failed(error.to_exception())
-            if type(op) is Wait:  # the job handed out again, after the policy's backoff
-                self.sleep(op.seconds)
+            if type(op) is Wait:  # the job handed out again, after the policy's backoff (in
+                self.sleep(op.seconds)  # process, "during the undo": attack158 F4)
                 op = self.m.resume()
+            self.cut = None
             if type(op) is Ask:  # an incident: a person resolves it, or it stays
                 said = self.answers.pop(0) if self.answers else "leave"
                 op = self.m.answer(said)  # retry: the job again; fixed: done by hand
