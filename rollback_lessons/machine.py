@@ -240,9 +240,10 @@ class Machine:
         ``where`` None: during the undo in hand, if any (``interrupted_undo``: it may run on)."""
         if self.interruption is None:
             undo = self.entry.step if where is None and self.entry is not None else None
-            if undo and self.untold:  # handed out, never called (``told_as_called``)
-                again = f"attempt {self.attempt} of " if self.attempt > 1 else ""
-                where, undo = f"before {again}the undo of {undo} began", None
+            if undo and self.untold:  # handed out, never called (``told_as_called``); a retry's
+                first = self.attempt == 1  # undo had begun: during it, as in process (160 F3)
+                where = f"{'before' if first else 'during'} the undo of {undo}{' began' * first}"
+                undo = None  # (not one that may run on)
             where = where or (f"during the undo of {undo}" if undo else "during the rollback")
             self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, where
 

@@ -326,11 +326,10 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         raise exc
     left = left or {}
     stopped = left.get("stopped") or STOPPED.get(run_id)
-    for _ in range(600):  # (its workflow here still on its way to the stop: what it did is
-        if stopped is not None or run_id not in waits.LIVE:  # kept once there, attack158 F3;
-            break  # 30 s at most)
-        threading.Event().wait(0.05)
-        stopped = STOPPED.get(run_id) or (left.get("stopped") if left else None)
+    while stopped is None and run_id in waits.LIVE and waits.OPEN:  # (its workflow here on
+        threading.Event().wait(0.05)  # its way to the stop, its undo running, however long:
+        stopped = STOPPED.get(run_id) or left.get("stopped")  # kept once there, 158 F3,
+        # 160 F1; as long as the runner is open)
     if stopped is not None:
         return stopped
     late = left.get("ended") or ENDED.get(run_id)
