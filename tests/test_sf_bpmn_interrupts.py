@@ -745,6 +745,49 @@ def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both
     assert events[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+@pytest.mark.parametrize("answer", ["fixed", "retry"])
+def test_a_ctrl_c_as_a_persons_answer_is_taken_is_heard_alike_in_both_forms(
+    runner, graph, answer, monkeypatch
+):
+    """attack161 F1: a Ctrl-C right after the worker took the person's answer, before it was
+    sent: the list form's replay heard the answer ("fixed": b undone by hand), the graph
+    form's machine did not (b pending). Both hear it now, as it was taken."""
+    from rollback_lessons.runners import history
+
+    task = history.Worker.task
+
+    def then_ctrl_c(self, call, step, *args, **kwargs):
+        made = task(self, call, step, *args, **kwargs)
+        if call == "ask":
+            raise KeyboardInterrupt
+        return made
+
+    monkeypatch.setattr(history.Worker, "task", then_ctrl_c)
+    world, events, broke = [], [], []
+
+    def undo_b(state):
+        world.append("undo b")
+        if not broke:
+            broke.append(1)
+            raise ConnectionError("b's undo failed")
+
+    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
+    steps[1] = Step("b", lambda s: world.append("do b"), undo_b)
+    saga = Saga(steps, name="asked", policy=UndoPolicy(then="halt"),
+                on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+    options = {"undo_order": "reverse_start"} if graph else {}
+    got = _raised(lambda: runner.run(saga, {}, timeout=30, answers=[answer], **options))
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "do c", "undo c", "undo b"]
+    if answer == "fixed":  # (b fixed by hand: undone; a's undo never began)
+        assert events[-2:] == [("undo_done", "b"), ("rollback_done", None)]
+        said = "before the undo of a began; not known to be undone: a"
+    else:  # (its retry never began: never told)
+        assert events[-2:] == [("undo_failed", "b"), ("rollback_done", None)]
+        said = "during the undo of b; not known to be undone: b, a"
+    assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
+
+
 def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner, monkeypatch):
     """attack150 F2: the list form tells a stopped run's events after the stop; a Ctrl-C
     the callback raised then said the saga "had committed: there is nothing to undo"

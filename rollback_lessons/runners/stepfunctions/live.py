@@ -97,18 +97,12 @@ def end_state(m: Machine) -> str:
 
 class Idle:
     """How long a worker waits before asking again when no task came: 2 ms, doubled each
-    time nothing comes, up to 20 ms; 2 ms again once a task came. Each ask is a request
-    (about 3 ms of CPU on moto): asking every 2 ms while the engine waited out a Retry's
-    interval (a second at least) kept a core busy for nothing, and slowed the engine's own
-    thread, which shares this process on moto. A longer cap saves more CPU but makes each
-    step of a run wait longer for its worker (measured: 50 ms lengthened the runs).
-
-    After ``LONG`` with nothing, the engine is waiting out a Retry's interval (a second at
-    least): it is asked every ``SLOW`` (50 asks of a second were about 0.4 CPU s on moto).
-
-    ``settled``: nothing came for a while (the waits are at their longest); only then is the
-    execution's status asked as well, a second request each time (a task most often comes
-    within the first few short waits: asking each time doubled the requests of a run)."""
+    time nothing comes, up to 20 ms; 2 ms again once a task came. Each ask is a request (3 ms
+    of moto's CPU): every 2 ms through a Retry's interval kept a core busy and slowed moto's
+    thread; a longer cap made each step wait longer (50 ms lengthened the runs). After
+    ``LONG`` with nothing, the engine waits out a Retry's interval: asked every ``SLOW``.
+    ``settled`` (the waits at their longest): only then is the status asked as well (a task
+    most often comes within the first few waits: asking each time doubled the requests)."""
 
     FIRST, MOST, LONG, SLOW = 0.002, 0.02, 0.25, 0.1
 
@@ -401,9 +395,14 @@ class Live:
                 return
             self._what_next(op)
         except BaseException as exc:
-            if self.m.rolling and self.m.phase is not Phase.DONE:
+            taken = self.worker.calls[self.asking :] if self.asking is not None else []
+            if taken and self.m.phase is Phase.ASK:  # (as a person's answer was taken: heard,
+                self.m.answer(taken[0].answer or "leave")  # as the list form's replay hears
+            if self.m.rolling and self.m.phase is not Phase.DONE:  # it: attack161 F1)
                 self.m.interrupted(exc)
             raise
+
+    asking: int | None = None  # the worker's calls before a person's answer is taken
 
     def _what_next(self, op: Any) -> None:
         while True:
@@ -437,12 +436,13 @@ class Live:
             if type(op) is Ask:
                 step = op.steps[0]
                 self._ok(token, {"go": ask(self.plan.key(step))})
-                token = self.task("ask", step)
+                token, self.asking = self.task("ask", step), len(self.worker.calls)
                 said = self.worker.task("ask", step).answer or "leave"  # (told first, as
                 op = self._told(
                     partial(self.m.answer, said),  # the list form's replay hears
                     partial(self._ok, token, {"answer": said}),
                 )  # it: 151 F4)
+                self.asking = None
                 continue
             raise StepFunctionsError(f"the saga machine answered {op!r}")  # pragma: no cover
 
