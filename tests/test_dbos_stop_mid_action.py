@@ -47,6 +47,18 @@ def _stopped(handle, running: threading.Event, go: threading.Event):
     return handle.outcome()
 
 
+def _held(running: threading.Event, go: threading.Event, key: str, value: str):
+    """An action or undo that says it runs (``running``), waits for ``go`` (the stop landed
+    meanwhile), then sets ``state[key] = value``."""
+
+    def call(state):
+        running.set()
+        assert go.wait(120)
+        state[key] = value
+
+    return call
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
 @pytest.mark.parametrize("held", ["c", "d"])
 def test_a_stop_while_an_action_runs_reports_the_actions_real_end(dbos_runner, held, graph):
@@ -97,15 +109,10 @@ def test_a_stop_once_the_pivot_started_says_the_stop_undid_nothing(dbos_runner, 
     running, go = threading.Event(), threading.Event()
     state: dict = {}
 
-    def pivot(s):
-        running.set()
-        assert go.wait(120)
-        s["p"] = "sent"
-
     first = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a"))]
     if at_once:
         first = [Parallel(first[0], Step("b", lambda s: s.update(b="done"), partial(_undo, "b")))]
-    saga = Saga([*first, Step("p", pivot, None, kind="pivot"),
+    saga = Saga([*first, Step("p", _held(running, go, "p", "sent"), None, kind="pivot"),
                  Step("r", lambda s: s.update(r="done"), None, kind="retriable")],
                 name="stop-pivot")  # fmt: skip
     outcome = _stopped(dbos_runner.start_saga(saga, state, at_once=at_once), running, go)
@@ -126,16 +133,11 @@ def test_a_stop_while_an_undo_runs_reports_the_undos_real_end(dbos_runner, at_on
     running, go = threading.Event(), threading.Event()
     state: dict = {}
 
-    def undo_b(s):
-        running.set()
-        assert go.wait(120)
-        s["b"] = "undone"
-
     def fails(s):
         raise ValueError("no seats")
 
     a = Step("a", lambda s: s.update(a="done"), partial(_undo, "a"))
-    b = Step("b", lambda s: s.update(b="done"), undo_b)
+    b = Step("b", lambda s: s.update(b="done"), _held(running, go, "b", "undone"))
     steps = [a, Parallel(b, Step("c", lambda s: None))] if at_once else [a, b]  # (b first)
     saga = Saga([*steps, Step("F", fails)], name="stop-undo")
     outcome = _stopped(dbos_runner.start_saga(saga, state, at_once=at_once), running, go)
@@ -205,13 +207,8 @@ def test_a_stop_through_another_handle_reads_the_record_its_workflow_keeps(dbos_
     way to the stop (the undo held). It waits for what the workflow keeps now."""
     running, go = threading.Event(), threading.Event()
 
-    def undo_b(s):
-        running.set()
-        assert go.wait(120)
-        s["b"] = "undone"
-
     steps = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
-             Step("b", lambda s: s.update(b="done"), undo_b),
+             Step("b", lambda s: s.update(b="done"), _held(running, go, "b", "undone")),
              Step("c", lambda s: (_ for _ in ()).throw(ValueError("no seats")))]  # fmt: skip
     saga, state = Saga(steps, name="stop-other"), {}
     handle = dbos_runner.start_saga(saga, state)

@@ -705,6 +705,23 @@ def test_a_stop_as_an_undo_is_handed_out_tells_no_undo_never_called(
     ]
 
 
+def _asked_about_b(world, events):
+    """a, b, c, F (fails); b's undo fails once and the policy halts: a person is asked about
+    b. ``world`` records the calls, ``events`` what on_event heard."""
+    broke = []
+
+    def undo_b(state):
+        world.append("undo b")
+        if not broke:
+            broke.append(1)
+            raise ConnectionError("b's undo failed")
+
+    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
+    steps[1] = Step("b", lambda s: world.append("do b"), undo_b)
+    return Saga(steps, name="asked", policy=UndoPolicy(then="halt"),
+                on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+
+
 @pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
 def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both_forms(
     runner, graph, monkeypatch
@@ -717,18 +734,7 @@ def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both
     from botocore.exceptions import ClientError
 
     world, events = [], []
-    broke = []
-
-    def undo_b(state):
-        world.append("undo b")
-        if not broke:
-            broke.append(1)
-            raise ConnectionError("b's undo failed")
-
-    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
-    steps[1] = Step("b", lambda s: world.append("do b"), undo_b)
-    saga = Saga(steps, name="asked", policy=UndoPolicy(then="halt"),
-                on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+    saga = _asked_about_b(world, events)
     real = runner.sfn.send_task_success
 
     def refused(**kwargs):
@@ -764,18 +770,8 @@ def test_a_ctrl_c_as_a_persons_answer_is_taken_is_heard_alike_in_both_forms(
         return made
 
     monkeypatch.setattr(history.Worker, "task", then_ctrl_c)
-    world, events, broke = [], [], []
-
-    def undo_b(state):
-        world.append("undo b")
-        if not broke:
-            broke.append(1)
-            raise ConnectionError("b's undo failed")
-
-    steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
-    steps[1] = Step("b", lambda s: world.append("do b"), undo_b)
-    saga = Saga(steps, name="asked", policy=UndoPolicy(then="halt"),
-                on_event=lambda ev: events.append((ev.kind, ev.step)))  # fmt: skip
+    world, events = [], []
+    saga = _asked_about_b(world, events)
     options = {"undo_order": "reverse_start"} if graph else {}
     got = _raised(lambda: runner.run(saga, {}, timeout=30, answers=[answer], **options))
     assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "do c", "undo c", "undo b"]

@@ -199,7 +199,7 @@ class DBOSHandle:
                                "nothing was stopped")  # fmt: skip
         status = DBOS.get_workflow_status(self.run_id)  # (returned before it: its record
         if status is not None and status.status in ("SUCCESS", "ERROR"):  # noted, as one
-            stops._keep(stops.LATE, self.run_id, None)  # that lands as it ends: 157 F2)
+            stops.asked_late(self.run_id)  # that lands as it ends: 157 F2)
         stops.stop_run(self.run_id)
 
     def outcome(self) -> Outcome:

@@ -60,6 +60,11 @@ record, whoever reads it here (any handle, ``record``), says so (attack157 F2, a
 The latest ``KEPT_MOST``, until the runner closes."""
 
 
+def asked_late(run_id: str) -> None:
+    """A stop was asked of ``run_id`` once its workflow had returned (``LATE``)."""
+    _keep(LATE, run_id, None)
+
+
 def late_noted(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` (a run's record), noted ``LATE_NOTE`` if a stop came once it had returned."""
     if run_id not in LATE or LATE_NOTE in data["notes"]:
