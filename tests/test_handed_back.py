@@ -280,8 +280,16 @@ def test_recover_takes_handed_back_work_to_its_end_or_says_it_never_ran(
     async def arefund():
         world.append("refunded")
 
+    def task_here(item, idempotency_key=None):
+        coro = arefund()
+        try:
+            return asyncio.ensure_future(coro)
+        except RuntimeError:  # (no loop: closed, or Python warns of it at some later gc)
+            coro.close()
+            raise
+
     reg.add("async_pool", async_pool)
-    reg.add("task_here", lambda item, idempotency_key=None: asyncio.ensure_future(arefund()))
+    reg.add("task_here", task_here)
     path = tmp_path / "j.db"
     saga = Saga([Step("charge", lambda s: None, BoundUndo(shape, {"item": "c"}, reg)),
                  Step("ship", lambda s: 1 / 0)], name="s")  # fmt: skip
