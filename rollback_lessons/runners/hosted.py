@@ -128,6 +128,17 @@ def retire(run_id: str) -> None:
         OVER[run_id] = run
 
 
+def called(run_id: str) -> Hosted | None:
+    """The run a call of its engine came for, or None (not hosted here). One retired is
+    hosted again: its workflow returned, but the server refused that return (an event came
+    within the same task: a person's answer) and it runs on, replayed (attack162 F1: each
+    call of its undo refused "not hosted", the saga never ended, its effects held)."""
+    run = RUNS.get(run_id)
+    if run is None and (run := OVER.get(run_id)) is not None:
+        RUNS[run_id] = run
+    return run
+
+
 def host_policy(run_id: str, policy: UndoPolicy) -> None:
     POLICIES[run_id] = policy
 

@@ -199,7 +199,7 @@ def _hosted_here(run_id: str, what: str) -> hosted.Hosted:
     as never begun (``NOT_CALLED``): the workflow schedules it again, never counted as an
     attempt (attack51 F1: the undo was dead-lettered ``NotHosted``, its effect left)."""
     end = min(time.monotonic() + HOST_WAIT, _deadline() - 1.0)
-    while (run := hosted.RUNS.get(run_id)) is None:
+    while (run := hosted.called(run_id)) is None:
         if closing().done() or time.monotonic() >= end:
             raise ApplicationError(
                 f"{what} was not begun: run {run_id!r} is not hosted in this process "
