@@ -167,6 +167,35 @@ def test_a_stop_once_the_saga_returned_says_it_stopped_nothing(dbos_runner):
     assert dbos_runner.record(handle.run_id).notes == late  # (whoever reads it: 158 F2)
 
 
+def test_a_stop_the_saga_ends_within_says_it_stopped_nothing(dbos_runner, monkeypatch):
+    """attack164 F1: ``stop()`` read the run's status, then cancelled: a saga that ended
+    (DBOS saved its end) in between had no note at all (3-6 of 10 trials). The instant made
+    certain: the saga ends, saved, inside ``stop()``, before DBOS's cancel."""
+    import time
+
+    from dbos import DBOS
+
+    from rollback_lessons.runners.dbos import stops
+
+    running, go, state = threading.Event(), threading.Event(), {}
+    saga = Saga([Step("a", _held(running, go, "a", "done"))], name="ends-within")
+    handle = dbos_runner.start_saga(saga, state)
+    real = stops.stop_run
+
+    def ends_first(run_id: str) -> None:
+        go.set()
+        while DBOS.get_workflow_status(run_id).status != "SUCCESS":
+            time.sleep(0.02)
+        real(run_id)
+
+    monkeypatch.setattr(stops, "stop_run", ends_first)
+    assert running.wait(60)
+    handle.stop()
+    outcome = handle.outcome()
+    assert outcome.status is Status.COMMITTED and state == {"a": "done"}
+    assert outcome.notes == ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)
+
+
 def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_runner):
     """attack158 F1: a stop in b's undo's wait to retry told an ``undo b`` for the second
     attempt, never called (the machine told it as it asked for it, and DBOS's stop came as

@@ -197,10 +197,11 @@ class DBOSHandle:
         if self._closed():
             raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
                                "nothing was stopped")  # fmt: skip
-        status = DBOS.get_workflow_status(self.run_id)  # (returned before it: its record
-        if status is not None and status.status in ("SUCCESS", "ERROR"):  # noted, as one
-            stops.asked_late(self.run_id)  # that lands as it ends: 157 F2)
         stops.stop_run(self.run_id)
+        status = DBOS.get_workflow_status(self.run_id)  # (read after: DBOS never turns an end
+        if status is not None and status.status in ("SUCCESS", "ERROR"):  # it saved into
+            stops.asked_late(self.run_id)  # CANCELLED, so one saved now came first: noted, as
+        # one that lands as it ends, 157 F2; read before, one saved in between: 164 F1)
 
     def outcome(self) -> Outcome:
         """The run's Outcome; a Ctrl-C, ``sys.exit`` in a call of it here is raised then."""
