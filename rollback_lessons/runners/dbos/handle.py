@@ -19,7 +19,7 @@ from ...saga import Saga, State
 from .. import heard, hosted, remote
 from ..asking import AnswerRefused, Question, check_answer, refuse_unless_asked
 from ..wire import outcome_of, record_of
-from . import hosting, lifetime, stops, waits, workflow
+from . import hosting, lifetime, replay, stops, waits, workflow
 from .offloop import off_loop
 from .waits import RunnerClosed
 
@@ -197,6 +197,7 @@ class DBOSHandle:
         if self._closed():
             raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
                                "nothing was stopped")  # fmt: skip
+        replay.wait(self.run_id)  # (resumed here: past what DBOS saved of it, attack164 F3)
         stops.stop_run(self.run_id)
         status = DBOS.get_workflow_status(self.run_id)  # (read after: DBOS never turns an end
         if status is not None and status.status in ("SUCCESS", "ERROR"):  # it saved into

@@ -27,7 +27,7 @@ from ...events import describe
 from ...machine import Phase
 from ...schedule import GraphMachine
 from .. import heard, hosted
-from . import hosting, stops, waits
+from . import hosting, replay, stops, waits
 
 
 @contextlib.contextmanager
@@ -41,6 +41,7 @@ def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]
     machine.told_as_called = True  # (an undo told once its call came back: ``drive``; a stop
     # as it began, an attempt never called, never told: attack158 F1)
     waits.live(run_id, True)
+    replay.begin(run_id)  # (resumed: what DBOS saved of it is replayed first)
     ended = False
     try:
         yield
@@ -57,6 +58,7 @@ def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]
         raise
     finally:
         waits.live(run_id, False)
+        replay.end(run_id)
         if ended:
             over(run_id)
 

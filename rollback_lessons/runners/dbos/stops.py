@@ -37,7 +37,7 @@ from ...stopping import stopped_past
 from ..asking import Question
 from ..error_record import KEPT_MOST
 from ..wire import record_data
-from . import waits
+from . import replay, waits
 from .asking import LOST, error_of
 
 STOPPED: dict[str, dict[str, Any]] = {}
@@ -286,9 +286,17 @@ def saved(
 def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
     """DBOS raised ``exc`` in the workflow of ``run_id``: its cancel, as a step began or
     as a step's result was saved. ``stop`` tells the machine (the machine's answer kept)."""
+    cut = replay.cut(run_id)
+    if cut is not None:  # (on a step it had saved: the machine misses what it did after)
+        _keep(STOPPED, run_id, {REPLAYED: list(cut)})
+        return
     cause = WorkflowCancelled(STOPPED_NOTE)
     cause.__cause__ = exc
     _keep(STOPPED, run_id, record_data(stop(cause).record))
+
+
+REPLAYED = "replayed"
+"""A stop kept as heard in a replay (``replay.cut``): (the operation, the last saved)."""
 
 
 def list_stopped(m: Machine, exc: BaseException) -> Finished:
@@ -335,6 +343,14 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         threading.Event().wait(0.05)  # its way to the stop, its undo running, however long:
         stopped = STOPPED.get(run_id) or left.get("stopped")  # kept once there, 158 F3,
         # 160 F1; as long as the runner is open)
+    if stopped is not None and REPLAYED in stopped:
+        at, last = stopped[REPLAYED]
+        raise StoppedUnrecorded(
+            f"saga {run_id!r} was stopped by DBOS.cancel_workflow as a launch replayed what "
+            f"DBOS had saved of it (its operation {at} of the {last} saved): what it did from "
+            "there is not in the record this process kept: have a person check its steps by "
+            "hand: an undo not known done may have run, a step not known run may have"
+        ) from None
     if stopped is not None:
         return stopped
     late = left.get("ended") or ENDED.get(run_id)
