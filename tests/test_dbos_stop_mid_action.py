@@ -196,6 +196,42 @@ def test_a_stop_the_saga_ends_within_says_it_stopped_nothing(dbos_runner, monkey
     assert outcome.notes == ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)
 
 
+def test_a_stop_between_the_sagas_end_and_its_save_is_read_by_a_later_launch(
+    dbos_runner, monkeypatch
+):
+    """attack164 F2: a stop that lands once the workflow returned, before DBOS saved its
+    result, leaves the run CANCELLED on the file (DBOS keeps no result): read here, noted
+    "came after the saga ended"; read by a later launch, ``StoppedUnrecorded``, "its undos
+    may still be pending", though all was done (3 of 20). The workflow's last step saves its
+    record (an event): a later launch (nothing kept in memory) reads it, noted the same."""
+    from dbos import DBOS
+
+    from rollback_lessons.runners.dbos import stops
+
+    real = stops.ended
+
+    def then_stopped(run_id: str, data: dict) -> dict:
+        kept = real(run_id, data)
+        stop = threading.Thread(target=DBOS.cancel_workflow, args=(run_id,))
+        stop.start()
+        stop.join()
+        return kept
+
+    monkeypatch.setattr(stops, "ended", then_stopped)
+    state: dict = {}
+    steps = [Step("a", lambda s: s.update(a="done"), partial(_undo, "a")),
+             Step("b", lambda s: 1 / 0)]  # fmt: skip
+    handle = dbos_runner.start_saga(Saga(steps, name="stopped-as-saved"), state)
+    late = ("DBOS.cancel_workflow came after the saga ended: it stopped nothing",)
+    here = handle.outcome()
+    assert (here.status, here.compensated, here.notes) == (Status.ROLLED_BACK, ("a",), late)
+    assert state == {"a": "undone"}
+    assert DBOS.get_workflow_status(handle.run_id).status == "CANCELLED"
+    stops.forget(handle.run_id)  # (a later launch keeps nothing of it in memory)
+    later = dbos_runner.record(handle.run_id)
+    assert (later.status, later.compensated, later.notes) == (Status.ROLLED_BACK, ("a",), late)
+
+
 def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_runner):
     """attack158 F1: a stop in b's undo's wait to retry told an ``undo b`` for the second
     attempt, never called (the machine told it as it asked for it, and DBOS's stop came as

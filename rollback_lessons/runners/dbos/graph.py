@@ -300,9 +300,10 @@ def graph_workflow(
     with lifetime.running(plan.run_id, m, at_once):  # (what is kept of it goes at its end)
         try:
             op = graph.forward(first_of(completion) if completion is not None else None)
-            return stops.ended(plan.run_id, record_data(_carry_out(m, op, plan, faults).record))
+            record = _carry_out(m, op, plan, faults).record
         except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
             # cancelled, as a step begins or as its result is saved (its owner cleared: the
             # conflict); the record is read only if DBOS says the workflow was cancelled
             stops.stopped(plan.run_id, exc, graph.stopped)
             raise
+        return stops.ended(plan.run_id, record_data(record))  # (a cancel there: it ended)

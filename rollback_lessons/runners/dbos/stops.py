@@ -263,11 +263,24 @@ def stop_run(run_id: str) -> None:
         DBOS.send(run_id, NUDGE, f"answer-{asking.number}")
 
 
+ENDED_EVENT = "ended"
+"""The event a run's workflow sets last, its record: read by a launch that finds the run
+CANCELLED with no record of its own (``take``)."""
+
+
 def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    """``data``, the record a workflow returns, kept (``ENDED``) for a cancel that lands
-    before DBOS saves it."""
+    """``data``, the record a workflow returns, kept for a cancel that lands before DBOS
+    saves it: here (``ENDED``), and on the file, the workflow's last step (an event): DBOS
+    keeps no result of a run its cancel reached then, and a later launch read that run,
+    every undo done, as ``StoppedUnrecorded``, "its undos may still be pending" (attack164
+    F2). A cancel before this step: it stopped nothing, and ``ENDED`` says so here."""
     _keep(ENDED, run_id, data)
+    _save_ended(data)
     return data
+
+
+def _save_ended(data: dict[str, Any]) -> None:
+    DBOS.set_event(ENDED_EVENT, data)  # (in the workflow: a step of it, replayed as one)
 
 
 def saved(
@@ -353,7 +366,7 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         ) from None
     if stopped is not None:
         return stopped
-    late = left.get("ended") or ENDED.get(run_id)
+    late = left.get("ended") or ENDED.get(run_id) or _ended_saved(run_id)
     if late is not None:
         return {**late, "notes": [*late["notes"], LATE_NOTE]}
     raise StoppedUnrecorded(
@@ -362,6 +375,12 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         "here, or its outcome read already): have a person check its steps by hand: its "
         "undos may still be pending"
     ) from None
+
+
+def _ended_saved(run_id: str) -> dict[str, Any] | None:
+    """The record the run's workflow saved last (``ended``), None if it saved none."""
+    saved: dict[str, Any] | None = DBOS.get_event(run_id, ENDED_EVENT, timeout_seconds=0)
+    return saved
 
 
 def forget(run_id: str) -> None:

@@ -308,7 +308,7 @@ def saga_workflow(
         except (DBOSWorkflowCancelledError, DBOSWorkflowConflictIDError) as exc:
             stops.stopped(plan.run_id, exc, partial(stops.list_stopped, m))  # (as a graph's)
             raise
-        return stops.ended(plan.run_id, record_data(record))
+        return stops.ended(plan.run_id, record_data(record))  # (a cancel there: it ended)
 
 
 def _heard(m: Machine, run_id: str) -> Op | None:
