@@ -784,6 +784,39 @@ def test_a_ctrl_c_as_a_persons_answer_is_taken_is_heard_alike_in_both_forms(
     assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
 
 
+@pytest.mark.parametrize("when", ["asked", "heard"])
+@pytest.mark.parametrize("answer", ["fixed", "retry"])
+def test_bpmn_a_ctrl_c_as_a_person_is_asked_or_answered_says_what_step_functions_says(
+    answer, when, monkeypatch
+):
+    """attack165: a Ctrl-C as a person is asked about b's undo (its call made, failed) was
+    "in the BPMN engine's own code, before the undo of b" (F1); one right after the answer
+    was taken, before the machine heard it, dropped it ("fixed": b pending, F2). Now as Step
+    Functions says the same instants (above): during the undo of b; the answer heard once
+    taken, "fixed" counting b undone by hand."""
+    from rollback_lessons.machine import Machine
+
+    real = Machine.answer
+
+    def ctrl_c(self, said):
+        if when == "heard":
+            real(self, said)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Machine, "answer", ctrl_c)
+    world, events = [], []
+    saga = _asked_about_b(world, events)
+    got = _raised(lambda: run_explicit(saga, {}, undo_order="reverse_start", answers=[answer]))
+    assert type(got) is KeyboardInterrupt and world == ["do a", "do b", "do c", "undo c", "undo b"]
+    if when == "heard" and answer == "fixed":  # (b fixed by hand: undone; a's never began)
+        assert events[-2:] == [("undo_done", "b"), ("rollback_done", None)]
+        said = "before the undo of a began; not known to be undone: a"
+    else:  # (asked, or its retry never began: never told)
+        assert events[-2:] == [("undo_failed", "b"), ("rollback_done", None)]
+        said = "during the undo of b; not known to be undone: b, a"
+    assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
+
+
 def test_a_ctrl_c_in_on_event_as_a_stopped_run_is_told_keeps_what_is_left(runner, monkeypatch):
     """attack150 F2: the list form tells a stopped run's events after the stop; a Ctrl-C
     the callback raised then said the saga "had committed: there is nothing to undo"

@@ -411,13 +411,13 @@ class GraphHost:
             if type(op) is Wait:  # the job handed out again, after the policy's backoff (in
                 self.sleep(op.seconds)  # process, "during the undo": attack158 F4)
                 op = self.m.resume()
-            self.cut = None
-            if type(op) is Ask:  # an incident: a person resolves it, or it stays
-                said = self.answers.pop(0) if self.answers else "leave"
-                op = self.m.answer(said)  # retry: the job again; fixed: done by hand
+            if type(op) is Ask:  # an incident: a person resolves it, or it stays (asked, in
+                op = self.m.answer(said := self.answers[0] if self.answers else "leave")  # the
+                del self.answers[:1]  # undo: 165 F1; taken as the machine hears it: F2)
                 if said == "leave":
-                    self.op = op
+                    self.cut, self.op = None, op
                     raise Incident(f"undo {step} failed for good: an incident, for a person")
+            self.cut = None
         self.op = op
 
 

@@ -392,13 +392,13 @@ class BpmnRunner(Closable):
 
 
 def stopped(host: GraphHost, exc: BaseException) -> None:
-    """The graph form's workflow stopped on ``exc`` (a Ctrl-C, ``sys.exit``, in an undo or in
-    SpiffWorkflow's own code): nothing more runs there (dropped, never resumed). Going
-    forward the run fails here; in the rollback it ends here, halted, the machine noting
-    what is not known to be undone (``Machine._cut_short``; an undo never called, untold)."""
+    """The graph form's workflow stopped on ``exc`` (a Ctrl-C, ``sys.exit``): nothing more
+    runs (dropped). Going forward the run fails here; in the rollback it ends here, halted,
+    what is not known undone noted, and "in SpiffWorkflow's code" if no undo of the host's
+    was under way (``cut``; in it, its wait or its person's answer: as Step Functions, 165)."""
     m = host.m
     entry = m.entry if m.rolling else None
-    if entry is not None and host.cut != entry.step:
+    if entry is not None and host.cut is None:
         m.cut(exc, f"in the BPMN engine's own code, before the undo of {entry.step}")
     if not m.rolling and m.phase is not Phase.DONE:  # going forward: it fails here
         m.cut(exc, "in the BPMN engine's own code, going forward")
