@@ -63,9 +63,12 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         return runner, handle.run_id
 
     try:
-        with pytest.warns(runner_module.AbandonedCalls, match="the undo of 'a'"):
+        with pytest.warns(runner_module.AbandonedCalls, match="the undo of 'a'") as warned:
             runner, run_id = run_async(lambda: asyncio.wait_for(main(), 60))
         assert runner.abandoned == (f"attempt 1 of the undo of 'a' (run {run_id})",)
+        # attack163 F1: SagasLost named a "undone by nobody", its undo still running
+        [lost] = [str(w.message) for w in warned if w.category.__name__ == "SagasLost"]
+        assert lost.endswith("undone by nobody: none; or by its undo still running: a"), lost
         assert runner.task_queue not in runner_module.RUNNING
         hosted.release(run_id)  # its workflow never ended: forget what it ran on
     finally:

@@ -61,8 +61,9 @@ async def unfinished(client: Client, known: Iterable[str],
         except RPCError as exc:
             if exc.status is RPCStatusCode.NOT_FOUND:  # (an id asked for, never a run here)
                 continue
-            found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()))  # this process's word
-            continue
+            running = [(kind, step) for kind, step, _ in list(IN_FLIGHT.get(run_id, {}))]
+            found[run_id] = Unread.of(run_id, REASON, Table(_HEADER, ()), running)  # (this
+            continue  # process's word)
         running = [(kind, step) for kind, step, _ in list(IN_FLIGHT.get(run_id, {}))]
         found[run_id] = SagaTerminated.of(run_id, REASON, history, running, effected)
 
@@ -231,11 +232,13 @@ def said(lost: SagaTerminated) -> str:
     """One run's account, in words."""
     names = ", ".join
     unread = "its history unread, this process did: " if isinstance(lost, Unread) else ""
+    nobody = [s for s in lost.in_effect if s not in lost.undoing]
     return (
         f"saga {lost.run_id}: {unread}done: {names(lost.done) or 'none'}; undone: "
         f"{names(lost.undone) or 'none'}; running or timed out (their effect may land): "
         f"{names(lost.unknown) or 'none'}; so still in effect, or perhaps, undone by nobody: "
-        f"{names(lost.in_effect) or 'none'}"
+        f"{names(nobody) or 'none'}"
+        + (f"; or by its undo still running: {names(lost.undoing)}" if lost.undoing else "")
     )
 
 

@@ -173,15 +173,16 @@ class SagaTerminated(RollbackLessonsError):
     their effect); ``unknown``: actions whose end nobody knows (running when the run was
     terminated, or timed out: their effect may have landed, or may land yet);
     ``in_effect`` is what is, or may be, left for someone to undo (done or unknown, or
-    failed after its effect in some attempt; not undone)."""
+    failed after its effect in some attempt; not undone); ``undoing``: those of them whose
+    undo was running (or timed out) then: it may undo them yet (attack163 F1)."""
 
     def __init__(self, message: str, run_id: str, done: tuple[str, ...] = (),
                  undone: tuple[str, ...] = (), failed: tuple[str, ...] = (),
-                 unknown: tuple[str, ...] = (),
-                 failed_after_effect: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 unknown: tuple[str, ...] = (), failed_after_effect: tuple[str, ...] = (),
+                 undoing: tuple[str, ...] = ()) -> None:  # fmt: skip
         super().__init__(message)
         self.run_id, self.done, self.undone, self.failed = run_id, done, undone, failed
-        self.unknown = unknown
+        self.unknown, self.undoing = unknown, undoing
         self.in_effect = tuple(
             s for s in (*done, *unknown, *failed_after_effect) if s not in undone
         )
@@ -216,13 +217,16 @@ class SagaTerminated(RollbackLessonsError):
         unknown = [s for s in dict.fromkeys((*unknown, *still)) if s not in done + failed]
         perhaps = [s for s in failed if s in effected]
         left = [s for s in (*done, *unknown, *perhaps) if s not in undone]
+        undoing = [s for s in left if ("undo", s) in running]  # (its call on a thread here)
         return cls(
             f"the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
             f"more runs or is undone. Its history says done: {_names(done)}; undone: "
             f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; "
-            f"running or timed out (their effect may land): {_names(unknown)}; so still in "
-            f"effect, or perhaps, for someone to undo: {_names(left)}.",
+            f"running or timed out (their effect may land): {_names(unknown)}; undos running "
+            f"or timed out (they may undo yet): {_names(undoing)}; so still in effect, or "
+            f"perhaps, for someone to undo: {_names(left)}.",
             run_id, tuple(done), tuple(undone), tuple(failed), tuple(unknown), tuple(perhaps),
+            tuple(undoing),
         )  # fmt: skip
 
 
