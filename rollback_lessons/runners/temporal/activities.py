@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -67,6 +67,19 @@ for (its activity timed out), or an undo past its own timeout, goes on in its th
 next undo waits for it (``_undo_call``)."""
 _LOCK = threading.RLock()
 _LATE: set[Future[ErrorRecord | None]] = set()  # calls whose attempt failed on its timeout
+
+
+def late_calls(runs: Iterable[str], named: Sequence[str]) -> tuple[str, ...]:
+    """The calls of ``runs`` running on their threads here that ``named`` (those a close
+    abandoned) leaves out: past a timeout, unawaited (attack168 F2: never named)."""
+    late = []
+    for run_id in runs:
+        for (kind, step, attempt), future in list(IN_FLIGHT.get(run_id, {}).items()):
+            what = "the action" if kind == "action" else f"attempt {attempt} of the undo"
+            said = f"{what} of {step!r} (run {run_id})"
+            if not future.done() and said not in named:
+                late.append(f"{said}, past its timeout (the server no longer waits for it)")
+    return tuple(late)
 
 
 def _start(run: hosted.Hosted, run_id: str, call: Call,
@@ -213,8 +226,7 @@ def _hosted_here(run_id: str, what: str) -> hosted.Hosted:
 
 
 def _cancel_heard_by_now() -> None:
-    """(A call: a cancel the shield held back is raised into the thread by its next
-    call at the latest, inside the ``try`` that takes it.)"""
+    """(A cancel the shield held back is raised into the thread by its next call, here.)"""
 
 
 @activity.defn(name=UNDO)
@@ -230,7 +242,7 @@ def run_undo(call: StepCall) -> None:
             _running(f"attempt {call.attempt} of the undo of {call.step!r}"),
         ):
             try:
-                if call.timeout is not None and call.step in _timed_out(run):  # never again
+                if call.timeout is not None and (call.step in _timed_out(run) or _runs_on(call)):
                     late = still_running("undo", call.step, timeout=call.timeout)
                     errors.append(ErrorRecord.of(late, call.step, call.run_id))
                 else:  # (as in process, ``calls.call_timed``: attack47 F5)
@@ -255,6 +267,14 @@ def run_undo(call: StepCall) -> None:
     error = errors[0]
     if error is not None:
         raise _application_error(error)
+
+
+def _runs_on(call: StepCall) -> bool:
+    """An earlier attempt of this undo runs on here past its timeout, its runner closed since
+    (attack168 F1): never made again (``_timed_out``, that runner's)."""
+    with _LOCK:
+        return any((k, s) == ("undo", call.step) and n != call.attempt and not f.done()
+                   for (k, s, n), f in IN_FLIGHT.get(call.run_id, {}).items())  # fmt: skip
 
 
 def _timed_out(run: hosted.Hosted) -> set[str]:

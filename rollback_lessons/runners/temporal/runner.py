@@ -49,6 +49,7 @@ from .activities import (
     RUNNING,
     AbandonedCalls,
     Threads,
+    late_calls,
     run_action,
     run_undo,
 )
@@ -333,13 +334,15 @@ class TemporalRunner(Closable):
                 with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
                     await self._name_lost()  # are named all the same, then it is raised
             raise
+        self.abandoned = (*self.abandoned, *late_calls(self._runs, self.abandoned))
         if (calls or self.abandoned) and self.abandoned != self._told:  # (once: attack94 F6)
             self._told = self.abandoned
             left = "its thread" if len(self.abandoned) == 1 else "their threads"
             warnings.warn(
                 AbandonedCalls(
-                    f"closed with {counted(len(self.abandoned), 'call')} still running after "
-                    f"{GRACE:g} s, left on {left}: {'; '.join(self.abandoned) or 'unknown'}"
+                    f"closed with {counted(len(self.abandoned), 'call')} still running "
+                    f"(a grace of {GRACE:g} s), left on {left}: "
+                    f"{'; '.join(self.abandoned) or 'unknown'}"
                 ),
                 stacklevel=2,
             )
