@@ -1,9 +1,11 @@
 """A saga on DBOS killed in its rollback, then a launch on the same file that stops it at
 once (attack164 F3), run as ``python tests/dbos_relaunch_stop.py DB WORLD PHASE``:
 
-- ``first``: a, b, c (c fails): b's undo runs, then the process dies (SIGKILL) as a's begins.
+- ``first``: a, b, c (c fails): b's undo runs, then the process dies (SIGKILL) as a's begins;
+  ``first-in-c``: the process dies in c's action (its intent saved: it may have happened).
 - ``stop``: a launch that hosts the run (``sagas=``) and ``handle_for(...).stop()`` at once.
 - ``bare``: a launch whose workflow hears a bare ``DBOS.cancel_workflow`` as its replay begins.
+- ``at-c``: a launch whose workflow hears one as it has replayed c's intent (attack166 F2).
 
 The launches print the outcome (or the one line it raised) as JSON; the world file gets a
 line per call."""
@@ -34,6 +36,9 @@ def saga() -> Saga:
         said("undone a")
 
     def fails(state: object) -> None:
+        said("did c")
+        if PHASE == "first-in-c":
+            os.kill(os.getpid(), signal.SIGKILL)
         raise ValueError("no seats")
 
     return Saga([Step("a", lambda s: said("did a"), undo_a),
@@ -44,7 +49,7 @@ def saga() -> Saga:
 def main() -> None:
     from rollback_lessons.runners.dbos import DBOSRunner, StoppedUnrecorded
 
-    if PHASE == "first":
+    if PHASE.startswith("first"):
         with DBOSRunner.start(DB) as runner:
             runner.run(saga(), {}, run_id=RID)
         return
@@ -62,6 +67,22 @@ def main() -> None:
             cancel.join()
 
         replay.begin = cancelled_as_it_begins  # type: ignore[assignment]
+    if PHASE == "at-c":  # the cancel once c's intent (the dead launch's) was replayed
+        from dbos import DBOS
+
+        from rollback_lessons.runners.dbos import workflow
+
+        began = workflow.began
+
+        def then_cancelled(step: str) -> str:
+            intent = began(step)
+            if step == "c":
+                cancel = threading.Thread(target=DBOS.cancel_workflow, args=(RID,))
+                cancel.start()
+                cancel.join()
+            return intent
+
+        workflow.began = then_cancelled  # type: ignore[assignment]
     with DBOSRunner.start(DB, sagas={"relaunch-stop": lambda run_id: saga()}) as runner:
         handle = runner.handle_for(saga(), RID)
         if PHASE == "stop":
@@ -72,7 +93,7 @@ def main() -> None:
             print(json.dumps({"raised": str(exc)}))
             return
         print(json.dumps({"status": o.status.value, "compensated": o.compensated,
-                          "pending": o.pending, "notes": o.notes}))  # fmt: skip
+                          "pending": o.pending, "leaked": o.leaked, "notes": o.notes}))  # fmt: skip
 
 
 if __name__ == "__main__":

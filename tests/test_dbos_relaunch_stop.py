@@ -28,7 +28,12 @@ def _killed_in_the_rollback(tmp_path: Path) -> tuple[Path, Path]:
     db, world = tmp_path / "dbos.sqlite", tmp_path / "world.txt"
     first = _phase(db, world, "first")
     assert first.returncode == -9, first.stderr[-2000:]  # (SIGKILL, as a's undo began)
-    assert world.read_text().splitlines() == ["first: did a", "first: did b", "first: undone b"]
+    assert world.read_text().splitlines() == [
+        "first: did a",
+        "first: did b",
+        "first: did c",
+        "first: undone b",
+    ]
     return db, world
 
 
@@ -46,3 +51,17 @@ def test_a_run_stopped_as_a_launch_resumes_it_never_misses_what_it_did(tmp_path,
     assert "raised" not in told, told  # (its record: what the file and this launch did)
     assert "b" not in told["pending"] and set(told["compensated"]) == undone
     assert set(told["pending"]) | undone == {"a", "b"}
+
+
+def test_a_stop_as_a_launch_goes_on_with_an_action_a_dead_one_began_leaves_it_in_doubt(tmp_path):
+    """attack166 F2: killed in c's action (its intent saved), the launch that took the run up
+    heard a cancel at c's next step: "c was not run" (its action was never called), though
+    the dead process had called it. In doubt now: leaked, never said not run."""
+    db, world = tmp_path / "dbos.sqlite", tmp_path / "world.txt"
+    first = _phase(db, world, "first-in-c")
+    assert first.returncode == -9 and world.read_text().splitlines()[-1] == "first-in-c: did c"
+    then = _phase(db, world, "at-c")
+    assert then.returncode == 0, then.stderr[-2000:]
+    told = json.loads(then.stdout.strip().splitlines()[-1])
+    assert told["status"] == "halted" and told["leaked"] == ["c"], told
+    assert not any("c was not run" in note for note in told["notes"]), told

@@ -7,9 +7,8 @@ undo attempt that ran but was not checkpointed runs again (undos must be idempot
 action never does: its intent is saved first (``began``), and one a process that died
 started is in doubt, cut short for the machine (its undo run if logged before, else
 leaked), as ``recover`` does. The machine decides everything (retries, dead letters, a
-halt, the status, the events); a wait is
-``DBOS.sleep`` (durable), a person answers with ``DBOS.send`` to the question's topic
-(``_ask``), and the workflow says which answer it took.
+halt, the status, the events); a wait is ``DBOS.sleep`` (durable), a person answers with
+``DBOS.send`` to the question's topic (``_ask``), and the workflow says which it took.
 
 A saga with parallel groups is ``graph.graph_workflow``: the graph machine decides which
 steps may start, what a failure or a cancel stops, and the undo order. Its branches run one
@@ -149,8 +148,10 @@ def attempt(
     for told in STARTING:
         told(step)
     _saga(run_id, name)  # (hosted before its intent is saved: a wait cut here leaves none)
-    with stops.beginning(run_id, step):  # (DBOS's stop before the action is called: ``NotBegun``)
-        return run_action(run_id, name, step, fault, began(step), hold)
+    with stops.beginning(run_id, step):  # (DBOS's stop before the action is called: ``NotBegun``;
+        if (intent := began(step)) != LAUNCH:  # saved by a launch that died, its action may
+            stops.CALLED.step = step  # have run there: a stop leaves it in doubt, 166 F2)
+        return run_action(run_id, name, step, fault, intent, hold)
 
 
 @DBOS.step(name="rollback_lessons.undo")
@@ -407,10 +408,9 @@ def _heard_now(run_id: str) -> bool | dict[str, Any]:
 def _asked_before() -> None:
     """An undo's wait to retry: versions before the rule that a cancel is asked only going
     forward (``asks_cancel``) asked the token there too, saved as a step ``EARLIER_HEARD``
-    (its answer changed nothing: a run that failed is not cancelled). A saga such a version
-    left in that wait (an upgrade) replays the step it saved, rather than DBOS refusing the
-    replay (``DBOSUnexpectedStepError``: the saga stranded, its undos pending); this version
-    saves none."""
+    (its answer changed nothing). A saga such a version left in that wait (an upgrade)
+    replays the step it saved, never refused (``DBOSUnexpectedStepError``: the saga
+    stranded, its undos pending); this version saves none."""
     ctx = get_local_dbos_context()
     if ctx is not None and saved_name(ctx.function_id + 1) == EARLIER_HEARD:
         ask_cancel(str(ctx.workflow_id))  # (replayed: its saved answer, never asked again)
