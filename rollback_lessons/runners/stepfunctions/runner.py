@@ -323,13 +323,14 @@ class StepFunctionsRunner(Closable):
 
     def _serve(self, arn: str, plan: SagaPlan, worker: Worker, timeout: float | None) -> str:
         """Be the worker until the execution ends (or ``timeout`` seconds passed): each SQS
-        message is one task to do. The execution's status is asked only when no task came
-        (one that came says it runs)."""
+        message one task; its status asked only when none came (one that came: it runs)."""
         deadline = _deadline(timeout)
         wait = 1 if self.where == "aws" else 0
         idle = Idle()
         while True:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # (unless it ended meanwhile: 167 F3, its outcome)
+                if (status := self.sfn.describe_execution(executionArn=arn)["status"]) != "RUNNING":
+                    return str(status)
                 raise TimedOut.of(timeout, worker)
             messages = self.tasks(worker.run_id, wait)
             for body in messages:
@@ -439,10 +440,9 @@ class StepFunctionsRunner(Closable):
 
 def _unanswered(exc: Exception) -> bool:
     """Is ``exc`` botocore's word that no answer came (no connection, a read timed out)?"""
-    from botocore.exceptions import ConnectionError as NoConnection
-    from botocore.exceptions import HTTPClientError
+    from botocore import exceptions as raised
 
-    return isinstance(exc, NoConnection | HTTPClientError)
+    return isinstance(exc, raised.ConnectionError | raised.HTTPClientError)
 
 
 def _deadline(timeout: float | None) -> float:
