@@ -101,6 +101,7 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
         return ending.gone(worker)
 
     raised: BaseException = stopped
+    SAYING.add(handle.run_id)  # (said below, the cancel with it: not by ``gone_unsaid``)
     try:
         while not waiting.done() and not gone():
             await asyncio.wait({waiting, worker}, timeout=0.1)  # (its shutdown may never end)
@@ -109,6 +110,8 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
             raise  # below (attack54 F2: a bare KeyboardInterrupt); else the worker runs it
     except (KeyboardInterrupt, SystemExit) as cut:  # (asyncio.run's second Ctrl-C raised in
         raised = cut  # this frame: the loop, its worker with it, ends next; said, ci124)
+    finally:
+        SAYING.discard(handle.run_id)
     if raised is stopped and waiting.done() and not waiting.cancelled():
         return waiting.result()
     TOLD.add(handle.run_id)  # (said here: not by the outcome() this cancels too)
@@ -122,6 +125,9 @@ async def compensated(handle: SagaHandle, stopped: asyncio.CancelledError) -> Ou
     raise raised
 
 
+SAYING: set[str] = set()
+"""The runs a ``compensated`` waits for: its ``WorkerGone`` says the cancel too (attack168
+F3: the loop's end cancelled the wait first, and ``gone_unsaid`` warned without it)."""
 TOLD: set[str] = set()
 """The runs a ``WorkerGone`` was said of, by ``compensated``: the ``outcome()`` its loop's
 end cancels says nothing more (``gone_unsaid``)."""
@@ -134,7 +140,7 @@ def gone_unsaid(handle: SagaHandle, stopped: asyncio.CancelledError) -> None:
     note: what this process did, what is in doubt, and who can finish it (attack87 F5: the
     process exited with nothing on stderr, the saga left unnamed). Once per run."""
     worker = getattr(handle.runner, "_worker_task", None)
-    if worker is None or not ending.gone(worker) or handle.run_id in TOLD:
+    if worker is None or not ending.gone(worker) or handle.run_id in TOLD | SAYING:
         return
     TOLD.add(handle.run_id)
     note = worker_gone(handle.runner, handle.run_id, asked=False)
