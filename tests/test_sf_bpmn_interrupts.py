@@ -208,31 +208,30 @@ def test_the_timeout_in_a_rollback_ends_it_there_with_saga_runs_words(
     assert set(stops) == {_execution(runner, world)}
 
 
-def test_the_timeout_passing_once_the_execution_ended_gives_its_outcome(runner, stops, monkeypatch):
-    """attack167 F3: the timeout passing after the last undo, before the worker read that the
-    execution had ended: ``TimedOut``, "it is stopped where it was", noted "the execution was
-    over", and the saga's ``rolled_back`` lost. The worker reads the status first now. (The
-    list form's worker; the clock runs on an hour once the execution has ended.)"""
+@pytest.mark.parametrize("graph", [False, True], ids=["list", "graph"])
+def test_the_timeout_passing_once_the_work_is_done_gives_the_outcome(
+    runner, graph, stops, monkeypatch
+):
+    """attack167 F3, attack171 F1: the timeout passing after the last undo, before the
+    execution's end was read (the list form) or before the graph form's machine sent it its
+    end state: ``TimedOut``, "it is stopped where it was", and the saga's ``rolled_back``
+    lost. An execution past its last task is given a moment more to end. (The runner's clock
+    stands still until the last undo ran, then runs on just past the timeout.)"""
     world = []
     steps = [*_abc(world).steps, Step("F", lambda s: (_ for _ in ()).throw(ValueError("F")))]
-    receive, ended = runner.receive, []
+    still, switched = time.monotonic(), []
 
-    def once_ended(wait=0):
-        got = receive(wait)
-        if not got and "undo a" in world and not ended:  # (its end state entered: read
-            arn = _execution(runner, world)  # once, as the worker does when no task came)
-            while runner.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-                time.sleep(0.02)
-            ended.append(arn)
-        return got
+    def now() -> float:
+        if "undo a" not in world:
+            return still
+        switched.append(switched[0] if switched else time.monotonic())
+        return still + 1.1 + time.monotonic() - switched[0]
 
-    monkeypatch.setattr(runner, "receive", once_ended)
-    still = time.monotonic()
-    clock = types.SimpleNamespace(
-        monotonic=lambda: time.monotonic() + 3600 if ended else still, sleep=time.sleep
-    )
-    monkeypatch.setattr(sys.modules[StepFunctionsRunner.__module__], "time", clock)
-    outcome = runner.run(Saga(steps, name="ended-in-time"), {}, timeout=1)
+    clock = types.SimpleNamespace(monotonic=now, sleep=time.sleep)
+    for name in (StepFunctionsRunner.__module__, "rollback_lessons.runners.stepfunctions.live"):
+        monkeypatch.setattr(sys.modules[name], "time", clock)
+    options = {"undo_order": "reverse_start"} if graph else {}
+    outcome = runner.run(Saga(steps, name="done-in-time"), {}, timeout=1, **options)
     assert outcome.status.value == "rolled_back" and outcome.notes == () and stops == []
     assert world[-3:] == ["undo c", "undo b", "undo a"]
 

@@ -39,18 +39,12 @@ from ...verdicts import HALTED_FORWARD as HALTS_FORWARD
 from ..heard import Heard
 from ..history import Worker, ask, undo
 from ..wire import SagaPlan
-from .asl import (
-    HALTED_AT_PIVOT,
-    HALTED_FORWARD,
-    LEFT,
-    ROLLED_BACK,
-    StepFunctionsError,
-    error_name,
-)
+from .asl import HALTED_AT_PIVOT, HALTED_FORWARD, LEFT, ROLLED_BACK, StepFunctionsError, error_name
 from .asl_graph import CANCELLED, COMMITTED, INCOMPLETE, STOPPING, WHAT_NEXT
 from .engine import answer_late, refuse_engine_failures
 from .matched import cause_of
 from .quiet import quiet_stopped_branches
+from .stop import END_GRACE
 
 T = TypeVar("T")
 Pick = Callable[[tuple[str, ...]], str]
@@ -153,9 +147,9 @@ class Live:
     # -- messages ---------------------------------------------------------------------------
 
     def _receive(self) -> None:
-        """Take in the task messages waiting (this run's), answering at once those for a
-        step the machine says may not start."""
-        if time.monotonic() > self.deadline:  # (the runner stops the execution)
+        """Take in this run's task messages waiting, answering at once those for a step the
+        machine says may not start (past the deadline: stopped, the machine done a moment on)."""
+        if time.monotonic() > self.deadline + (END_GRACE if self.m.phase is Phase.DONE else 0):
             raise TimedOut.of(self.timeout, self.worker)
         got = self.runner.tasks(self.worker.run_id, 1 if self.runner.where == "aws" else 0)
         for body in got:  # (this run's only: another's are kept for it, ``runner.tasks``)

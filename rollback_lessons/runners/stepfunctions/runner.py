@@ -37,7 +37,7 @@ from .history import OVER, Execution, check_answered, visits
 from .live import Idle, Live, TimedOut
 from .matched import Matching, cause_of
 from .moto_start import backend, let_go, refused
-from .stop import stop_execution
+from .stop import ended_within, stop_execution
 
 
 class StepFunctionsRunner(Closable):
@@ -194,10 +194,9 @@ class StepFunctionsRunner(Closable):
                 error.add_note(note)
             raise error from None
 
-    def _listed(
-        self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
-        worker: Worker, before: dict[str, Any] | None, suffix: str, timeout: float | None,
-    ) -> Execution:  # fmt: skip
+    def _listed(self, saga: Saga, state: State | None, plan: SagaPlan, asl: dict[str, Any],
+                worker: Worker, before: dict[str, Any] | None, suffix: str,
+                timeout: float | None) -> Execution:  # fmt: skip
         """An execution of the list form, served by ``_serve``, then walked (``walk``)."""
         arn = self._arn(asl, execution_name(saga.name, suffix))
         with self._inbox(plan.run_id), self._stopped_if_cut(arn, worker):
@@ -213,8 +212,7 @@ class StepFunctionsRunner(Closable):
             worker.reraise(outcome)  # (a Ctrl-C in an action: once what was done is undone)
             return Execution(outcome, asl, history, status, worker.calls)
 
-    def _arn(self, asl: dict[str, Any], name: str) -> str:
-        """Execution ``name``'s ARN, known before it starts (a start cut short is stopped)."""
+    def _arn(self, asl: dict[str, Any], name: str) -> str:  # (known before it starts)
         return f"{self.machine(asl).replace(':stateMachine:', ':execution:', 1)}:{name}"
 
     def _start(self, arn: str, run_id: str) -> None:
@@ -291,8 +289,10 @@ class StepFunctionsRunner(Closable):
             while (status := self.sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
                 if served.stopped and time.monotonic() > deadline:
                     break  # stopped as far as this runner goes: the status moto reports
-                if time.monotonic() > served.deadline:
-                    raise TimedOut.of(timeout, worker)
+                if time.monotonic() > served.deadline:  # (its work done: a moment more)
+                    if (status := ended_within(self.sfn, arn) or status) == "RUNNING":
+                        raise TimedOut.of(timeout, worker)
+                    break
                 finishing.wait()
             worker.over = (heard, OVER)  # (a Ctrl-C from now on: the execution was over)
         with over_noted(worker, heard, OVER):
@@ -328,9 +328,9 @@ class StepFunctionsRunner(Closable):
         wait = 1 if self.where == "aws" else 0
         idle = Idle()
         while True:
-            if time.monotonic() > deadline:  # (unless it ended meanwhile: 167 F3, its outcome)
-                if (status := self.sfn.describe_execution(executionArn=arn)["status"]) != "RUNNING":
-                    return str(status)
+            if time.monotonic() > deadline:  # (unless it ends in a moment, its last task done:
+                if (status := ended_within(self.sfn, arn)) is not None:  # 167 F3, 171 F1)
+                    return status
                 raise TimedOut.of(timeout, worker)
             messages = self.tasks(worker.run_id, wait)
             for body in messages:

@@ -36,4 +36,22 @@ def stop_execution(sfn: Any, arn: str, error: str, cause: str) -> str:
             return "was told to stop (it still says RUNNING)"
 
 
-__all__ = ["stop_execution"]
+END_GRACE = 1.0
+"""Seconds the runner's ``timeout`` is stretched for an execution past its last task that is
+only entering its end state (attack171 F1: its ``rolled_back`` lost, "stopped where it
+was", though nothing was left to stop); one with work left does not end in it."""
+
+
+def ended_within(sfn: Any, arn: str, seconds: float = END_GRACE) -> str | None:
+    """The execution's status once it ended within ``seconds``; None if it still runs."""
+    from .live import Idle
+
+    idle, deadline = Idle(), time.monotonic() + seconds
+    while (status := sfn.describe_execution(executionArn=arn)["status"]) == "RUNNING":
+        if time.monotonic() > deadline:
+            return None
+        idle.wait()
+    return str(status)
+
+
+__all__ = ["ended_within", "stop_execution"]
