@@ -24,7 +24,7 @@ from rollback_lessons import AsyncRollback, RetryPolicy, Rollback, Saga, Status,
 from rollback_lessons.durable import recovery
 from rollback_lessons.durable.files import SCHEMA_VERSION
 from rollback_lessons.durable.journal import Journal, JournalError, JournalTakenOver
-from rollback_lessons.durable.recovery import RecoveryInterrupted, recover
+from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
 from rollback_lessons.events import Event, EventKind
 
@@ -468,13 +468,20 @@ def test_an_undo_raising_a_base_exception_leaves_the_saga_for_the_next_recover(
     tmp_path, reg_module, how
 ):
     """The defect: a 26-line traceback (asyncio's CancelledError, a library's own
-    BaseException subclass)."""
+    BaseException subclass). An undo's own CancelledError (no task being cancelled) is a
+    failure, as in process (attack174 F1): a dead letter, and the saga ends."""
     path = tmp_path / "j.db"
     with Journal(path) as journal:
         journal.start("trip", "t").register("hold", reg_module.RELEASE.bind(room="r1"), "pending")
     orphan(path)
     env = {"PYTHONPATH": str(tmp_path), "HOW": how}
     done = _cli("recover", str(path), "--registry", "reg3", env=env)
+    if how == "cancelled":
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stdout.startswith("t (trip): rollback_incomplete; undone -; dead letters hold")
+        with Journal(path) as journal:
+            assert journal.saga("t").status == "rollback_incomplete"
+        return
     assert done.returncode == 2 and "Traceback" not in done.stderr
     [line] = done.stderr.splitlines()
     assert "the undo of 'hold'" in line and "next recover" in line
@@ -484,16 +491,18 @@ def test_an_undo_raising_a_base_exception_leaves_the_saga_for_the_next_recover(
     assert again.returncode == 0 and again.stdout.startswith("t (trip): rolled_back")
 
 
-def test_an_awaited_undo_cancelled_is_an_interrupt_too(tmp_path):
+def test_an_awaited_undos_own_cancel_is_a_dead_letter_as_in_process(tmp_path):
+    """(It was an interrupt: recover stopped there for good, attack174 F1.)"""
     reg = Registry()
 
     async def release(room, idempotency_key=None):
         raise asyncio.CancelledError
 
     journal = _one_pending(tmp_path / "j.db", reg.add("release", release).bind(room="r1"))
-    with pytest.raises(RecoveryInterrupted, match="CancelledError"):
-        recover(journal, reg)
-    assert journal.saga("t").status == "running"
+    [outcome] = recover(journal, reg).recovered
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE
+    assert [d.step for d in outcome.dead_letters] == ["hold"]
+    assert journal.saga("t").status == "rollback_incomplete"
 
 
 # -- H. an output that cannot be written: one line that says so, never the journal's fault --

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from ..calls import own_cancel
 from ..events import Event, EventKind, describe, text_of
 from ..machine import Machine, pivot_at_stake
 from ..operations import Ask, Finished, RunUndo, Wait
@@ -407,8 +408,10 @@ def _resume(
                     raise
                 who = f"the undo of {undo.step!r} (saga {saga.id!r})"
                 raise _stopped(cut, who, error=exc) from None
-        except BaseException as exc:  # sys.exit, CancelledError, a library's own
-            raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
+        except BaseException as exc:  # sys.exit, CancelledError, a library's own (an undo's own
+            if not own_cancel(exc):  # CancelledError, no task cancelled, is a failure, as in
+                raise _stopped(exc, f"the undo of {undo.step!r} (saga {saga.id!r})") from None
+            op = m.undo_failed(exc)  # process: attack174 F1, it stopped every recover)
         else:  # (written down at once: a Ctrl-C from here on never runs it again, F8)
             run._pending.append(ran)
             op = m.undo_ok()
