@@ -315,7 +315,8 @@ class GraphMachine(Machine):
         self.busy_count -= 1
         self.ended.append(step)
         if self.failures and not counted and not [e for _, e in self.failures if e is error]:
-            also = f"{step} also failed, while the running steps finished: {describe(error)}"
+            how = "was also cut short (in doubt)" if cut else "also failed"  # (172 F1)
+            also = f"{step} {how}, while the running steps finished: {describe(error)}"
             self.notes = [*self.notes, also]
         if not counted:
             self.failures.append((step, error))

@@ -357,3 +357,23 @@ def test_a_pivot_returned_after_a_cut_step_ok_is_irreversible_once():
     n.step_ok()
     n.step_ok(go_on=False)
     assert n.step_returned() is False and n.completed == ["a", "b"]
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_sibling_cut_short_while_the_others_finish_is_said_in_doubt_never_failed(cut):
+    """attack172 F1: a group's sibling whose call was cut short (its end never heard: a
+    worker gone) was noted "also failed, while the running steps finished", beside a note
+    that it was in doubt. Cut short, it is said so; one whose call raised, failed."""
+    from rollback_lessons.operations import StepSpec
+    from rollback_lessons.schedule import GraphMachine
+
+    plan = [StepSpec("b", has_undo=True), StepSpec("e", has_undo=True)]
+    m = GraphMachine(CONTINUE, plan=plan, after={"b": (), "e": ()})
+    m.launch("b")
+    m.launch("e")
+    m.step_error("b", ValueError("no seats"))
+    error = TimeoutError("activity Heartbeat timeout")
+    m.step_cut("e", error) if cut else m.step_error("e", error)
+    how = "was also cut short (in doubt)" if cut else "also failed"
+    assert f"e {how}, while the running steps finished: TimeoutError(" in m.notes[0]
+    assert ("e" in m.record().leaked) is cut
