@@ -23,8 +23,9 @@ def no_room(path: Path, said: str = "") -> str:
     free = st.f_bavail * st.f_frsize
     if free >= ROOM and "disk is full" not in said:
         return limit
+    now = " by now, SQLite's own files let go" if free >= ROOM else ""  # (attack174 F2)
     return (
-        f"; no room on its disk ({free} bytes free): SQLite makes {path.name}-wal and "
+        f"; no room on its disk ({free} bytes free{now}): SQLite makes {path.name}-wal and "
         f"{path.name}-shm beside it; free some space and run it again"
     )
 
