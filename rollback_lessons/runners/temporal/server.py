@@ -157,8 +157,16 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
     except BaseException:
         task.cancel()
         raise
+    began, died = time.monotonic(), False
     while not (await asyncio.wait({task}, timeout=0.1))[0]:
         guarded.new_ones()
+        if died and guarded.gone():  # (none runs, twice, its log read since: not its own
+            await _cancel_start(task)  # failure, said below)
+            raise TemporalUnavailable(
+                "Temporal's dev server exited as it started (killed, or it crashed): nothing "
+                f"was started; try again (its log: {log})."
+            )  # (attack175 F1: the SDK waited START_LIMIT, then blamed a busy machine)
+        died = time.monotonic() - began > SPAWNED and guarded.gone()
         with open(log, "rb") as file:
             file.seek(offset)
             said = [line for line in file.read().decode(errors="replace").splitlines()
@@ -191,6 +199,7 @@ class _Guarded:
     def __init__(self) -> None:
         self.binary = server_binary()
         self.seen = set(_server_processes(self.binary)) if reaper.supported() else None
+        self.before = set(self.seen or ())
 
     def new_ones(self) -> None:
         if self.seen is None:
@@ -204,6 +213,14 @@ class _Guarded:
         """Is ``pid`` still one of these servers (asked once its pidfd is open)?"""
         return pid in _server_processes(self.binary)
 
+    def gone(self) -> bool:
+        """Does no server this start spawned run now (killed, or it crashed)?"""
+        return self.seen is not None and not set(_server_processes(self.binary)) - self.before
+
+
+SPAWNED = 3.0
+"""Seconds into a start by which its dev server runs (spawned in milliseconds): none running
+then, the start is given up (``watched``)."""
 
 CANCEL_WAIT = 2.0
 """Seconds a cancelled start is given to let go of the SDK runtime (``_cancel_start``)."""
