@@ -28,6 +28,20 @@ GRACE = 3.0
 """Seconds a server has to stop after SIGTERM before the reaper sends SIGKILL."""
 
 
+def children() -> set[int]:
+    """This process's live children, whatever they run (zombies left out: killed, unreaped)."""
+    me, found = os.getpid(), set()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            if name.isdigit() and fields[0] != "Z" and int(fields[1]) == me:
+                found.add(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def supported() -> bool:
     """Can this system watch processes by pidfd (Linux 5.3 or newer), and is this module a
     file a Python can run (not inside a zip)?"""

@@ -199,7 +199,7 @@ class _Guarded:
     def __init__(self) -> None:
         self.binary = server_binary()
         self.seen = set(_server_processes(self.binary)) if reaper.supported() else None
-        self.before = set(self.seen or ())
+        self.kids = reaper.children() if self.seen is not None else set()
 
     def new_ones(self) -> None:
         if self.seen is None:
@@ -214,8 +214,9 @@ class _Guarded:
         return pid in _server_processes(self.binary)
 
     def gone(self) -> bool:
-        """Does no server this start spawned run now (killed, or it crashed)?"""
-        return self.seen is not None and not set(_server_processes(self.binary)) - self.before
+        """Does nothing this start spawned live now (killed, or it crashed)? Any child is
+        counted, running the server or not yet (attack177 F1: one paused before it was)."""
+        return self.seen is not None and not reaper.children() - self.kids
 
 
 SPAWNED = 3.0
