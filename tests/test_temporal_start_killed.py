@@ -43,3 +43,16 @@ def test_a_dev_server_killed_as_it_starts_is_said_so_at_once(tmp_path):
     assert str(raised.value).startswith(
         "Temporal's dev server exited as it started (killed, or it crashed): nothing was started"
     )
+
+
+def test_a_server_gone_as_its_sockets_are_read_listens_on_nothing():
+    """attack177 F4: the loopback check read another runner's server as it stopped: a start
+    failed with a raw "[Errno 2] No such file or directory: '/proc/<pid>/fd'"."""
+    import subprocess
+    import sys
+
+    from rollback_lessons.runners.temporal.server import listening_sockets
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # (reaped: its /proc entry is gone)
+    assert listening_sockets(gone.pid) == []

@@ -319,7 +319,11 @@ _LOOPBACK = {
 def listening_sockets(pid: int) -> list[tuple[str, int]]:
     """(address as /proc writes it, port) of every TCP socket process ``pid`` listens on."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except FileNotFoundError:  # (gone meanwhile, another runner's: listens on nothing, 177 F4)
+        return []
+    for fd in fds:
         try:
             target = os.readlink(fd)
         except OSError:
