@@ -64,23 +64,23 @@ def cut(run_id: str) -> tuple[int, int] | None:
 
 def caught_up(run_id: str) -> bool:
     """Is the run's workflow here past what was saved (or never replaying)?"""
-    ctx, last = REPLAYING.get(run_id, (None, 0))
-    return ctx is None or ctx.function_id > last
+    return cut(run_id) is None
 
 
 def wait(run_id: str) -> None:
     """Before a stop: while a run with saved steps is to resume here (queued to, or begun
     and replaying) and the runner is open, wait for it to be past what was saved, at most
     ``RESUME_WAIT`` s. A fresh run, or one another process runs, is not waited for."""
-    end_at = time.monotonic() + RESUME_WAIT
+    end_at, saved = time.monotonic() + RESUME_WAIT, None
     while time.monotonic() < end_at and waits.OPEN:
         if run_id in waits.LIVE:
             if caught_up(run_id):
                 return
         else:
             status = DBOS.get_workflow_status(run_id)
-            queued = status is not None and status.status == "ENQUEUED"
-            if not queued and not (status is not None and status.status == "PENDING"
-                                   and run_id in RUNS and _last_saved(run_id) > 0):  # fmt: skip
+            state = status.status if status is not None else None
+            if state == "PENDING" and run_id in RUNS and saved is None:
+                saved = _last_saved(run_id) > 0  # (read once: what a dead launch saved)
+            if state != "ENQUEUED" and not (state == "PENDING" and run_id in RUNS and saved):
                 return
         threading.Event().wait(0.02)

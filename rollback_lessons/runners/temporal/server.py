@@ -342,18 +342,13 @@ def listening_sockets(pid: int) -> list[tuple[str, int]]:
 
 def _server_processes(binary: str) -> list[int]:
     """This process's children that run the dev server binary."""
-    me, found = os.getpid(), []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    found, wanted = [], os.path.realpath(binary)
+    for pid in sorted(reaper.children()):
         try:
-            stat = (entry / "stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            exe = os.readlink(entry / "exe")
-        except (OSError, ValueError, IndexError):
+            if os.path.realpath(os.readlink(f"/proc/{pid}/exe")) == wanted:
+                found.append(pid)
+        except OSError:  # (gone meanwhile)
             continue
-        if parent == me and os.path.realpath(exe) == os.path.realpath(binary):
-            found.append(int(entry.name))
     return found
 
 
