@@ -518,7 +518,11 @@ def test_the_server_log_is_never_opened_through_a_planted_symlink(tmp_path, monk
         # a symlink planted in its place afterwards is refused, not followed
         log.unlink()
         log.symlink_to(victim)
-        with pytest.raises(OSError), server_module.quiet_stdout():
+        from rollback_lessons.runners.temporal import local
+
+        with pytest.raises(OSError), local.quiet_stdout():
+            pass
+        with pytest.raises(OSError), local.own_session(server_module.server_binary()):
             pass
         assert victim.read_text() == "precious\n"
     finally:

@@ -232,7 +232,7 @@ EXIT_AS_IT_STARTS = """
 import asyncio, sys
 from rollback_lessons.runners.temporal import TemporalRunner, server
 
-def exiting(self):  # a SIGTERM handler's sys.exit as the start reads the processes
+def exiting(self, *_):  # a SIGTERM handler's sys.exit as the start reads the processes
     sys.exit(3)
 
 server._Guarded.__init__ = exiting

@@ -57,6 +57,7 @@ class MotoServer:
                 os.path.abspath(reaper.__file__),
                 "--launch",
                 str(os.getpid()),
+                "-",
                 *self._argv,
             ],
             stdin=subprocess.DEVNULL,

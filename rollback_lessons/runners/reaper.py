@@ -122,14 +122,21 @@ def _reap(owner: int, server: int, grace: float = GRACE) -> None:
             return
 
 
-def launch(owner: int, argv: list[str]) -> None:
+def launch(owner: int, log: str, argv: list[str]) -> None:
     """Be the launcher of a server (``temporal.local.own_session``: the SDK spawns it): in a
     session of its own (a Ctrl-C to the terminal's group is not the server's, attack51 F5),
     and guarded from its first instant (attack51 F7: a runner killed before its ``guard``
     left the server running for ever, holding its db_file). Unless ``owner``, the runner's
     process, is still its parent, nothing starts; else a reaper is started for the owner and
-    this very process, and the server is exec'd in its place (the same pid)."""
+    this very process, and the server is exec'd in its place (the same pid), its output to
+    ``log`` unless "-" (appended, never through a symlink: the launcher's own descriptors,
+    never the runner's redirected, attack177 F3)."""
     os.setsid()
+    if log != "-":
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
     fds: tuple[int, ...] = ()
     if supported():
         try:
@@ -153,6 +160,6 @@ def launch(owner: int, argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--launch":
-        launch(int(sys.argv[2]), sys.argv[3:])
+        launch(int(sys.argv[2]), sys.argv[3], sys.argv[4:])
     else:
         _reap(int(sys.argv[1]), int(sys.argv[2]))

@@ -10,7 +10,9 @@ import shlex
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -18,10 +20,11 @@ from .. import reaper
 from .dblock import DbLock
 from .server import (
     TemporalUnavailable,
+    _open_log,
     check_loopback_only,
     check_ports,
     client_options,
-    quiet_stdout,
+    server_log,
     start_failure,
     startup_timeout,
     watched,
@@ -52,34 +55,79 @@ async def start_local(
 
 
 @contextlib.contextmanager
-def own_session(binary: str) -> Iterator[str]:
+def own_session(binary: str) -> Iterator[tuple[str, Path | None]]:
     """A launcher of ``binary`` (``reaper.launch``: the same pid throughout, the SDK's child
     is the server) in a session of its own, so that a Ctrl-C a terminal or Jupyter's
     interrupt sends to this process's group does not stop the server too (attack51 F5:
     ``runner.run``'s compensation then had no server, ServerLost, everything in effect),
-    and reaped from its first instant if this process dies (F7). Removed once the server
-    started. Not POSIX, the package in a zip, or a temporary folder that cannot hold a
-    program (``noexec``): ``binary`` itself, in this process's group."""
+    and reaped from its first instant if this process dies (F7); and the file it writes its
+    pid to first (``server.watched`` follows that process). Its output goes to the server's
+    log. Removed once the server started. Not POSIX, the package in a zip, or a temporary
+    folder that cannot hold a program (``noexec``): ``binary`` itself, in this process's
+    group, its output to the log through this process's own descriptors (``quiet_stdout``)."""
     if os.name != "posix" or not os.path.isfile(reaper.__file__):
-        yield binary
+        with quiet_stdout():
+            yield binary, None
         return
     folder = tempfile.mkdtemp(prefix="rollback-lessons-")
     try:
         if os.statvfs(folder).f_flag & os.ST_NOEXEC:
-            yield binary
+            with quiet_stdout():
+                yield binary, None
             return
-        launcher = os.path.join(folder, "temporal")
+        os.close(_open_log())  # (made here, never through a symlink: refused at once)
+        launcher, pid_file = os.path.join(folder, "temporal"), Path(folder, "pid")
         with open(launcher, "w", encoding="utf-8") as script:
-            python, launch, server = map(
-                shlex.quote, (sys.executable, os.path.abspath(reaper.__file__), binary)
-            )
+            python, launch, server, log, pid = map(
+                shlex.quote,
+                (sys.executable, os.path.abspath(reaper.__file__), binary, str(server_log()),
+                 str(pid_file)),
+            )  # fmt: skip
             script.write(
-                f'#!/bin/sh\nexec {python} -I -S {launch} --launch {os.getpid()} {server} "$@"\n'
+                f"#!/bin/sh\necho $$ >{pid}\n"
+                f'exec {python} -I -S {launch} --launch {os.getpid()} {log} {server} "$@"\n'
             )
         os.chmod(launcher, 0o700)
-        yield launcher
+        yield launcher, pid_file
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_QUIET = threading.Lock()
+_quiet: list[tuple[int, int]] = []  # descriptors 1 and 2 as they were, while any start is in
+_quiet_depth = [0]  # how many starts are in
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """While the server is spawned, file descriptors 1 and 2 point at server_log(): the server
+    inherits them, so its banner and its logs stay out of a notebook's output. Starts that
+    overlap (runners of one process) share it: the first in saves them, the last out puts
+    them back (attack177 F3: restored out of order, the log kept the process's output)."""
+    with _QUIET:
+        if not _quiet_depth[0]:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            log = _open_log()
+            saved = (os.dup(1), os.dup(2))
+            try:
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+            finally:
+                os.close(log)
+            _quiet.append(saved)
+        _quiet_depth[0] += 1
+    try:
+        yield
+    finally:
+        with _QUIET:
+            _quiet_depth[0] -= 1
+            if not _quiet_depth[0]:
+                saved = _quiet.pop()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
 
 
 async def _spawn(
@@ -91,7 +139,7 @@ async def _spawn(
 ) -> WorkflowEnvironment:
     """``temporal server start-dev`` on 127.0.0.1, its output to its log, the lock passed."""
     try:  # its banner (random ports) is nobody's business
-        with quiet_stdout(), lock.passed(), own_session(binary) as launcher:
+        with lock.passed(), own_session(binary) as (launcher, pid_file):
             start = WorkflowEnvironment.start_local(
                 dev_server_existing_path=launcher,
                 ip="127.0.0.1",
@@ -106,7 +154,7 @@ async def _spawn(
                 dev_server_startup_timeout=startup_timeout(),
                 **client_options(),
             )
-            return await watched(start, db_file)  # (one that exits at once: said so)
+            return await watched(start, db_file, pid_file)  # (one that exits at once: said)
     except TemporalUnavailable:
         raise
     except Exception as exc:

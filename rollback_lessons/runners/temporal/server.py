@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -142,7 +142,9 @@ FAILED = "failed starting server"
 ``db_file`` that is a SQLite database of something else: "no such table: namespaces")."""
 
 
-async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -> T:
+async def watched(
+    start: Awaitable[T], db_file: str | os.PathLike[str] | None, pid_file: Path | None = None
+) -> T:
     """``start`` (``WorkflowEnvironment.start_local``), while the server's log is read: the
     SDK waits for its port the whole ``START_LIMIT`` even when the server exited at once,
     then blamed a busy machine (issue 25: a journal's or any other SQLite file as
@@ -153,7 +155,7 @@ async def watched(start: Awaitable[T], db_file: str | os.PathLike[str] | None) -
     try:  # a sys.exit here warned "coroutine ... was never awaited"); it runs once this
         log = server_log()  # awaits, after the baseline below; cancelled if that raises
         offset = log.stat().st_size if log.exists() else 0
-        guarded = _Guarded()
+        guarded = _Guarded(pid_file)
     except BaseException:
         task.cancel()
         raise
@@ -196,7 +198,8 @@ class _Guarded:
     process running the binary that were not there when the start began (one started at
     the same moment by another runner of this process may be guarded twice: harmless)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid_file: Path | None = None) -> None:
+        self.pid_file = pid_file  # where this start's launcher writes its pid, the server's
         self.binary = server_binary()
         self.seen = set(_server_processes(self.binary)) if reaper.supported() else None
         self.kids = reaper.children() if self.seen is not None else set()
@@ -215,8 +218,16 @@ class _Guarded:
 
     def gone(self) -> bool:
         """Does nothing this start spawned live now (killed, or it crashed)? Any child is
-        counted, running the server or not yet (attack177 F1: one paused before it was)."""
-        return self.seen is not None and not reaper.children() - self.kids
+        counted, running the server or not yet (attack177 F1: one paused before it was); once
+        the launcher wrote its pid, that process only (F2: another runner's server, new
+        since, hid this one's death until the start's limit)."""
+        if self.seen is None:
+            return False
+        with contextlib.suppress(OSError, ValueError):
+            said = self.pid_file.read_text() if self.pid_file is not None else ""
+            if said.endswith("\n"):  # (whole: written in one write)
+                return int(said) not in reaper.children()
+        return not reaper.children() - self.kids
 
 
 SPAWNED = 3.0
@@ -285,28 +296,6 @@ def check_ports(ports: dict[str, int | None]) -> None:
                 f"port {port} on 127.0.0.1 ({what}) is in use: another program (another "
                 "Temporal server?) listens there. Choose another port, or stop that program."
             )
-
-
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """While the server is spawned, file descriptors 1 and 2 point at server_log(): the server
-    inherits them, so its banner and its logs stay out of a notebook's output."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    try:
-        log = _open_log()
-        try:
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-        finally:
-            os.close(log)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
 
 
 _LOOPBACK = {
