@@ -43,6 +43,7 @@ def test_a_run_stopped_as_a_launch_resumes_it_never_misses_what_it_did(tmp_path,
     then = _phase(db, world, phase)
     assert then.returncode == 0, then.stderr[-2000:]
     told = json.loads(then.stdout.strip().splitlines()[-1])
+    assert "Traceback" not in then.stderr and "ERROR" not in then.stderr, then.stderr  # 166 F3
     undone = {line.split()[-1] for line in world.read_text().splitlines() if "undone" in line}
     if phase == "bare":  # (heard on a step DBOS had saved: said, nothing false)
         assert "as a launch replayed what DBOS had saved of it" in told["raised"]
@@ -63,5 +64,6 @@ def test_a_stop_as_a_launch_goes_on_with_an_action_a_dead_one_began_leaves_it_in
     then = _phase(db, world, "at-c")
     assert then.returncode == 0, then.stderr[-2000:]
     told = json.loads(then.stdout.strip().splitlines()[-1])
+    assert "Traceback" not in then.stderr and "ERROR" not in then.stderr, then.stderr  # 166 F3
     assert told["status"] == "halted" and told["leaked"] == ["c"], told
     assert not any("c was not run" in note for note in told["notes"]), told

@@ -207,8 +207,8 @@ class StoppedUnrecorded(RollbackLessonsError):
 
 
 ASKED: dict[str, None] = {}
-"""The runs ``DBOSHandle.stop`` stopped here, until the runner closes (``quiet``): the
-latest ``KEPT_MOST``."""
+"""The runs ``DBOSHandle.stop`` stopped here, or whose workflow heard a stop here, until the
+runner closes (``quiet``): the latest ``KEPT_MOST``."""
 
 
 def _keep(table: dict[str, Any], run_id: str, value: Any) -> None:
@@ -298,7 +298,10 @@ def saved(
 
 def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Finished]) -> None:
     """DBOS raised ``exc`` in the workflow of ``run_id``: its cancel, as a step began or
-    as a step's result was saved. ``stop`` tells the machine (the machine's answer kept)."""
+    as a step's result was saved. ``stop`` tells the machine (the machine's answer kept).
+    Heard here, the outcome says it: DBOS's telling of it goes (``quiet``), whoever asked
+    (attack166 F3: a bare ``DBOS.cancel_workflow`` of a run resumed here, its traceback)."""
+    _keep(ASKED, run_id, None)
     cut = replay.cut(run_id)
     if cut is not None:  # (on a step it had saved: the machine misses what it did after)
         _keep(STOPPED, run_id, {REPLAYED: list(cut)})
