@@ -235,17 +235,32 @@ class Machine:
                 self.not_run(step, f"the {what} came as it started")  # type: ignore[arg-type]
             self.raised_at = (exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
-    def cut(self, exc: BaseException, where: str | None = None) -> None:
+    def cut(self, exc: BaseException, where: str | None = None, by: str = "") -> None:
         """Something outside an undo raised in the rollback: no more undos; the first kept.
-        ``where`` None: during the undo in hand, if any (``interrupted_undo``: it may run on)."""
+        ``where`` None: where the rollback is (``whereabouts``), ``by`` (who stopped it) said
+        after it."""
         if self.interruption is None:
-            undo = self.entry.step if where is None and self.entry is not None else None
-            if undo and self.untold:  # handed out, never called (``told_as_called``); a retry's
-                first = self.attempt == 1  # undo had begun: during it, as in process (160 F3)
-                where = f"{'before' if first else 'during'} the undo of {undo}{' began' * first}"
-                undo = None  # (not one that may run on)
-            where = where or (f"during the undo of {undo}" if undo else "during the rollback")
-            self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, where
+            said, undo = self.whereabouts()
+            if where is not None:
+                said, undo = where, None
+            said = f"{said} ({by})" if by else said
+            self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, said
+
+    def whereabouts(self) -> tuple[str, str | None]:
+        """Where the rollback is, as a note says it, and the undo in hand whose call may run
+        on, if any (``interrupted_undo``). A person asked, or an undo waiting to retry, is not
+        "during" an undo: none runs (attack178 F1)."""
+        undo = self.entry.step if self.entry is not None else None
+        if undo is None:
+            return "during the rollback", None
+        if self.phase is _ASK:
+            return f"as a person was asked about the undo of {undo}", None
+        if self.phase is _UNDO_WAIT:
+            return f"as the undo of {undo} waited to retry", None
+        if self.untold:  # handed out, never called (``told_as_called``); a retry's undo had
+            first = self.attempt == 1  # begun: during it, as in process (160 F3)
+            return f"{'before' if first else 'during'} the undo of {undo}{' began' * first}", None
+        return f"during the undo of {undo}", undo
 
     def note(self, kind: EventKind, text: str) -> None:
         """Something around the run failed (a journal write, a snapshot): an event, a note."""

@@ -1045,6 +1045,30 @@ def test_a_cancel_while_a_person_is_asked_ends_the_wait_undos_left_pending(dbos_
     )
 
 
+@pytest.mark.parametrize("shape", ["list", "graph", "at_once"])
+def test_a_stop_while_a_person_is_asked_says_so_and_the_question_goes(dbos_runner, shape):
+    """attack178: ``handle.stop()`` as a person was asked noted "rollback interrupted by
+    WorkflowCancelled during the undo of b" (b's undo had failed; none ran, and the stop was
+    not named), and ``pending()`` gave the question for good (the workflow, cancelled,
+    could not clear it): an answer to it was then refused, "the saga is over"."""
+    state: dict[str, int] = {}
+    options = {**ASKING, "undo_order": "reverse_start"} if shape == "graph" else ASKING
+    at_once = {"at_once": True} if shape == "at_once" else {}
+    handle = dbos_runner.start_saga(_asking_saga(), state, **options, **at_once)
+    waited = threading.Event()
+    while handle.pending() is None:
+        waited.wait(0.02)
+    handle.stop()
+    outcome = handle.outcome()
+    assert handle.pending() is None
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a"), outcome
+    assert outcome.compensated == () and state == {"a": 1, "b": 1}
+    assert outcome.notes == (
+        "rollback interrupted by WorkflowCancelled as a person was asked about the undo of b "
+        "(DBOS.cancel_workflow); not known to be undone: b, a",
+    ), outcome.notes
+
+
 @pytest.mark.parametrize("how", ["raises", "true-once"])
 def test_a_cancel_function_while_a_person_is_asked_raises_or_says_true_once(dbos_runner, how):
     """attack14 F4: a cancel function that raised while a person was waited for was asked

@@ -113,6 +113,7 @@ class _Graph:
                 op = m.fail(exc)  # past the pivot: the run failed outside a step
             if isinstance(op, Finished):
                 return op
+        m.cut(exc, by="DBOS.cancel_workflow")  # (mid-rollback: where it is, naming it)
         return m.interrupted(exc)  # type: ignore[return-value]
 
 

@@ -144,9 +144,12 @@ class DBOSHandle:
 
     def pending(self) -> Question | None:
         """The question the saga waits on a person for (its number and the undos at stake,
-        the one asked about first), or None when it asks nothing."""
+        the one asked about first), or None when it asks nothing: a run over asks nothing,
+        though a stop left its question saved (attack178 F2: the workflow, cancelled, could
+        not clear it)."""
         self._refuse_if_closed("pending")
-        return Question.of(DBOS.get_event(self.run_id, "pending", timeout_seconds=0))
+        asked = Question.of(DBOS.get_event(self.run_id, "pending", timeout_seconds=0))
+        return asked if asked is None or self._running() else None
 
     def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it): "retry" the undo, it was "fixed"

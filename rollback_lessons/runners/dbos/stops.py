@@ -334,6 +334,7 @@ def list_stopped(m: Machine, exc: BaseException) -> Finished:
             op = m.fail(exc) if m.phase is Phase.FORWARD else m.interrupted(exc)
         if isinstance(op, Finished):
             return op
+    m.cut(exc, by="DBOS.cancel_workflow")  # (mid-rollback: where it is, naming the stop)
     return m.interrupted(exc)  # type: ignore[return-value]
 
 
