@@ -203,7 +203,7 @@ def test_the_timeout_in_a_rollback_ends_it_there_with_saga_runs_words(
                         "done, not undone: a, b")  # fmt: skip
     assert got.__notes__[-1] == (
         "rollback: rollback interrupted by TimedOut('the execution did not end within 1 s') "
-        "during the undo of b; not known to be undone: b, a"
+        "as the undo of b waited to retry; not known to be undone: b, a"
     )
     assert set(stops) == {_execution(runner, world)}
 
@@ -403,10 +403,11 @@ def test_bpmn_a_ctrl_c_in_the_engines_code_during_the_rollback_says_what_is_left
                          ("rollback_done", None)]  # fmt: skip
 
 
-def test_bpmn_graph_a_ctrl_c_as_an_undo_waits_to_retry_is_during_that_undo(monkeypatch):
+def test_bpmn_graph_a_ctrl_c_as_an_undo_waits_to_retry_says_so(monkeypatch):
     """attack158 F4: a Ctrl-C in the wait before b's undo is tried again was noted "in the
     BPMN engine's own code, before the undo of b" (b's undo had run once and failed);
-    ``saga.run`` says "during the undo of b". The same words now."""
+    ``saga.run`` says where it was: "as the undo of b waited to retry" (attack178: once
+    "during the undo of b", though none ran). The same words now."""
     from rollback_lessons.runners.bpmn import graph
 
     def ctrl_c(seconds):
@@ -427,8 +428,8 @@ def test_bpmn_graph_a_ctrl_c_as_an_undo_waits_to_retry_is_during_that_undo(monke
                                        undo_order="reverse_start"))  # fmt: skip
     assert type(got) is KeyboardInterrupt and broke == [1]
     assert got.__notes__ == [
-        "rollback: rollback interrupted by KeyboardInterrupt during the undo of b; not known "
-        "to be undone: b, a"
+        "rollback: rollback interrupted by KeyboardInterrupt as the undo of b waited to retry; "
+        "not known to be undone: b, a"
     ]
 
 
@@ -651,7 +652,7 @@ def test_a_ctrl_c_as_an_undo_waits_to_retry_ends_the_rollback_as_in_process(
     assert type(local) is KeyboardInterrupt and done.count("undo b") == cut_after
     told, said = list(events), local.__notes__
     assert told[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
-    assert "during the undo of b" in said[-1]
+    assert "as the undo of b waited to retry" in said[-1]  # (none runs: attack178 F1)
     world.clear(), events.clear()
     # (the Ctrl-C: the execution waits to retry b's undo)
     got = _stopped_when(
@@ -821,7 +822,8 @@ def test_bpmn_a_ctrl_c_as_a_person_is_asked_or_answered_says_what_step_functions
     "in the BPMN engine's own code, before the undo of b" (F1); one right after the answer
     was taken, before the machine heard it, dropped it ("fixed": b pending, F2). Now as Step
     Functions says the same instants (above): during the undo of b; the answer heard once
-    taken, "fixed" counting b undone by hand."""
+    taken, "fixed" counting b undone by hand. (As it is asked: "as a person was asked about
+    the undo of b", where the machine is, attack178; no form of Step Functions is cut there.)"""
     from rollback_lessons.machine import Machine
 
     real = Machine.answer
@@ -841,7 +843,8 @@ def test_bpmn_a_ctrl_c_as_a_person_is_asked_or_answered_says_what_step_functions
         said = "before the undo of a began; not known to be undone: a"
     else:  # (asked, or its retry never began: never told)
         assert events[-2:] == [("undo_failed", "b"), ("rollback_done", None)]
-        said = "during the undo of b; not known to be undone: b, a"
+        where = "as a person was asked about" if when == "asked" else "during"  # (none ran
+        said = f"{where} the undo of b; not known to be undone: b, a"  # as asked: attack178)
     assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
 
 
