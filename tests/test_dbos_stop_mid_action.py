@@ -235,9 +235,9 @@ def test_a_stop_between_the_sagas_end_and_its_save_is_read_by_a_later_launch(
 def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_runner):
     """attack158 F1: a stop in b's undo's wait to retry told an ``undo b`` for the second
     attempt, never called (the machine told it as it asked for it, and DBOS's stop came as
-    its step began). Told once its call came back now: none told; the note says "during the
-    undo of b", as saga.run's for a Ctrl-C as the retry begins (attack160 F3: DBOS hears its
-    stop there, at the retry's step), naming the stop (attack178 F1)."""
+    its step began). Told once its call came back now: none told; the note says where it was,
+    "as the undo of b waited to retry", as saga.run's for a Ctrl-C in that wait (attack180 F1:
+    "during the undo of b", heard as the retry began), naming the stop (attack178 F1)."""
     import time
 
     from rollback_lessons import RetryPolicy, UndoPolicy
@@ -265,7 +265,7 @@ def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_run
     assert [(e.kind, e.step) for e in outcome.events][-3:] == [
         ("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]  # fmt: skip
     assert outcome.notes[-1].endswith(
-        "during the undo of b (DBOS.cancel_workflow); not known to be undone: b, a"
+        "as the undo of b waited to retry (DBOS.cancel_workflow); not known to be undone: b, a"
     )
 
 

@@ -193,6 +193,27 @@ def test_a_saga_terminated_by_hand_says_what_is_left_in_effect(on_temporal, land
     assert "still in effect, or perhaps, for someone to undo: a, b, c" in said
 
 
+def test_a_saga_terminated_as_a_person_is_asked_asks_nothing_after(on_temporal):
+    """attack180 F2: terminated by hand while a person was asked, ``pending()`` (a Query,
+    which Temporal answers for a closed run by replaying its history up to the question) still
+    gave the question, through a fresh handle too; an answer to it was refused ("over")."""
+
+    async def scenario(runner):
+        handle = await runner.start_saga(list_saga(), {}, policy="halt", halt_wait=30,
+                                         inject={"s3": "fail", "s2": "undo_fails"})  # fmt: skip
+        for _ in range(400):
+            if await handle.pending():
+                break
+            await asyncio.sleep(0.05)
+        await handle.workflow.terminate(reason="an operator's")
+        with pytest.raises(SagaTerminated):
+            await asyncio.wait_for(handle.outcome(), 30)
+        again = await runner.handle_for(list_saga(), handle.run_id)
+        return await handle.pending(), await again.pending()
+
+    assert on_temporal(scenario) == (None, None)
+
+
 @pytest.mark.parametrize("first", ["after_effect", "clean"])
 def test_a_saga_terminated_in_a_wait_to_retry_names_an_earlier_attempts_effect(on_temporal, first):
     """attack13's N1: b's first attempt failed after its effect, and the saga was terminated

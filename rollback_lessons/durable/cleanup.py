@@ -20,6 +20,7 @@ from .forked import JournalForked
 from .journal import Journal, JournalError
 from .owner import me
 from .records import Claimed
+from .undo_call import file_id, left_running
 from .writer import RECORDED_LATER, UNRECORDED, Writer, briefly
 
 
@@ -68,11 +69,16 @@ def told(exc: BaseException, writer: Writer, claimed: list[Claimed] | None) -> N
 
 def _release(journal: Journal) -> None:
     """This process's claims given back (attack45 F6: a process that lives on held them, no
-    other recover took them); each its own (its claim's return cut too), read first (attack50)."""
+    other recover took them); each its own (its claim's return cut too), read first (attack50).
+    A saga a call of which this recover left running (past its timeout, or cut: ``LEFT``) is
+    kept, as the run keeps it (``HELD``), until this process ends (attack181 F1: another
+    process's recover took it at once and made the undo again beside that call)."""
     with contextlib.suppress(Exception):
         pid, host, _, space = me()
+        runs_on = sorted(left_running(file_id(journal.path)))
+        kept = f" AND id NOT IN ({', '.join('?' * len(runs_on))})" if runs_on else ""
         if journal.sagas(_HELD, (pid, host, space)):
-            journal.write([(_RELEASE, (pid, host, space))])
+            journal.write([(_RELEASE + kept, (pid, host, space, *runs_on))])
 
 
 _HELD = (  # this process's claims, read (no lock waited for) before any is given back

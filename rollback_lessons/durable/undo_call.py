@@ -96,6 +96,12 @@ def file_id(path: object) -> str:
         return os.path.realpath(str(path))
 
 
+def left_running(journal: str) -> set[str]:
+    """The sagas of ``journal`` (its ``file_id``) a call of which a recover left running
+    here, still running."""
+    return {key[1] for key, (_, ended) in list(LEFT.items()) if key[0] == journal and not ended()}
+
+
 def _not_left(key: tuple[str, ...] | None, step: str, owner: object) -> None:
     """Refuse the attempt while a call of this undo another recover left runs here."""
     if key is None:

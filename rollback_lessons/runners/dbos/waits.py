@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dbos import DBOS
+from dbos._error import DBOSWorkflowCancelledError
 
 from ..closed import RunnerClosed
 
@@ -136,7 +137,9 @@ def stopping(message: Any, what: str) -> bool:
 def sleep(seconds: float, what: str) -> None:
     """``DBOS.sleep`` (the same saved step: a saga an earlier version left sleeping replays
     it), woken when the runner closes (``LeftWaiting``): the wake time is saved, so a
-    relaunch sleeps only what is left."""
+    relaunch sleeps only what is left. Woken by a stop (``wake``), DBOS's cancel is raised
+    here, as its next call would: the machine hears it in the wait, never as the next
+    attempt began (attack180 F1: "during the undo of b", none running)."""
     if seconds <= 0:
         return
     from dbos._context import snapshot_step_context
@@ -145,8 +148,11 @@ def sleep(seconds: float, what: str) -> None:
 
     with waiting(None, what) as woken:
         left = record_sleep(_get_dbos_instance(), snapshot_step_context(), seconds)
-        if woken.wait(left) and not _stopped(str(DBOS.workflow_id)):
-            raise LeftWaiting(str(DBOS.workflow_id), what)
+        if woken.wait(left):
+            run_id = str(DBOS.workflow_id)
+            if not _stopped(run_id):
+                raise LeftWaiting(run_id, what)
+            raise DBOSWorkflowCancelledError(f"Workflow {run_id} is cancelled. Aborting function.")
 
 
 STOPS: set[str] = set()

@@ -129,11 +129,17 @@ class SagaHandle:
 
     async def pending(self) -> Question | None:
         """The question a halted saga waits on a person for (a Query: its number and the
-        undos at stake, the one asked about first), or None when it asks nothing."""
+        undos at stake, the one asked about first), or None when it asks nothing: a run
+        over asks nothing, though one terminated as it asked keeps its question (attack180
+        F2: a Query of a closed run replays its history, up to the question)."""
         try:
-            return Question.of(await self._ask(self.workflow.query("question")))
+            asked = Question.of(await self._ask(self.workflow.query("question")))
+            if asked is None:
+                return None
+            over = (await self._ask(self.workflow.describe())).status is not Running.RUNNING
         except RPCError as exc:  # (NOT_FOUND only: ``_ask``)
             raise self._over(exc, "no question can be read") from None
+        return None if over else asked
 
     async def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
