@@ -1482,16 +1482,16 @@ async def _halted_asking(runner, saga):
 
 
 async def _resolve_past_pending(handle, asked):
-    """resolve, its pending() read before the Query failed (the question still asked)."""
+    """resolve, its question read before the Query failed (the question still asked)."""
 
     async def still_asked():
         return asked
 
-    handle.pending = still_asked
+    handle._question = still_asked
     try:
         await handle.resolve(asked, "leave")
     finally:
-        del handle.pending
+        del handle._question
 
 
 def test_awkward_step_names_end_the_same_on_temporal(on_temporal):

@@ -132,14 +132,21 @@ class SagaHandle:
         undos at stake, the one asked about first), or None when it asks nothing: a run
         over asks nothing, though one terminated as it asked keeps its question (attack180
         F2: a Query of a closed run replays its history, up to the question)."""
+        asked = await self._question()
+        if asked is None:
+            return None
         try:
-            asked = Question.of(await self._ask(self.workflow.query("question")))
-            if asked is None:
-                return None
             over = (await self._ask(self.workflow.describe())).status is not Running.RUNNING
         except RPCError as exc:  # (NOT_FOUND only: ``_ask``)
             raise self._over(exc, "no question can be read") from None
         return None if over else asked
+
+    async def _question(self) -> Question | None:
+        """The question the workflow's Query gives (a closed run's too: the last it asked)."""
+        try:
+            return Question.of(await self._ask(self.workflow.query("question")))
+        except RPCError as exc:  # (NOT_FOUND only: ``_ask``)
+            raise self._over(exc, "no question can be read") from None
 
     async def resolve(self, question: Question, answer: str) -> None:
         """Answer ``question`` (as ``pending()`` gave it) by a Signal: "retry" the undo, it
@@ -151,7 +158,7 @@ class SagaHandle:
         check_answer(question, answer)
         said = uuid.uuid4().hex
         try:
-            asked = await self.pending()
+            asked = await self._question()  # (over, its question refused below)
             if (
                 asked is None
                 and (await self._ask(self.workflow.describe())).status is not Running.RUNNING
