@@ -93,9 +93,12 @@ def own_session(binary: str) -> Iterator[tuple[str, Path | None]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_QUIET = threading.Lock()
-_quiet: list[tuple[int, int]] = []  # descriptors 1 and 2 as they were, while any start is in
-_quiet_depth = [0]  # how many starts are in
+class _Redirect:
+    """Descriptors 1 and 2 as they were (``saved``) while ``depth`` starts are in."""
+
+    lock = threading.Lock()
+    depth = 0
+    saved: tuple[int, int] = (-1, -1)
 
 
 @contextlib.contextmanager
@@ -104,30 +107,27 @@ def quiet_stdout() -> Iterator[None]:
     inherits them, so its banner and its logs stay out of a notebook's output. Starts that
     overlap (runners of one process) share it: the first in saves them, the last out puts
     them back (attack177 F3: restored out of order, the log kept the process's output)."""
-    with _QUIET:
-        if not _quiet_depth[0]:
+    with _Redirect.lock:
+        if not _Redirect.depth:
             sys.stdout.flush()
             sys.stderr.flush()
             log = _open_log()
-            saved = (os.dup(1), os.dup(2))
+            _Redirect.saved = (os.dup(1), os.dup(2))
             try:
                 os.dup2(log, 1)
                 os.dup2(log, 2)
             finally:
                 os.close(log)
-            _quiet.append(saved)
-        _quiet_depth[0] += 1
+        _Redirect.depth += 1
     try:
         yield
     finally:
-        with _QUIET:
-            _quiet_depth[0] -= 1
-            if not _quiet_depth[0]:
-                saved = _quiet.pop()
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                os.close(saved[0])
-                os.close(saved[1])
+        with _Redirect.lock:
+            _Redirect.depth -= 1
+            if not _Redirect.depth:
+                for fd, was in enumerate(_Redirect.saved, start=1):
+                    os.dup2(was, fd)
+                    os.close(was)
 
 
 async def _spawn(
