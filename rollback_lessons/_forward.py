@@ -125,7 +125,8 @@ def forwarded(run: Any, exc: BaseException) -> bool:
     if task in home.asked:  # (asked of arun's task already: ``forward_asked``)
         home.asked.discard(task)
     elif task is not None and inside(task) and not home.task.done():
-        home.task.cancel()  # (user code's, whatever else was asked: attack134 F2)
+        home.task.cancel(*exc.args[:1])  # (user code's, whatever else was asked: attack134
+        # F2; its message kept, attack183 F2)
     elif (
         task is None
         or task is home.task
@@ -136,7 +137,7 @@ def forwarded(run: Any, exc: BaseException) -> bool:
     ):
         return False
     elif home.task.cancelling() <= home.before:  # (asked by another task, a callback: a
-        home.task.cancel()  # cancel of the run's, if its own was not asked with it)
+        home.task.cancel(*exc.args[:1])  # cancel of the run's, if its own was not asked)
     elif in_run(task) is None:  # (not an engine's task: arun's asked already, or asyncio.run's
         return False  # end, as before the engine's tasks knew)
     task.uncancel()  # type: ignore[union-attr]
@@ -161,7 +162,7 @@ def forward_asked(run: Any) -> bool:
     if not getattr(task, "_must_cancel", False) or home.task.done():
         return False  # (asked as it ran: user code's, whatever arun's task was asked,
     home.asked.add(task)  # attack125 F1: with arun's asked too, taken for asyncio.run's end)
-    home.task.cancel()
+    home.task.cancel(getattr(task, "_cancel_message", None))  # (its message: attack183 F2)
     return True
 
 

@@ -158,7 +158,8 @@ def hand_off(box: list[Any], rollback: Callable[..., Any], error: BaseException)
 
     async def begun() -> Any:
         box.append(True)
-        return await rollback(error, cancelled)
+        done = await rollback(error, cancelled)  # (a cancel user code asked of this task
+        return await _forward.answered(driver, done)  # as it ended: the block's, attack183)
 
     box.append(_forward.engine_task(begun()))
     box.append(begun)
