@@ -50,10 +50,16 @@ def test_work_its_pool_cancels_before_it_began_is_the_pools_error(driver):
     world: list[str] = []
     pool = ThreadPoolExecutor(1)
 
+    gate = threading.Event()
+
+    def cancelled_then_freed() -> None:  # (the queue cancelled before the worker is free,
+        pool.shutdown(wait=False, cancel_futures=True)  # whatever the load: a full run's
+        gate.set()  # flake, the sleep over before the timer fired, the charge made)
+
     def charge(*_):
-        pool.submit(time.sleep, 0.3)  # (the worker busy: the charge waits in the queue)
+        pool.submit(gate.wait, 10)  # (the worker busy: the charge waits in the queue)
         queued = pool.submit(world.append, "charged")
-        threading.Timer(0.1, lambda: pool.shutdown(wait=False, cancel_futures=True)).start()
+        threading.Timer(0.1, cancelled_then_freed).start()
         return queued
 
     def book(*_):
