@@ -257,9 +257,9 @@ class Machine:
             return f"as a person was asked about the undo of {undo}", None
         if self.phase is _UNDO_WAIT:
             return f"as the undo of {undo} waited to retry", None
-        if self.untold:  # handed out, never called (``told_as_called``); a retry's undo had
-            first = self.attempt == 1  # begun: during it, as in process (160 F3)
-            return f"{'before' if first else 'during'} the undo of {undo}{' began' * first}", None
+        if self.untold:  # handed out, never called (``told_as_called``): a retry too (attack184
+            tried = "" if self.attempt == 1 else f"attempt {self.attempt} of "  # F1: "during")
+            return f"before {tried}the undo of {undo} began", None
         return f"during the undo of {undo}", undo
 
     def note(self, kind: EventKind, text: str) -> None:

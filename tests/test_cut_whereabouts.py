@@ -49,6 +49,7 @@ def test_a_ctrl_c_as_an_undo_waits_to_retry_says_where_it_was():
         ("undo", "during the undo of b", "b"),
         ("wait", "as the undo of b waited to retry", None),
         ("ask", "as a person was asked about the undo of b", None),
+        ("retry", "before attempt 2 of the undo of b began", None),  # (handed out: 184 F1)
     ],
 )
 def test_the_machine_says_where_its_rollback_is(phase, said, runs_on):
@@ -56,7 +57,11 @@ def test_the_machine_says_where_its_rollback_is(phase, said, runs_on):
     m, op = Machine.resume_rollback([("a", 0), ("b", 0)], policy=policy)
     assert op.step == "b"
     assert m.undo_begins() is None
-    if phase != "undo":
+    if phase == "retry":  # (an engine's: each undo handed out, told as it is called)
+        m.undo_failed(OSError("down"))
+        m.told_as_called = True
+        assert m.resume().step == "b"  # (attempt 2 handed out, not called)
+    elif phase != "undo":
         m.undo_failed(OSError("down"))  # (a wait to retry)
         if phase == "ask":
             m.resume()

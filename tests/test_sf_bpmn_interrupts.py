@@ -758,8 +758,8 @@ def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both
     """attack151 F4: b's undo failed once, the policy halts, a person answers "retry"; the
     request carrying the answer fails. The list form's replay heard the answer, the graph's
     machine not (it was told after): "before the undo of b began" against "during the undo
-    of b". The graph's machine hears it first now: both say "during the undo of b", as
-    ``saga.run`` does (the retry never begun, never told; the undo had begun: attack160 F3)."""
+    of b". The graph's machine hears it first now: both say where it was, "before attempt 2 of
+    the undo of b began" (the retry never begun, never told: attack184 F1, once "during")."""
     from botocore.exceptions import ClientError
 
     world, events = [], []
@@ -776,7 +776,9 @@ def test_a_request_answering_a_person_that_fails_ends_the_rollback_alike_in_both
     got = _raised(lambda: runner.run(saga, {}, timeout=30, answers=["retry"], **options))
     monkeypatch.setattr(runner.sfn, "send_task_success", real)
     assert type(got) is ClientError and world == ["do a", "do b", "do c", "undo c", "undo b"]
-    assert got.__notes__[-1].endswith("during the undo of b; not known to be undone: b, a")
+    assert got.__notes__[-1].endswith(
+        "before attempt 2 of the undo of b began; not known to be undone: b, a"
+    )
     assert events[-3:] == [("undo", "b"), ("undo_failed", "b"), ("rollback_done", None)]
 
 
@@ -807,9 +809,9 @@ def test_a_ctrl_c_as_a_persons_answer_is_taken_is_heard_alike_in_both_forms(
     if answer == "fixed":  # (b fixed by hand: undone; a's undo never began)
         assert events[-2:] == [("undo_done", "b"), ("rollback_done", None)]
         said = "before the undo of a began; not known to be undone: a"
-    else:  # (its retry never began: never told)
+    else:  # (its retry never began: never told, nor "during" it: attack184 F1)
         assert events[-2:] == [("undo_failed", "b"), ("rollback_done", None)]
-        said = "during the undo of b; not known to be undone: b, a"
+        said = "before attempt 2 of the undo of b began; not known to be undone: b, a"
     assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
 
 
@@ -821,9 +823,9 @@ def test_bpmn_a_ctrl_c_as_a_person_is_asked_or_answered_says_what_step_functions
     """attack165: a Ctrl-C as a person is asked about b's undo (its call made, failed) was
     "in the BPMN engine's own code, before the undo of b" (F1); one right after the answer
     was taken, before the machine heard it, dropped it ("fixed": b pending, F2). Now as Step
-    Functions says the same instants (above): during the undo of b; the answer heard once
-    taken, "fixed" counting b undone by hand. (As it is asked: "as a person was asked about
-    the undo of b", where the machine is, attack178; no form of Step Functions is cut there.)"""
+    Functions says the same instants (above): before attempt 2 of the undo of b began; the
+    answer heard once taken, "fixed" counting b undone by hand. (As it is asked: "as a person
+    was asked about the undo of b", where the machine is, attack178.)"""
     from rollback_lessons.machine import Machine
 
     real = Machine.answer
@@ -843,8 +845,14 @@ def test_bpmn_a_ctrl_c_as_a_person_is_asked_or_answered_says_what_step_functions
         said = "before the undo of a began; not known to be undone: a"
     else:  # (asked, or its retry never began: never told)
         assert events[-2:] == [("undo_failed", "b"), ("rollback_done", None)]
-        where = "as a person was asked about" if when == "asked" else "during"  # (none ran
-        said = f"{where} the undo of b; not known to be undone: b, a"  # as asked: attack178)
+        where = (
+            "as a person was asked about the undo of b"
+            if when == "asked"
+            else (
+                "before attempt 2 of the undo of b began"  # (none ran: attack178, 184 F1)
+            )
+        )
+        said = f"{where}; not known to be undone: b, a"
     assert got.__notes__[-1] == f"rollback: rollback interrupted by KeyboardInterrupt {said}"
 
 
@@ -890,3 +898,28 @@ def test_a_callbacks_ctrl_c_is_raised_when_the_timeout_stops_its_rollback(runner
     assert got.__notes__[-1].endswith(  # (the stop's: its rollback ended, saga.run's words)
         "before the undo of a began; not known to be undone: a"
     ), got.__notes__
+
+
+def test_the_timeout_passing_in_a_branch_starts_no_sibling_after_it(runner, stops, monkeypatch):
+    """attack184 F2: the graph form's timeout passed while b ran; c, b's sibling, whose task
+    had come with b's, was taken and run after it (read only as tasks were received): a whole
+    step past the time the caller gave. Each task is taken in time now (whichever runs first,
+    the time passes as it ends: the other never begins)."""
+    from rollback_lessons import Parallel
+
+    world: list[str] = []
+
+    def act(name):
+        return lambda s: world.append(f"do {name}")
+
+    branches = Parallel(*(Step(n, act(n), lambda s: None) for n in "bc"))
+    steps = [Step("a", act("a"), lambda s: None), branches]
+    still = time.monotonic()  # (the clock runs on an hour once a branch's action has run)
+    clock = types.SimpleNamespace(
+        monotonic=lambda: time.monotonic() + 3600 if len(world) > 1 else still, sleep=time.sleep
+    )
+    for name in (StepFunctionsRunner.__module__, "rollback_lessons.runners.stepfunctions.live"):
+        monkeypatch.setattr(sys.modules[name], "time", clock)
+    got = _raised(lambda: runner.run(Saga(steps, name="sibling"), {}, timeout=1))
+    assert isinstance(got, StepFunctionsError), got
+    assert len(world) == 2 and world[0] == "do a", world  # (no sibling began past it)

@@ -149,8 +149,7 @@ class Live:
     def _receive(self) -> None:
         """Take in this run's task messages waiting, answering at once those for a step the
         machine says may not start (past the deadline: stopped, the machine done a moment on)."""
-        if time.monotonic() > self.deadline + (END_GRACE if self.m.phase is Phase.DONE else 0):
-            raise TimedOut.of(self.timeout, self.worker)
+        self._in_time()
         got = self.runner.tasks(self.worker.run_id, 1 if self.runner.where == "aws" else 0)
         for body in got:  # (this run's only: another's are kept for it, ``runner.tasks``)
             self.inbox.append(body)
@@ -198,14 +197,20 @@ class Live:
         return str(self._take(call, step)["token"])
 
     def _take(self, call: str, step: str = "") -> dict[str, Any]:
-        """Wait for the task ``call`` of ``step`` (its message, out of the inbox)."""
+        """Wait for the task ``call`` of ``step`` (its message, out of the inbox), each read
+        in time (attack184 F2: a branch's, come with its sibling's, was taken past it)."""
         while True:
+            self._in_time()
             for body in self.inbox:
                 key = body.get("step", "")
                 if body["call"] == call and (not step or self.plan.step_of(key) == step):
                     self.inbox.remove(body)
                     return body
             self._receive()
+
+    def _in_time(self) -> None:
+        if time.monotonic() > self.deadline + (END_GRACE if self.m.phase is Phase.DONE else 0):
+            raise TimedOut.of(self.timeout, self.worker)
 
     def _ok(self, token: str, output: dict[str, Any]) -> None:  # (one timed out: let go)
         answer_late(self.runner.sfn.send_task_success, taskToken=token, output=json.dumps(output))
