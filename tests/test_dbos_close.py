@@ -769,3 +769,51 @@ def test_close_while_a_branch_at_once_runs_its_action_says_the_branches_steps_ar
         return
     assert "closed while saga 'r1' waited for its branches (b" in said, said
     assert "the steps of those branches that ran unsaved" in said
+
+
+def test_a_stop_and_a_close_at_once_end_one_then_the_other(tmp_path, monkeypatch):
+    """attack185: ``handle.stop()`` in b's undo's backoff and ``close()`` from another thread
+    as it stopped: the close destroyed DBOS under the stop (its cancel written, the run
+    CANCELLED), the outcome said "left unfinished ... a launch there goes on with it" (the
+    launch then said it was stopped elsewhere), or ``stop()`` raised DBOS's own "No DBOS was
+    created yet". The stop ends first now, and the outcome is its record."""
+    from rollback_lessons import RetryPolicy, UndoPolicy
+    from rollback_lessons.runners.dbos import stops
+
+    failed, world = threading.Event(), []
+
+    def undo_b(s):
+        world.append("undo b tried")
+        failed.set()
+        raise ConnectionError("the refund service is down")
+
+    def refuses(s):
+        raise ValueError("no seats")
+
+    steps = [Step("a", lambda s: None, lambda s: world.append("undo a")),
+             Step("b", lambda s: None, undo_b), Step("c", refuses)]  # fmt: skip
+    saga = Saga(steps, name="stop-close")
+    runner = DBOSRunner.start(tmp_path / "d.sqlite")
+    retry = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=30), then="halt")
+    handle = runner.start_saga(saga, {}, policy=retry)
+    assert failed.wait(60)
+    stop_run, closing = stops.stop_run, []
+
+    def closed_meanwhile(run_id: str) -> None:  # (the close comes as the stop has begun)
+        closing.append(threading.Thread(target=runner.close))
+        closing[0].start()
+        threading.Event().wait(0.2)
+        stop_run(run_id)
+
+    monkeypatch.setattr(stops, "stop_run", closed_meanwhile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        handle.stop()
+        closing[0].join(30)
+    outcome = handle.outcome()
+    assert outcome.status is Status.HALTED and outcome.pending == ("b", "a"), outcome
+    assert outcome.notes == (
+        "rollback interrupted by WorkflowCancelled as the undo of b waited to retry "
+        "(DBOS.cancel_workflow); not known to be undone: b, a",
+    )
+    assert world == ["undo b tried"]

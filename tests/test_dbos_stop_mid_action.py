@@ -152,6 +152,38 @@ def test_a_stop_while_an_undo_runs_reports_the_undos_real_end(dbos_runner, at_on
     )
 
 
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_a_stop_while_an_undo_runs_and_fails_says_it_failed(dbos_runner, attempt):
+    """attack185 F3: a stop landed while b's undo ran, and that attempt failed: noted "after
+    the undo of b returned", which reads as done (b rightly pending). Said as it ended now."""
+    from rollback_lessons import RetryPolicy, UndoPolicy
+
+    running, go, tries = threading.Event(), threading.Event(), []
+
+    def undo_b(s):
+        tries.append(1)
+        if len(tries) == attempt:
+            running.set()
+            assert go.wait(120)
+        raise ConnectionError("the refund service is down")
+
+    def fails(s):
+        raise ValueError("no seats")
+
+    steps = [Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None, undo_b),
+             Step("F", fails)]  # fmt: skip
+    retry = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=0.01), then="halt")
+    handle = dbos_runner.start_saga(Saga(steps, name="stop-undo-fails"), {}, policy=retry)
+    outcome = _stopped(handle, running, go)
+    assert len(tries) == attempt and outcome.status is Status.HALTED
+    assert outcome.pending == ("b", "a")
+    tried = "attempt 2 of " if attempt == 2 else ""
+    assert outcome.notes == (
+        f"rollback interrupted by WorkflowCancelled after {tried}the undo of b failed "
+        "(DBOS.cancel_workflow); not known to be undone: b, a",
+    ), outcome.notes
+
+
 def test_a_stop_once_the_saga_returned_says_it_stopped_nothing(dbos_runner):
     """attack157 F2: ``handle.stop()`` after the workflow returned: committed, no note (the
     README's "came after the saga ended" was given only as it ended). Noted now."""

@@ -197,11 +197,15 @@ class DBOSHandle:
         cancel that compensates is the run's ``cancel`` token instead. Its runner closed:
         ``RunnerClosed``, nothing stopped (a run of that id on another file open now is not
         this one: attack35 F2 stopped it; with none open it was DBOS's own error)."""
+        closed = RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
+                              "nothing was stopped")  # fmt: skip
         if self._closed():
-            raise RunnerClosed(f"the runner of saga {self.run_id!r} on {self.path} is closed: "
-                               "nothing was stopped")  # fmt: skip
+            raise closed
         replay.wait(self.run_id)  # (resumed here: past what DBOS saved of it, attack164 F3)
-        stops.stop_run(self.run_id)
+        with stops.STOPPING:  # (a close waits for it: never DBOS gone as it stops, 185 F1)
+            if self._closed():
+                raise closed
+            stops.stop_run(self.run_id)
         status = DBOS.get_workflow_status(self.run_id)  # (read after: DBOS never turns an end
         if status is not None and status.status in ("SUCCESS", "ERROR"):  # it saved into
             stops.asked_late(self.run_id)  # CANCELLED, so one saved now came first: noted, as
@@ -222,6 +226,10 @@ class DBOSHandle:
             raise RunnerClosed.of(self.run_id, self.path, waited=waited) from None
         except stops.CANCELLED as exc:  # (DBOS keeps no result: the record kept here)
             data = stops.take(self.run_id, exc, left)
+        except RunnerClosed:  # (closed as it was stopped: the stop's record, if its workflow
+            data = left.get("stopped") or {}  # heard it first, attack185 F1)
+            if not data or stops.REPLAYED in data:
+                raise
         except Exception as exc:  # (DBOS's own failure, ERROR: one line, attack78 F5)
             WorkflowFailed.check(self.run_id, exc)
             raise

@@ -389,10 +389,11 @@ class DBOSRunner(Closable):
         relaunch, here or in another process, is refused: ``FileInUse``) until it ended.
         Closing again does nothing (the lock and the launch are let go once, by whoever
         holds them)."""
-        if self._closed:
-            return
-        self._closed = True
-        waits.OPEN.clear()
+        with stops.STOPPING:  # (a stop under way ends first: attack185 F1, F2)
+            if self._closed:
+                return
+            self._closed = True
+            waits.OPEN.clear()
         lock, self._lock = self._lock, None
         try:
             launch.close(self.path, lock, stacklevel=4)  # (one frame more: off_loop's wrapper)

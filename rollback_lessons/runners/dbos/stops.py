@@ -126,8 +126,10 @@ def undo_returned(m: Machine, exc: BaseException) -> Finished | None:
     said = undid[2]
     if said is not None and LOST in said:  # (cut short: in doubt, as the stop leaves it)
         return None
-    m.undo_begins()  # (it was called: told, then the rollback cut after it, then its end)
-    m.cut(exc, f"after the undo of {entry.step} returned (DBOS.cancel_workflow)")
+    m.undo_begins()  # (it was called: told, then the rollback cut after it, then its end:
+    tried = f"attempt {m.attempt} of " if m.attempt > 1 else ""  # one that failed said so,
+    ended = "returned" if said is None else "failed"  # attack185 F3: "returned", b pending)
+    m.cut(exc, f"after {tried}the undo of {entry.step} {ended}", by="DBOS.cancel_workflow")
     op = m.undo_ok() if said is None else m.undo_failed(error_of(said))
     return op if isinstance(op, Finished) else None
 
@@ -244,6 +246,13 @@ NUDGE = {"step": "", "token": -2}
 """Told to an at_once run's wait for its branches (``_AtOnce.heard``) once it is stopped:
 a message no branch sends (``told``: not awaited), so that the wait returns and the next
 DBOS call hears the cancel (a cancelled branch never says it ended: the wait hung)."""
+
+
+STOPPING = threading.Lock()
+"""Held by a stop from its last look at its runner to its last DBOS call, and by ``close`` as
+it marks the runner closed: a stop and a close at once are one, then the other (attack185
+F1: the close destroyed DBOS under the stop, its cancel written, the run said left for the
+next launch, which said it stopped elsewhere; F2: the stop raised DBOS's own error)."""
 
 
 def stop_run(run_id: str) -> None:

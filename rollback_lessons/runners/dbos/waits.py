@@ -192,9 +192,10 @@ def wake(workflow_id: str) -> None:
 
 
 def _stopped(workflow_id: str) -> bool:
-    """Woken by a stop (``wake``), not by a close (which leaves the run waiting)."""
+    """Woken by a stop (``wake``), not by a close (which leaves the run waiting): a stop
+    asked before the close began (``stops.STOPPING``) is the run's, its cancel written."""
     with _LOCK:
-        return workflow_id in STOPS and not _closing
+        return workflow_id in STOPS
 
 
 def left_of_last_sleep() -> float | None:
