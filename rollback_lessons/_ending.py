@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -39,10 +40,13 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
         except BaseException:
             hook(raised)
 
+    watchdog = threading.Timer(HANDLERS_WAIT, _gave_up, (code, warn))
+    watchdog.daemon = True
     try:
         with contextlib.suppress(Exception):  # (a closed output: said by the command)
             sys.stdout.flush()
         sys.unraisablehook = heard
+        watchdog.start()  # (a handler waiting for ever: multiprocessing's, attack186 F1)
         atexit._run_exitfuncs()
     except (KeyboardInterrupt, SystemExit) as exc:  # (between two handlers, or around)
         cut.append(exc)
@@ -55,6 +59,20 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
+
+
+HANDLERS_WAIT = 5.0
+"""How long the exit handlers (and the pools they stop) may take once the command is done."""
+
+
+def _gave_up(code: int, warn: Callable[[str], None]) -> None:
+    """The exit handlers still ran ``HANDLERS_WAIT`` s on: said, and the process ends with
+    the command's own status (a registry's process pool waiting on a job for ever)."""
+    with contextlib.suppress(BaseException):
+        warn(f"the exit handlers still ran {HANDLERS_WAIT:g} s after the command ended (a "
+             "registry's pool or client?): the process ends without them")  # fmt: skip
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
@@ -72,6 +90,21 @@ def came(exc: BaseException) -> str:
     if isinstance(exc, Terminated):
         return "a SIGTERM"
     return "a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"
+
+
+def stop_pools(within: float) -> None:
+    """Threading's own exit hooks, which Python runs before it waits for threads (the
+    program ends by ``os._exit``): concurrent.futures' pools told to stop and their workers
+    joined, within ``within`` seconds (attack186 F1: a registry's process pool, never told,
+    left multiprocessing's exit handler waiting for its idle worker for ever)."""
+    hooks = list(getattr(threading, "_threading_atexits", []))
+    if not hooks:
+        return
+    stopping = threading.Thread(
+        target=lambda: [hook() for hook in reversed(hooks)], name="pools-stop", daemon=True
+    )
+    stopping.start()
+    stopping.join(within)
 
 
 def threads_left(waited: str, warn: Callable[[str], None]) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._ending import at_end, ended, threads_left
+from ._ending import at_end, ended, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
@@ -370,6 +370,7 @@ def run() -> NoReturn:
     waited = f"still ran {THREAD_WAIT:g} s after the command ended"
     try:  # (all of it: a handler's sys.exit(0) between two parts ended it 0, no line: F5)
         deadline = time.monotonic() + THREAD_WAIT
+        stop_pools(THREAD_WAIT)  # (a registry's pools: told to stop, as Python's exit does)
         for thread in threading.enumerate():
             if thread is not me and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))

@@ -87,3 +87,4 @@ elif PHASE == "cut":
 else:
     report = recover(Journal(JOURNAL), registry)
     print(f"recovered {len(report.recovered)} skipped {len(report.skipped)}", flush=True)
+    print(*report.skipped, sep="\n", flush=True)

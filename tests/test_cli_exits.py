@@ -319,3 +319,46 @@ def test_a_ctrl_c_or_exit_in_an_exit_handler_is_one_line_and_its_status(
     assert done.returncode == status, done
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"{said} as the process ended" in done.stderr
+
+
+POOLED = (
+    "import os\nfrom concurrent.futures import ProcessPoolExecutor\n"
+    "from rollback_lessons.durable.registry import Registry\n"
+    "registry = Registry()\nPOOL = []\n"
+    "def _refund(world):\n"
+    "    with open(world, 'a') as f:\n"
+    "        f.write(f'refunded {os.getpid()}\\n')\n"
+    "def refund(world, idempotency_key=None):  # (its work handed back, as the README says)\n"
+    "    if not POOL:\n"
+    "        POOL.append(ProcessPoolExecutor(1))\n"
+    "    return POOL[0].submit(_refund, world)\n"
+    "REFUND = registry.add('pooled.refund', refund)\n"
+)
+
+
+def test_a_registry_whose_undo_hands_work_to_a_process_pool_lets_the_command_end(tmp_path):
+    """attack186 F1: recover did the work and said so, then never ended: the pool, never told
+    to stop (the program ends by ``os._exit``, past threading's exit hooks), left
+    multiprocessing's exit handler waiting for its idle worker for ever, the saga's claim
+    held meanwhile. The pools are told to stop as Python's own exit would."""
+    import importlib
+    import subprocess
+
+    (tmp_path / "reg_pooled.py").write_text(POOLED)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        pooled = importlib.import_module("reg_pooled")
+    finally:
+        sys.path.remove(str(tmp_path))
+    world = tmp_path / "world.txt"
+    saga = Saga([Step("a", lambda s: None, pooled.REFUND.bind(world=str(world))),
+                 Step("z", lambda s: 1 / 0)])  # fmt: skip
+    crash_at_first_undo(tmp_path / "j.db", saga)
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", "recover", "j.db", "--registry", "reg_pooled"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (out.returncode, out.stderr) == (0, ""), out.stderr
+    assert out.stdout.endswith("recovered 1 saga, left 0\n"), out.stdout
+    assert len(world.read_text().splitlines()) == 1

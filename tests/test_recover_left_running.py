@@ -29,5 +29,6 @@ def test_a_recover_cut_while_its_undo_runs_on_keeps_the_saga_from_another_proces
     lines = cut.stdout.splitlines()
     assert lines[:2] == ["recover cut", "claim True"], cut.stdout
     assert lines[2].startswith("other 0 recovered 0 skipped 1"), cut.stdout
+    assert "or kept by it while a call of an undo it left running may still land" in lines[2]
     undone = [line for line in world.read_text().splitlines() if "undone" in line]
     assert undone == ["cut: undone b"], world.read_text()  # (once: its late call's)

@@ -120,7 +120,10 @@ def _decide(saga: SagaRecord, force: bool, journal: Journal) -> str | None:
         # claim; this process's own are this recover's: one at a time, _one_at_a_time)
         alive = saga.claim_alive()
         if alive:
-            return f"being recovered by process {saga.claim_pid} (it is still running)"
+            return (  # (or keeping it, a call of its undo left running: attack186 F3)
+                f"being recovered by process {saga.claim_pid}, still running (or kept by it "
+                "while a call of an undo it left running may still land, until it ends)"
+            )
         if alive is None and not force:
             return (
                 f"claimed by process {saga.claim_pid}, which "
