@@ -234,7 +234,7 @@ def run_undo(call: StepCall) -> None:
     run = _hosted_here(call.run_id, f"attempt {call.attempt} of the undo of {call.step!r}")
     if ("undo", call.step, True) in run.calls:  # done here, its end lost with the server
         return  # (``workflow``: the attempt's end unheard, it is asked again)
-    end = _deadline()
+    end, unheard = _deadline(), None
     errors: list[ErrorRecord | None] = []
     try:  # (a cancel its heartbeats hear never cuts the call short: its end is reported)
         with (
@@ -253,20 +253,19 @@ def run_undo(call: StepCall) -> None:
                         else future.result(_left(end))
                     )
             except (TimeoutError, FutureTimeout) as exc:  # the server stopped waiting: data,
-                said = (
-                    exc
-                    if call.timeout is not None
-                    # no WARNING; told as the
-                    else (past_step_timeout(call.step, _deadline_seconds()))
-                )  # server tells it, ci134
-                errors.append(ErrorRecord.of(said, call.step, call.run_id))
+                said: BaseException = exc
+                if call.timeout is None:  # no WARNING; told as the server tells it (ci134),
+                    said = past_step_timeout(call.step, _deadline_seconds())  # its end unknown:
+                    unheard = IN_DOUBT  # asked again once, as after the server's timeout
+                errors.append(ErrorRecord.of(said, call.step, call.run_id))  # (s78: a clean
+                # failure when this beat the server's: dead-lettered, never asked again)
         _cancel_heard_by_now()
     except CancelledError:  # raised into this thread once the shield ends
         if not errors:
             raise
     error = errors[0]
     if error is not None:
-        raise _application_error(error)
+        raise _application_error(error, unheard)
 
 
 def _runs_on(call: StepCall) -> bool:
@@ -428,16 +427,17 @@ def _cut(text: str) -> str:
     return cut_text(text, MESSAGE_LIMIT, "Temporal", MESSAGE_LIMIT)
 
 
-def _application_error(error: ErrorRecord) -> ApplicationError:
+def _application_error(error: ErrorRecord, kind: str | None = None) -> ApplicationError:
     """A failure as Temporal carries it: the facts (type and its ancestors, the injected
     fault) in ``details``, not in the message, and no cause (its own ``__str__`` may not
-    print), each text cut to fit (``fitted``). Never retried by Temporal: the machine in
+    print), each text cut to fit (``fitted``); ``kind`` its type for the workflow if not
+    the error's (``IN_DOUBT``: its end unknown). Never retried by Temporal: the machine in
     the workflow decides."""
     error = fitted(error)
     return ApplicationError(
         error.message,
         vars(error),
-        type=error.type,
+        type=kind or error.type,
         non_retryable=True,
         category=BENIGN,
     )
