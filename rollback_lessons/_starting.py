@@ -134,6 +134,23 @@ def install() -> None:
                 signal.signal(signum, handler)
         except ValueError:  # (not the main thread: not the command)
             return
+    os.register_at_fork(after_in_child=_as_python_has_them)
+
+
+def _as_python_has_them() -> None:
+    """A fork of the command (a registry's ``multiprocessing`` pool worker) is not the
+    command: its Ctrl-C and SIGTERM are Python's again (attack190 F1: a pool's workers,
+    stopped by SIGTERM as the command ended, raised ``Terminated`` in their job, a
+    traceback each, and one left running survived a plain ``kill``)."""
+    for signum, default, ours in (
+        (signal.SIGINT, signal.default_int_handler, (_interrupted, _interrupt)),
+        (signal.SIGTERM, signal.SIG_DFL, (_terminated_early, _terminate)),
+    ):
+        try:
+            if signal.getsignal(signum) in ours:
+                signal.signal(signum, default)
+        except ValueError:  # (forked from a thread Python does not take as the main one)
+            pass
 
 
 _HANDLERS = {f.__code__ for f in (_interrupt, _terminate, _own, _noted, handling)}

@@ -362,3 +362,62 @@ def test_a_registry_whose_undo_hands_work_to_a_process_pool_lets_the_command_end
     assert (out.returncode, out.stderr) == (0, ""), out.stderr
     assert out.stdout.endswith("recovered 1 saga, left 0\n"), out.stdout
     assert len(world.read_text().splitlines()) == 1
+
+
+MP_POOLED = (
+    "import os, time\nimport multiprocessing as mp\n"
+    "from rollback_lessons.durable.registry import Registry\n"
+    "registry = Registry()\nPOOL = []\n"
+    "def _slow(world):\n"
+    "    with open(world, 'a') as f:\n"
+    "        f.write('began\\n')\n"
+    "    time.sleep(60)\n"
+    "def refund(world, wait, idempotency_key=None):\n"
+    "    if not POOL:\n"
+    "        POOL.append(mp.get_context('fork').Pool(1))\n"
+    "    job = POOL[0].apply_async(_slow, (world,))\n"
+    "    return job if wait else None  # (handed back, or left running in the pool)\n"
+    "REFUND = registry.add('mp.refund', refund)\n"
+)
+
+
+@pytest.mark.parametrize("cut", [None, "SIGINT", "SIGTERM"])
+def test_a_multiprocessing_pools_workers_stopped_as_recover_ends_are_silent(tmp_path, cut):
+    """attack190 F1: the command's Ctrl-C and SIGTERM handlers were inherited by the workers
+    of a registry's ``multiprocessing.Pool`` (forked): stopped by SIGTERM as the command
+    ended (the pool's finalizer terminates busy workers), each raised ``Terminated`` in its
+    job, a traceback each, after the command's one line (exit 0 too). A fork's signals are
+    Python's again: the workers end as they would without the package."""
+    import importlib
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "reg_mp.py").write_text(MP_POOLED)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        mp_reg = importlib.import_module("reg_mp")
+    finally:
+        sys.path.remove(str(tmp_path))
+    world = tmp_path / "world.txt"
+    undo = mp_reg.REFUND.bind(world=str(world), wait=cut is not None)
+    crash_at_first_undo(tmp_path / "j.db", Saga([Step("a", lambda s: None, undo),
+                                                 Step("z", lambda s: 1 / 0)]))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "rollback_lessons", "recover", "j.db", "--registry", "reg_mp"]
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:  # fmt: skip
+        if cut is not None:
+            end = time.monotonic() + 30
+            while not (world.exists() and world.read_text()) and time.monotonic() < end:
+                time.sleep(0.02)
+            proc.send_signal(getattr(signal, cut))
+        out, err = proc.communicate(timeout=60)
+    assert world.read_text() == "began\n"
+    if cut is None:
+        assert (proc.returncode, err) == (0, ""), err
+        assert out.endswith("recovered 1 saga, left 0\n"), out
+    else:
+        said = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}[cut]
+        assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143}[cut], err
+        assert err.count("\n") == 1 and f"interrupted ({said})" in err, err
