@@ -7,6 +7,7 @@ step done: committed, a note saying the stop stopped nothing. Before, the step w
 failed "perhaps after its effect" (leaked), and a saga whose steps all completed was
 ``halted`` "not known to be undone"."""
 
+import logging
 import threading
 from functools import partial
 
@@ -240,7 +241,7 @@ def test_a_stop_between_the_sagas_end_and_its_save_is_read_by_a_later_launch(
 
     from rollback_lessons.runners.dbos import stops
 
-    real = stops.ended
+    real, told = stops.ended, _dbos_tells(monkeypatch)
 
     def then_stopped(run_id: str, data: dict) -> dict:
         kept = real(run_id, data)
@@ -259,9 +260,46 @@ def test_a_stop_between_the_sagas_end_and_its_save_is_read_by_a_later_launch(
     assert (here.status, here.compensated, here.notes) == (Status.ROLLED_BACK, ("a",), late)
     assert state == {"a": "undone"}
     assert DBOS.get_workflow_status(handle.run_id).status == "CANCELLED"
+    heard = _told_of(told, handle.run_id)  # (attack187 F1: its traceback on stderr, 11 of 20)
+    assert heard == [False], "DBOS's telling of the cancel the outcome says reached stderr"
     stops.forget(handle.run_id)  # (a later launch keeps nothing of it in memory)
     later = dbos_runner.record(handle.run_id)
     assert (later.status, later.compensated, later.notes) == (Status.ROLLED_BACK, ("a",), late)
+
+
+def _dbos_tells(monkeypatch) -> list[tuple[logging.LogRecord, bool]]:
+    """Each record DBOS logs, and whether the runner's filter lets it reach stderr."""
+    from rollback_lessons.runners.dbos import launch
+
+    told: list[tuple[logging.LogRecord, bool]] = []
+    real = launch.STOPPED.filter
+
+    def filter(record: logging.LogRecord) -> bool:
+        kept = real(record)
+        told.append((record, kept))
+        return kept
+
+    monkeypatch.setattr(launch.STOPPED, "filter", filter)
+    return told
+
+
+def _told_of(told: list, run_id: str) -> list[bool]:
+    """Whether DBOS's telling of the end of ``run_id``'s workflow (its background thread's
+    error: ``launch.BACKGROUND``) was let through, once DBOS has told it."""
+    import time
+
+    from dbos._error import DBOSAwaitedWorkflowCancelledError
+
+    def mine() -> list[bool]:
+        return [kept for record, kept in list(told)
+                if record.exc_info and isinstance(record.exc_info[1],
+                                                  DBOSAwaitedWorkflowCancelledError)
+                and record.exc_info[1].workflow_id == run_id]  # fmt: skip
+
+    end = time.monotonic() + 30
+    while not mine() and time.monotonic() < end:
+        time.sleep(0.02)
+    return mine()
 
 
 def test_a_stop_as_an_undo_waits_to_retry_tells_no_attempt_never_called(dbos_runner):

@@ -230,7 +230,9 @@ def quiet(record: logging.LogRecord) -> bool:
     """Is ``record`` DBOS's own telling of a stop asked here (``ASKED``, a branch's child
     workflow ``<run id>:<n>`` too): the cancel raised to who awaits the run, a traceback on
     stderr, and the warning that the run is no longer this execution's? The operator asked
-    for it, and the outcome says it: dropped (``launch.STOPPED``)."""
+    for it, and the outcome says it: dropped (``launch.STOPPED``). So is its telling of a
+    cancel that came as a run here had ended (``ENDED``: its record kept, read with
+    ``LATE_NOTE``; attack187 F1: a bare ``DBOS.cancel_workflow`` then, a traceback)."""
     exc = record.exc_info[1] if record.exc_info else None
     if isinstance(exc, DBOSAwaitedWorkflowCancelledError):
         run_id = exc.workflow_id
@@ -239,7 +241,7 @@ def quiet(record: logging.LogRecord) -> bool:
         if found is None:
             return False
         run_id = found.group(1)
-    return run_id in ASKED or parent_of(run_id) in ASKED
+    return any(run in table for run in (run_id, parent_of(run_id)) for table in (ASKED, ENDED))
 
 
 NUDGE = {"step": "", "token": -2}
@@ -381,6 +383,7 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         return stopped
     late = left.get("ended") or ENDED.get(run_id) or _ended_saved(run_id)
     if late is not None:
+        _keep(ASKED, run_id, None)  # (said by the outcome: DBOS's telling of it goes, ``quiet``)
         return {**late, "notes": [*late["notes"], LATE_NOTE]}
     raise StoppedUnrecorded(
         f"saga {run_id!r} was stopped by DBOS.cancel_workflow, and DBOS keeps no record of "
