@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,10 +22,22 @@ from ._starting import Terminated
 
 AT_END = "{} came as the process ended, its command's work done and recorded"
 
+HANDLERS_WAIT = 5.0
+"""How long the exit handlers (and the pools they stop) may take once the command is done
+(``cli.run``: what is left of its ``THREAD_WAIT``, ``HANDLERS_LEAST`` at least)."""
 
-def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], int]) -> int:
-    """Flush, run the exit handlers under this rule, flush; the status to end with.
-    ``exit_status``: an interrupt's status (``cli.interrupted_by``'s: 130, 143, a code)."""
+HANDLERS_LEAST = 1.0
+
+
+def ended(
+    code: int,
+    warn: Callable[[str], None],
+    exit_status: Callable[[Any], int],
+    within: float = HANDLERS_WAIT,
+) -> int:
+    """Flush, run the exit handlers under this rule (for ``within`` seconds at most), flush;
+    the status to end with. ``exit_status``: an interrupt's status (``cli.interrupted_by``'s:
+    130, 143, a code)."""
     cut: list[BaseException] = []
     hook = sys.unraisablehook
 
@@ -40,7 +53,7 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
         except BaseException:
             hook(raised)
 
-    watchdog = threading.Timer(HANDLERS_WAIT, _gave_up, (code, warn))
+    watchdog = threading.Timer(within, _gave_up, (code, warn))
     watchdog.daemon = True
     try:
         with contextlib.suppress(Exception):  # (a closed output: said by the command)
@@ -52,27 +65,56 @@ def ended(code: int, warn: Callable[[str], None], exit_status: Callable[[Any], i
         cut.append(exc)
     finally:
         sys.unraisablehook = hook
+        watchdog.cancel()
     if cut:
         with contextlib.suppress(BaseException):
             at_end(cut[0], code, warn)
         code = code or exit_status(cut[0])
+    with contextlib.suppress(BaseException):  # (multiprocessing's handler, cut, left them)
+        if stopped := stop_children():
+            warn(f"{_workers(stopped)} a registry left running stopped as the process ended")
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
 
 
-HANDLERS_WAIT = 5.0
-"""How long the exit handlers (and the pools they stop) may take once the command is done."""
+def _workers(n: int) -> str:
+    return f"{n} worker process{'es' * (n != 1)}"
 
 
 def _gave_up(code: int, warn: Callable[[str], None]) -> None:
-    """The exit handlers still ran ``HANDLERS_WAIT`` s on: said, and the process ends with
+    """The exit handlers still ran when their time was up: said, the worker processes of a
+    registry's pools still running stopped (``stop_children``), and the process ends with
     the command's own status (a registry's process pool waiting on a job for ever)."""
     with contextlib.suppress(BaseException):
-        warn(f"the exit handlers still ran {HANDLERS_WAIT:g} s after the command ended (a "
-             "registry's pool or client?): the process ends without them")  # fmt: skip
+        stopped = stop_children()
+        warn("the exit handlers still ran after the command ended (a registry's pool or "
+             "client?): the process ends without them"
+             + (f", its {_workers(stopped)} stopped" if stopped else ""))  # fmt: skip
         sys.stderr.flush()
     os._exit(code)
+
+
+def stop_children(within: float = 1.0) -> int:
+    """Stop the processes ``multiprocessing`` started here still running (a registry's pool
+    workers on a job that never ends): SIGTERM, then SIGKILL past ``within`` seconds. Left,
+    they ran an undo's work on after the command had ended and let go of its sagas' claims,
+    for the next ``recover`` to run beside them (attack190). How many there were."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return 0
+    children = list(mp.active_children())
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.terminate()
+    end = time.monotonic() + within
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.join(max(0.0, end - time.monotonic()))
+            if child.is_alive():
+                child.kill()
+                child.join(within)
+    return len(children)
 
 
 def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._ending import at_end, ended, stop_pools, threads_left
+from ._ending import HANDLERS_LEAST, at_end, ended, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
@@ -368,8 +368,8 @@ def run() -> NoReturn:
     run), saying so in one line, with the command's own exit status."""
     code, me = main(), threading.current_thread()
     waited = f"still ran {THREAD_WAIT:g} s after the command ended"
+    deadline = time.monotonic() + THREAD_WAIT  # (the threads' and the exit handlers' in all)
     try:  # (all of it: a handler's sys.exit(0) between two parts ended it 0, no line: F5)
-        deadline = time.monotonic() + THREAD_WAIT
         stop_pools(THREAD_WAIT)  # (a registry's pools: told to stop, as Python's exit does)
         for thread in threading.enumerate():
             if thread is not me and not thread.daemon:
@@ -381,7 +381,8 @@ def run() -> NoReturn:
             at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)
     try:  # (its exit handlers run here, under this rule: ``_ending``)
-        os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1]))
+        within = max(HANDLERS_LEAST, deadline - time.monotonic())
+        os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1], within))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
             at_end(exc, code, _warn)
