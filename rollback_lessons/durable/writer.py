@@ -61,7 +61,10 @@ class Writer:
             room = no_room(Path(self.journal.path), str(exc))  # (attack42 F14)
             if "locked" in str(exc):  # (named as at the claim: attack63 F3)
                 wait = getattr(self.journal._con, "wait", 0.0)
-                room = f"; another process holds it; waited {wait:g} s; a longer --wait waits more"
+                room = (  # (this process's own registry too: attack190)
+                    "; another connection holds it (another process's, or one its registry "
+                    f"opened); waited {wait:g} s; a longer --wait waits more"
+                )
             self.failed = f"recover could not write to {self.journal.path} ({describe(exc)}{room})"
             rerun = RERUN if self.reruns() else ENDS_ONLY
             raise JournalError(f"{self.failed}; {rerun}") from None
