@@ -70,9 +70,14 @@ def ended(
         with contextlib.suppress(BaseException):
             at_end(cut[0], code, warn)
         code = code or exit_status(cut[0])
+    held: list[BaseException] = []  # (a Ctrl-C as they are stopped: said once they are)
     with contextlib.suppress(BaseException):  # (multiprocessing's handler, cut, left them)
-        if stopped := stop_children():
+        if stopped := stop_children(held=held):
             warn(f"{_workers(stopped)} a registry left running stopped as the process ended")
+    if held and not cut:
+        with contextlib.suppress(BaseException):
+            at_end(held[0], code, warn)
+        code = code or exit_status(held[0])
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return code
@@ -95,26 +100,69 @@ def _gave_up(code: int, warn: Callable[[str], None]) -> None:
     os._exit(code)
 
 
-def stop_children(within: float = 1.0) -> int:
+def stop_children(within: float = 1.0, held: list[BaseException] | None = None) -> int:
     """Stop the processes ``multiprocessing`` started here still running (a registry's pool
     workers on a job that never ends): SIGTERM, then SIGKILL past ``within`` seconds. Left,
     they ran an undo's work on after the command had ended and let go of its sagas' claims,
-    for the next ``recover`` to run beside them (attack190). How many there were."""
+    for the next ``recover`` to run beside them (attack190). Done on a thread of its own,
+    which no signal cuts: a Ctrl-C or SIGTERM meanwhile is held (``held``), the stop goes on
+    (attack191 F1: a second one cut it, and the worker ran on). How many there were."""
+    done: list[int] = []
+    over = threading.Event()  # (not ``join``: 3.11's, cut by a Ctrl-C, took the thread ended)
+
+    def stop() -> None:
+        try:
+            done.append(_stop_children(within))
+        finally:
+            over.set()
+
+    threading.Thread(target=stop, name="children-stop", daemon=True).start()
+    while True:
+        try:
+            while not over.wait():
+                pass
+            break
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if held is not None:
+                held.append(exc)
+    return done[0] if done else 0
+
+
+def _stop_children(within: float) -> int:
     mp = sys.modules.get("multiprocessing")
     if mp is None:
         return 0
-    children = list(mp.active_children())
-    for child in children:
-        with contextlib.suppress(Exception):
-            child.terminate()
-    end = time.monotonic() + within
-    for child in children:
-        with contextlib.suppress(Exception):
-            child.join(max(0.0, end - time.monotonic()))
-            if child.is_alive():
-                child.kill()
-                child.join(within)
-    return len(children)
+    _no_new_workers()
+    stopped: list[Any] = []
+    for again in (False, True, True):  # (a worker forked as the last was stopped: too)
+        children = [c for c in mp.active_children() if c not in stopped]
+        if not children:
+            break
+        for child in children:
+            with contextlib.suppress(Exception):
+                (child.kill if again else child.terminate)()
+        end = time.monotonic() + within
+        for child in children:
+            with contextlib.suppress(Exception):
+                child.join(max(0.0, end - time.monotonic()))
+                if child.is_alive():
+                    child.kill()
+                    child.join(within)
+        stopped += children
+    return len(stopped)
+
+
+def _no_new_workers() -> None:
+    """A ``multiprocessing.Pool``'s worker handler forks a new worker for each one that ends,
+    until the pool is terminated (its own exit handler, cut or never reached, does it):
+    told to stop first (attack191 F2: the workers it forked as the old ones were stopped
+    outlived the command, holding its output open)."""
+    pool = sys.modules.get("multiprocessing.pool")
+    if pool is None:
+        return
+    for thread in threading.enumerate():
+        if getattr(getattr(thread, "_target", None), "__name__", "") == "_handle_workers":
+            thread._state = pool.TERMINATE  # type: ignore[attr-defined]
 
 
 def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
