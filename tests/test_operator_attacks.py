@@ -163,7 +163,7 @@ def test_an_interrupt_as_the_cli_runs_its_exit_handlers_keeps_its_own_status(
         f"""
         import sys
         from rollback_lessons import cli
-        def cut(code, warn, status):
+        def cut(code, warn, status, *within):
             raise {raised}
         cli.ended = cut
         sys.argv = ["rollback-lessons", "journal", "show", sys.argv[1]]
