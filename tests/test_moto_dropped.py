@@ -154,3 +154,56 @@ def test_a_moto_runner_left_open_at_exit_ends_with_its_program_saying_nothing(gr
     done = subprocess.run([sys.executable, "-c", LEFT_OPEN.format(group=group)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, "rolled_back\n", "")
+
+
+def test_a_client_taken_before_the_close_sends_nothing_once_the_mock_ended():
+    """attack196 F2: a run another thread served had taken the runner's client before the
+    close; its request, sent once moto's mock had ended, went to AWS itself (2 of 18). The
+    closed runner's clients refuse every request but the close's own: ``RunnerClosed``."""
+    import threading
+
+    runner = StepFunctionsRunner.start()
+    client = runner.sfn
+    runner.close()
+    raised: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            client.list_state_machines()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join(60)
+    assert [type(exc) for exc in raised] == [RunnerClosed], raised
+    assert "list_state_machines" in str(raised[0]) or "ListStateMachines" in str(raised[0])
+
+
+def test_a_state_machine_made_as_the_runner_closes_never_breaks_the_close(monkeypatch):
+    """attack196 F1: ``close`` walked the runner's state machines as a run's thread added
+    one: "dictionary changed size during iteration" (4 of 10), the executions left not
+    stopped, the queue not deleted. It walks a snapshot."""
+    from rollback_lessons.runners.stepfunctions import moto_start
+
+    machines = {"a": "arn-a", "b": "arn-b"}
+
+    class Sfn:
+        def list_executions(self, stateMachineArn, statusFilter):
+            machines[f"new-{stateMachineArn}"] = "made meanwhile"
+            return {"executions": []}
+
+    class Events:
+        def register(self, *args):
+            pass
+
+    class Sqs:
+        meta = type("Meta", (), {"events": Events()})()
+
+        def delete_queue(self, QueueUrl):
+            self.deleted = QueueUrl
+
+    sfn, sqs = Sfn(), Sqs()
+    sfn.meta = Sqs.meta  # type: ignore[attr-defined]
+    moto_start.let_go([sfn, sqs], "moto", "q", machines, None)
+    assert sqs.deleted == "q"

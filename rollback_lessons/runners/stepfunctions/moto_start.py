@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..moto_server import MotoServer
@@ -102,15 +102,23 @@ def refused(exc: Exception) -> bool:
     return isinstance(exc, EndpointConnectionError)
 
 
-def let_go(clients: list[Any], where: str, queue: str, machines: Iterable[str]) -> None:
-    """What a closing runner lets go of, before its moto ends: on moto in this process, each
-    execution of its state machines still running is stopped (attack97 F2: one waiting to
-    retry woke once the mock had ended and sent its task to http://localhost:5000, moto's
-    default endpoint, where anyone may listen); then its queue is deleted (its own
-    ``moto_server``'s goes with it)."""
+def let_go(
+    clients: list[Any], where: str, queue: str, machines: Mapping[str, str], gone: Any
+) -> None:
+    """What a closing runner lets go of, before its moto ends: on moto in this process, its
+    clients refuse every request but this thread's (``gone``'s ``RunnerClosed``: attack196
+    F2, a run another thread served had taken a client before the close and sent its request
+    once the mock had ended, to AWS itself); each execution of its state machines still
+    running is stopped (attack97 F2: one waiting to retry woke once the mock had ended and
+    sent its task to http://localhost:5000, moto's default endpoint, where anyone may
+    listen), of a snapshot (attack196 F1: one added meanwhile by a run's thread ended the
+    loop); then its queue is deleted (its own ``moto_server``'s goes with it)."""
     sfn, sqs = clients
     if where == "moto":
-        for machine in machines:
+        for client in clients:
+            refuse = functools.partial(_refused, gone, threading.get_ident())
+            client.meta.events.register("before-send", refuse)
+        for machine in list(machines.values()):
             with contextlib.suppress(Exception):
                 running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")
                 for execution in running.get("executions", []):
@@ -119,3 +127,9 @@ def let_go(clients: list[Any], where: str, queue: str, machines: Iterable[str]) 
     if where != "moto_server":
         with contextlib.suppress(Exception):
             sqs.delete_queue(QueueUrl=queue)
+
+
+def _refused(gone: Any, closer: int, event_name: str = "", **kwargs: Any) -> None:
+    """A closed runner's client, about to send a request: only its close's own go."""
+    if threading.get_ident() != closer:
+        getattr(gone, event_name.rpartition(".")[2] or "request")  # (``RunnerClosed``)

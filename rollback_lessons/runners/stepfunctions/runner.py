@@ -424,7 +424,7 @@ class StepFunctionsRunner(Closable):
                 if not self._closed:
                     self._closed, clients = True, [self.sfn, self.sqs]  # (none finalized here)
                     self.sfn, self.sqs = Gone(self, self._where()), Gone(self, self._where())
-                    let_go(clients, self.where, self.queue_url, self._machines.values())
+                    let_go(clients, self.where, self.queue_url, self._machines, self.sfn)
                     with collected():  # (their finalizers: a Ctrl-C there raised after)
                         clients.clear()
         finally:
