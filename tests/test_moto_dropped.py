@@ -207,3 +207,29 @@ def test_a_state_machine_made_as_the_runner_closes_never_breaks_the_close(monkey
     sfn.meta = Sqs.meta  # type: ignore[attr-defined]
     moto_start.let_go([sfn, sqs], "moto", "q", machines, None)
     assert sqs.deleted == "q"
+
+
+def test_an_error_a_run_meets_inside_moto_as_its_runner_closes_is_runner_closed():
+    """attack196: a run's request, sent as the close stopped its execution, met moto's own
+    error ('NoneType' object has no attribute 'callback_pool_manager'): the run ended with
+    it, not with ``RunnerClosed`` as when the closed client refused it (1 of 10). The same
+    ``RunnerClosed`` now, its notes kept; AWS's answers, a Ctrl-C, an open runner: as
+    they are."""
+    import threading
+    from types import SimpleNamespace
+
+    from rollback_lessons.runners.closed import closed_under
+
+    def runner(closed: bool, where: str = "moto") -> SimpleNamespace:
+        return SimpleNamespace(_closed=closed, where=where,
+                               _mine={threading.get_ident(): ["trip"]})  # fmt: skip
+
+    met = AttributeError("'NoneType' object has no attribute 'callback_pool_manager'")
+    met.add_note("Step Functions: the execution went with the runner's own moto")
+    closed = closed_under(runner(True), met, "on moto")
+    assert isinstance(closed, RunnerClosed) and "saga 'trip'" in str(closed)
+    assert closed.__notes__ == met.__notes__
+    assert closed_under(runner(True, "aws"), met, "on aws") is None
+    assert closed_under(runner(False), met, "on moto") is None
+    assert closed_under(runner(True), KeyboardInterrupt(), "on moto") is None
+    assert closed_under(runner(True), RunnerClosed("gone"), "on moto") is None

@@ -202,3 +202,18 @@ def _later(signums: list[int], finalizer: FrameType) -> None:
             signal.raise_signal(signum)
 
     sys.setprofile(deliver)
+
+
+def closed_under(runner: object, exc: BaseException, where: str) -> RunnerClosed | None:
+    """What a run ends with that ``exc`` cut as its runner closed under it: a request of its
+    that met the close inside the engine (moto's own error, its execution stopped by the
+    close: attack196) is ``RunnerClosed``, as one the closed client refused is, its notes
+    kept; None for any other error (one that is already, AWS's), or a Ctrl-C."""
+    gone = getattr(runner, "_closed", False) and getattr(runner, "where", "") != "aws"
+    saga = running_here(runner)
+    if not gone or saga is None or not isinstance(exc, Exception) or isinstance(exc, RunnerClosed):
+        return None
+    closed = RunnerClosed.stopping(runner, saga, where)
+    for note in getattr(exc, "__notes__", ()):
+        closed.add_note(note)
+    return closed

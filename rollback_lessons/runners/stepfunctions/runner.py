@@ -24,7 +24,7 @@ from ...rules import check_state
 from ...saga import Saga, State
 from ...schedule import GraphMachine
 from ...snapshots import before_run
-from ..closed import STOPS, Closable, Gone, collected, stop_dropped
+from ..closed import STOPS, Closable, Gone, closed_under, collected, stop_dropped
 from ..error_record import keeping
 from ..heard import Heard
 from ..history import Worker, noted, over_noted, walk
@@ -224,11 +224,9 @@ class StepFunctionsRunner(Closable):
 
     @contextlib.contextmanager
     def _stopped_if_cut(self, arn: str, worker: Worker) -> Iterator[None]:
-        """Starting, then serving the execution: whatever raises here (a Ctrl-C during the
-        start request or while the worker waits, a request that fails, the timeout) stops the
-        execution where it is, if it started (it would wait for a worker for ever; cut short
-        as it started, no step of it has run: nothing was done), and the error says what is
-        left in effect: nothing is undone."""
+        """Starting, then serving the execution: whatever raises here (a Ctrl-C, a request
+        that fails, the timeout) stops the execution where it is, if it started (else it
+        waits for ever), and the error says what is left in effect: nothing is undone."""
         try:
             yield
         except BaseException as exc:
@@ -255,6 +253,8 @@ class StepFunctionsRunner(Closable):
             if later is not None:
                 noted((later,), said)
                 raise later from exc
+            if (closed := closed_under(self, exc, self._where())) is not None:
+                raise closed from exc  # (the close's, met in the engine: attack196)
             raise
 
     def _stop(self, arn: str, error: str, cause: str) -> str:
