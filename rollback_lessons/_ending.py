@@ -66,6 +66,7 @@ def ended(
     finally:
         sys.unraisablehook = hook
         watchdog.cancel()
+    _waited_out(watchdog)
     if cut:
         with contextlib.suppress(BaseException):
             at_end(cut[0], code, warn)
@@ -87,10 +88,26 @@ def _workers(n: int) -> str:
     return f"{n} worker process{'es' * (n != 1)}"
 
 
+GIVING_UP = threading.Lock()
+"""Held by ``_gave_up`` to the process's end: the handler it gave up on, returning once its
+children were stopped, ends here (``_waited_out``), never the process before its line is
+said (attack197 F1: 5 of 8, no line)."""
+
+
+def _waited_out(watchdog: threading.Timer) -> None:
+    """Once the handlers returned (or were cut): if the watchdog gave up on them meanwhile,
+    wait here for it to end the process with its line."""
+    if watchdog.finished.is_set() and GIVING_UP.locked():  # (cancelled, or it ran)
+        while True:
+            with contextlib.suppress(KeyboardInterrupt, SystemExit):  # (held: it ends all)
+                GIVING_UP.acquire()
+
+
 def _gave_up(code: int, warn: Callable[[str], None]) -> None:
     """The exit handlers still ran when their time was up: said, the worker processes of a
     registry's pools still running stopped (``stop_children``), and the process ends with
     the command's own status (a registry's process pool waiting on a job for ever)."""
+    GIVING_UP.acquire()
     with contextlib.suppress(BaseException):
         stopped = stop_children()
         warn("the exit handlers still ran after the command ended (a registry's pool or "
@@ -165,13 +182,17 @@ def _no_new_workers() -> None:
             thread._state = pool.TERMINATE  # type: ignore[attr-defined]
 
 
+_SAID: list[bool] = []
+
+
 def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
     """``exc`` cut the process's end: said (``AT_END``) if the command's work was done (it
     succeeded, or said it finished: ``durable.command.DONE``); after a command that was
     interrupted or failed, its one line said already what was done: no second, false one
     (attack66 F5)."""
     done = getattr(sys.modules.get("rollback_lessons.durable.command"), "DONE", None)
-    if code == 0 or done:
+    if (code == 0 or done) and not _SAID:
+        _SAID.append(True)  # (once: a second Ctrl-C as the handlers run, attack197 F3)
         warn(AT_END.format(came(exc)))
 
 
@@ -205,6 +226,7 @@ def threads_left(waited: str, warn: Callable[[str], None]) -> None:
         warn(
             f"thread{'s' * (len(left) != 1)} {', '.join(map(repr, left))} (not ours: the "
             "registry's?) "
-            f"{waited}; the process ends without {'it' if len(left) == 1 else 'them'} (what "
+            f"{waited if len(left) != 1 else waited.replace('were ', 'was ', 1)}; the process "
+            f"ends without {'it' if len(left) == 1 else 'them'} (what "
             "the command did is recorded)"
         )

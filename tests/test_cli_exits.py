@@ -421,3 +421,15 @@ def test_a_multiprocessing_pools_workers_stopped_as_recover_ends_are_silent(tmp_
         said = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}[cut]
         assert proc.returncode == {"SIGINT": 130, "SIGTERM": 143}[cut], err
         assert err.count("\n") == 1 and f"interrupted ({said})" in err, err
+
+
+def test_a_second_interrupt_as_the_process_ends_is_said_once(monkeypatch):
+    """attack197 F3: a second Ctrl-C as the exit handlers ran, the first heard as the threads
+    were waited for: "a Ctrl-C came as the process ended" twice. Said once."""
+    from rollback_lessons import _ending
+
+    monkeypatch.setattr(_ending, "_SAID", [])
+    said: list[str] = []
+    _ending.at_end(KeyboardInterrupt(), 0, said.append)
+    _ending.at_end(KeyboardInterrupt(), 0, said.append)
+    assert said == [_ending.AT_END.format("a Ctrl-C")]
