@@ -599,3 +599,18 @@ def other_loop():
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
     loop.close()
+
+
+def registry_module(tmp_path, name: str, source: str):
+    """A registry module of ``source`` written to ``tmp_path/name.py`` and imported here (the
+    test binds its compensations); a ``recover`` run with ``PYTHONPATH=tmp_path`` imports it
+    by that name."""
+    import importlib
+    import sys
+
+    (tmp_path / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -12,7 +12,7 @@ import re
 import sys
 
 import pytest
-from conftest import crash_at_first_undo
+from conftest import crash_at_first_undo, registry_module
 
 from rollback_lessons import Saga, Step, cli
 from rollback_lessons.cli import main
@@ -341,15 +341,9 @@ def test_a_registry_whose_undo_hands_work_to_a_process_pool_lets_the_command_end
     to stop (the program ends by ``os._exit``, past threading's exit hooks), left
     multiprocessing's exit handler waiting for its idle worker for ever, the saga's claim
     held meanwhile. The pools are told to stop as Python's own exit would."""
-    import importlib
     import subprocess
 
-    (tmp_path / "reg_pooled.py").write_text(POOLED)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        pooled = importlib.import_module("reg_pooled")
-    finally:
-        sys.path.remove(str(tmp_path))
+    pooled = registry_module(tmp_path, "reg_pooled", POOLED)
     world = tmp_path / "world.txt"
     saga = Saga([Step("a", lambda s: None, pooled.REFUND.bind(world=str(world))),
                  Step("z", lambda s: 1 / 0)])  # fmt: skip
@@ -388,17 +382,11 @@ def test_a_multiprocessing_pools_workers_stopped_as_recover_ends_are_silent(tmp_
     ended (the pool's finalizer terminates busy workers), each raised ``Terminated`` in its
     job, a traceback each, after the command's one line (exit 0 too). A fork's signals are
     Python's again: the workers end as they would without the package."""
-    import importlib
     import signal
     import subprocess
     import time
 
-    (tmp_path / "reg_mp.py").write_text(MP_POOLED)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        mp_reg = importlib.import_module("reg_mp")
-    finally:
-        sys.path.remove(str(tmp_path))
+    mp_reg = registry_module(tmp_path, "reg_mp", MP_POOLED)
     world = tmp_path / "world.txt"
     undo = mp_reg.REFUND.bind(world=str(world), wait=cut is not None)
     crash_at_first_undo(tmp_path / "j.db", Saga([Step("a", lambda s: None, undo),

@@ -7,7 +7,6 @@ waiting for a registry's own process for ever is given up on, and that process s
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import crash_at_first_undo
+from conftest import crash_at_first_undo, registry_module
 
 from rollback_lessons import Saga, Step
 
@@ -51,12 +50,7 @@ def _gone(pid: int) -> bool:
 
 
 def _recover(tmp_path, kind: str, interrupt: bool) -> tuple[subprocess.CompletedProcess, int]:
-    (tmp_path / "reg_workers.py").write_text(REGISTRY)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("reg_workers")
-    finally:
-        sys.path.remove(str(tmp_path))
+    module = registry_module(tmp_path, "reg_workers", REGISTRY)
     world = tmp_path / "world.txt"
     undo = getattr(module, kind.upper()).bind(world=str(world))
     crash_at_first_undo(tmp_path / "j.db", Saga([Step("a", lambda s: None, undo),
@@ -169,12 +163,7 @@ def test_a_pool_stopped_as_the_command_gives_up_on_its_exit_handlers_forks_no_ne
     reached: another one blocked), forked a new worker for each one stopped; those outlived
     the command for ever, holding its output open (``recover | cat`` never ended, 6 of 6).
     It is told to stop before its workers are."""
-    (tmp_path / "reg_blocked.py").write_text(BLOCKED_AT_EXIT)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("reg_blocked")
-    finally:
-        sys.path.remove(str(tmp_path))
+    module = registry_module(tmp_path, "reg_blocked", BLOCKED_AT_EXIT)
     world = tmp_path / "world.txt"
     crash_at_first_undo(tmp_path / "j.db", Saga([Step("a", lambda s: None, module.REFUND.bind(
         world=str(world))), Step("z", lambda s: 1 / 0)]))  # fmt: skip
