@@ -56,17 +56,24 @@ def main() -> None:
     if PHASE == "bare":  # the cancel as the resumed workflow begins to replay
         from dbos import DBOS
 
-        from rollback_lessons.runners.dbos import replay
+        from rollback_lessons.runners.dbos import replay, stops
 
-        begin = replay.begin
+        begin, take, taken = replay.begin, stops.take, threading.Event()
 
         def cancelled_as_it_begins(run_id: str) -> None:
             begin(run_id)
             cancel = threading.Thread(target=DBOS.cancel_workflow, args=(run_id,))
             cancel.start()
             cancel.join()
+            taken.wait(5)  # (the outcome read as the run is not yet live here: s79, once
+            # under load it was told as stopped "before it ran here")
+
+        def taking(*args: object) -> object:
+            threading.Timer(0.3, taken.set).start()  # (the run goes on as it is read)
+            return take(*args)
 
         replay.begin = cancelled_as_it_begins  # type: ignore[assignment]
+        stops.take = taking  # type: ignore[assignment]
     if PHASE == "at-c":  # the cancel once c's intent (the dead launch's) was replayed
         from dbos import DBOS
 

@@ -40,8 +40,13 @@ def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]
     heard.MADE[run_id] = machine  # (what it tells is heard if outcome() raises)
     machine.told_as_called = True  # (an undo told once its call came back: ``drive``; a stop
     # as it began, an attempt never called, never told: attack158 F1)
-    replay.begin(run_id)  # (resumed: what DBOS saved of it is replayed first; known before
-    waits.live(run_id, True)  # it is live here, or a stop takes it as past: attack166 F1)
+    waits.arrived(run_id)
+    try:  # (resumed: what DBOS saved of it is replayed first; known before it is live here,
+        replay.begin(run_id)  # or a stop takes it as past: attack166 F1)
+    except BaseException:
+        waits.live(run_id, False)
+        raise
+    waits.live(run_id, True)
     ended = False
     try:
         yield

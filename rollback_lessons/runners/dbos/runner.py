@@ -327,7 +327,7 @@ class DBOSRunner(Closable):
                 )  # fmt: skip
             status = DBOS.get_workflow_status(run_id)
             if (status is None or status.status not in ("PENDING", "ENQUEUED")) and (
-                run_id not in waits.LIVE  # (stopped: CANCELLED at once, its workflow here
+                run_id not in waits.HERE  # (stopped: CANCELLED at once, its workflow here
             ):  # still on its way to the stop, what it did not yet kept: wait for it)
                 break
             _LOOK.wait(LOOK)

@@ -367,7 +367,7 @@ def take(run_id: str, exc: BaseException, left: dict[str, Any] | None = None) ->
         raise exc
     left = left or {}
     stopped = left.get("stopped") or STOPPED.get(run_id)
-    while stopped is None and run_id in waits.LIVE and waits.OPEN:  # (its workflow here on
+    while stopped is None and run_id in waits.HERE and waits.OPEN:  # (its workflow here on
         threading.Event().wait(0.05)  # its way to the stop, its undo running, however long:
         stopped = STOPPED.get(run_id) or left.get("stopped")  # kept once there, 158 F3,
         # 160 F1; as long as the runner is open)

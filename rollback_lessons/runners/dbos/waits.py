@@ -164,12 +164,27 @@ one that does not (over, or not begun: its first DBOS step hears the cancel befo
 sleep) is not kept (issue #25: each stop of a run over stayed for good)."""
 
 
+HERE: set[str] = set()
+"""The runs whose workflow has begun here and not ended: ``LIVE`` and those a moment before
+(what DBOS saved of one is read first, ``replay.begin``). A stop's record read then waits for
+the workflow's own (``stops.take``; s79: a cancel as a resumed run began was told as one
+"before it ran here", under load)."""
+
+
+def arrived(workflow_id: str) -> None:
+    """``workflow_id``'s workflow has begun here (``live`` True once it is known)."""
+    with _LOCK:
+        HERE.add(workflow_id)
+
+
 def live(workflow_id: str, running: bool) -> None:
-    """``workflow_id``'s workflow begins (True) or ends (False) here."""
+    """``workflow_id``'s workflow runs (True) or has ended (False) here."""
     with _LOCK:
         if running:
+            HERE.add(workflow_id)
             LIVE.add(workflow_id)
         else:
+            HERE.discard(workflow_id)
             LIVE.discard(workflow_id)
             STOPS.discard(workflow_id)
 
