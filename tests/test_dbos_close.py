@@ -817,3 +817,66 @@ def test_a_stop_and_a_close_at_once_end_one_then_the_other(tmp_path, monkeypatch
         "(DBOS.cancel_workflow); not known to be undone: b, a",
     )
     assert world == ["undo b tried"]
+
+
+def test_dbos_failing_under_a_run_as_the_runner_closes_leaves_it_for_the_next_launch(
+    tmp_path, monkeypatch
+):
+    """s78 (once in a full run): DBOS's own error met by a run's workflow as the runner
+    closed (its executor stops first: "cannot schedule new futures after shutdown") was
+    saved by DBOS as the run's ERROR, which DBOS never resumes: ``run`` raised WorkflowFailed.
+    It is the close's: the run stays unfinished (RunnerClosed), and the next launch ends it.
+    DBOS is destroyed once the error was met (its records still written then, as in s78)."""
+    from rollback_lessons.runners.dbos import waits, workflow
+
+    monkeypatch.setattr(launch, "GRACE", 30.0)
+    world: list[str] = []
+    began, destroy, met = workflow.began, DBOS.destroy, threading.Event()
+
+    def failing(step: str) -> str:
+        if step == "b" and waits.closing():
+            met.set()
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        return began(step)
+
+    def destroyed_once_met(*args, **kwargs) -> None:
+        met.wait(10)
+        destroy(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "began", failing)
+    monkeypatch.setattr(DBOS, "destroy", destroyed_once_met)
+
+    def a(s) -> None:
+        while not waits.closing():  # (returns once the close began)
+            threading.Event().wait(0.01)
+        world.append("do a")
+
+    def saga() -> Saga:
+        return Saga([Step("a", a, lambda s: world.append("undo a")),
+                     Step("b", lambda s: world.append("do b"))], name="cut")  # fmt: skip
+
+    db, raised = tmp_path / "d.sqlite", []
+    runner = DBOSRunner.start(db)
+
+    def run() -> None:
+        try:
+            runner.run(saga(), {}, run_id="r1")
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    threading.Event().wait(0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner.close()
+    thread.join(30)
+    assert met.is_set() and world == ["do a"], world
+    assert len(raised) == 1 and isinstance(raised[0], RunnerClosed), repr(raised)
+    assert "r1' ran a step; it is left unfinished" in str(raised[0]), raised[0]
+    monkeypatch.setattr(workflow, "began", began)
+    monkeypatch.setattr(DBOS, "destroy", destroy)
+    with DBOSRunner.start(db, sagas={"cut": lambda run_id: saga()}) as again:
+        outcome = again.handle_for(saga(), "r1").outcome()
+    assert outcome.status is Status.COMMITTED, (outcome, outcome.notes)
+    assert world == ["do a", "do b"], world

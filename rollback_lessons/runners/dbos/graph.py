@@ -153,6 +153,10 @@ def attempt_workflow(
     try:  # told in the order the actions ended (``FINISHING``, held from there to here)
         error = attempt(parent, name, step, fault, hold=key)
         DBOS.send(parent, {"step": step, "token": token, "woke": False, "error": error}, DONE)
+    except Exception as exc:  # (DBOS stopping under it: never saved as its ERROR, which
+        if waits.closing() and not waits.destroyed(exc):  # its saga's relaunch would take
+            raise waits.CutByClose(parent) from exc  # for an attempt in doubt; s79)
+        raise
     finally:
         _let_go(key)
 

@@ -60,6 +60,8 @@ def running(run_id: str, machine: Any, children: bool = False) -> Iterator[None]
             saved = ended_note(machine, exc, children)
             if saved is not exc:
                 raise saved from exc
+        elif not waits.destroyed(exc):  # (DBOS stopping under it as the runner closes:
+            raise waits.CutByClose(run_id) from exc  # never saved as its ERROR, s79)
         raise
     finally:
         waits.live(run_id, False)

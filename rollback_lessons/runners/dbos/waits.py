@@ -45,6 +45,13 @@ class LeftWaiting(BaseException):
         self.what = what
 
 
+class CutByClose(BaseException):
+    """A run's workflow met an error of DBOS's own as the runner closed (DBOS stops its
+    executor first: "cannot schedule new futures after shutdown", s78): DBOS saved it as the
+    run's ERROR, which it never resumes. A BaseException instead: DBOS saves nothing, the run
+    stays ``PENDING``, for the next launch, and its caller hears ``RunnerClosed``."""
+
+
 OPEN: list[Path] = []
 """The file of the runner open now in this process (DBOS is process-global: one at a
 time), or none: a handle of a closed runner's acts on nothing else (attack35 F2)."""
@@ -61,6 +68,8 @@ def unless_closed(call: Callable[[], T], run_id: str, path: Path | None) -> Call
             return call()
         except LeftWaiting as left:
             raise RunnerClosed.of(run_id, path, waited=left.what) from None
+        except CutByClose:
+            raise RunnerClosed.of(run_id, path, ran=True) from None
         except Exception as exc:
             if not destroyed(exc):
                 raise
