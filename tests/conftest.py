@@ -614,3 +614,19 @@ def registry_module(tmp_path, name: str, source: str):
         return importlib.import_module(name)
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def refund_down(tried: list[str], failed: threading.Event, a: Step) -> list[Step]:
+    """``a``, then b, then c, which refuses (ValueError): b's undo fails every time (the
+    refund service down), each try said in ``tried`` ("undo b tried") and ``failed``: a run
+    whose rollback waits to retry b's undo, or halts there (a stop, a close to land in)."""
+
+    def undo_b(s: dict) -> None:
+        tried.append("undo b tried")
+        failed.set()
+        raise ConnectionError("the refund service is down")
+
+    def refuses(s: dict) -> None:
+        raise ValueError("no seats")
+
+    return [a, Step("b", lambda s: s.update(b="done"), undo_b), Step("c", refuses)]

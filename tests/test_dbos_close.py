@@ -10,6 +10,7 @@ import threading
 import warnings
 
 import pytest
+from conftest import refund_down
 from dbos import DBOS
 
 from rollback_lessons import Saga, Status, Step, UndoPolicy
@@ -781,17 +782,7 @@ def test_a_stop_and_a_close_at_once_end_one_then_the_other(tmp_path, monkeypatch
     from rollback_lessons.runners.dbos import stops
 
     failed, world = threading.Event(), []
-
-    def undo_b(s):
-        world.append("undo b tried")
-        failed.set()
-        raise ConnectionError("the refund service is down")
-
-    def refuses(s):
-        raise ValueError("no seats")
-
-    steps = [Step("a", lambda s: None, lambda s: world.append("undo a")),
-             Step("b", lambda s: None, undo_b), Step("c", refuses)]  # fmt: skip
+    steps = refund_down(world, failed, Step("a", lambda s: None, lambda s: world.append("undo a")))
     saga = Saga(steps, name="stop-close")
     runner = DBOSRunner.start(tmp_path / "d.sqlite")
     retry = UndoPolicy(RetryPolicy(max_attempts=3, initial_delay=30), then="halt")
