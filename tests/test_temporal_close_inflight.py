@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -62,6 +63,12 @@ def test_a_call_left_running_at_close_is_waited_for_by_the_runner_that_takes_the
         with pytest.warns(runner_module.AbandonedCalls, match=f"the {late} of 'b'.*past its "
                           "timeout"):  # fmt: skip
             await runner.close()
+        named = runner.abandoned
+        with warnings.catch_warnings(record=True) as said_again:
+            warnings.simplefilter("always")
+            await runner.close()  # (attack199 F1: it warned again, "2 calls", the same twice)
+        assert len(named) == 1 and runner.abandoned == named, runner.abandoned
+        assert not [w for w in said_again if w.category is runner_module.AbandonedCalls]
         async with await TemporalRunner.start(**where) as again:
             return await asyncio.wait_for(
                 (await again.handle_for(saga, handle.run_id)).outcome(), 60

@@ -128,3 +128,47 @@ def test_an_undo_the_server_timed_out_after_step_timeout_is_dead_lettered_saying
     assert "did not end within step_timeout (1 s)" in told, told
     assert "may still complete (or has)" in told, told
     assert world[:2] == ["do a", "undo a"]
+
+
+def test_a_cancel_as_a_step_runs_past_step_timeout_leaves_the_timeout_the_runs_failure(
+    on_temporal,
+):
+    """attack199 F2 (9 of 9): a cancel asked while b ran, then b past its step_timeout: the
+    run said ``cancelled`` (its error the timeout), ``rolled_back`` had the cancel come just
+    after. The step's own failure wins over a cancel asked meanwhile, as in process (a step
+    that fails as a cancel is set: ``rolled_back``)."""
+    import threading
+    import time
+
+    world: list[str] = []
+    began = threading.Event()
+
+    def slow(state) -> None:
+        began.set()
+        time.sleep(1.5)
+        world.append("do b")
+
+    def saga(b) -> Saga:
+        return Saga([Step("a", lambda s: world.append("do a"), lambda s: world.append("undo a")),
+                     Step("b", b, lambda s: world.append("undo b"), register="before")],
+                    name="cancel-timeout")  # fmt: skip
+
+    async def scenario(runner):
+        handle = await runner.start_saga(saga(slow), {}, step_timeout=1)
+        while not began.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.4)
+        await handle.cancel()
+        return await asyncio.wait_for(handle.outcome(), 60)
+
+    outcome = on_temporal(scenario)
+    assert repr(outcome.error).startswith("StepTimedOut("), outcome.error
+    cancel = threading.Event()
+
+    def fails(state) -> None:
+        cancel.set()
+        raise TimeoutError("b timed out")
+
+    in_process = saga(fails).run({}, cancel=cancel)
+    assert outcome.status is in_process.status is Status.ROLLED_BACK, outcome
+    assert outcome.compensated == ("b", "a") and world[-2:] == ["undo b", "undo a"], world

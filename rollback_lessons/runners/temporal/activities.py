@@ -77,7 +77,7 @@ def late_calls(runs: Iterable[str], named: Sequence[str]) -> tuple[str, ...]:
         for (kind, step, attempt), future in list(IN_FLIGHT.get(run_id, {}).items()):
             what = "the action" if kind == "action" else f"attempt {attempt} of the undo"
             said = f"{what} of {step!r} (run {run_id})"
-            if not future.done() and said not in named:
+            if not future.done() and not any(n.startswith(said) for n in named):
                 late.append(f"{said}, past its timeout (the server no longer waits for it)")
     return tuple(late)
 

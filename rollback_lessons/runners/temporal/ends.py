@@ -43,6 +43,16 @@ def cause_of(err: BaseException) -> tuple[BaseException, bool]:
     return RemoteError(name, str(cause), (name,)), "Cancel" in name
 
 
+def timed_out(err: ActivityError) -> bool:
+    """Did a call end on its own timeout (``step_timeout`` in its worker, ``IN_DOUBT``, or
+    the server's)? Its own failure, as a step's error is: it wins over a cancel asked while
+    it ran, as in process (attack199 F2: the run said ``cancelled``, its error the timeout)."""
+    cause = err.cause
+    return isinstance(cause, ServerTimeout) or (
+        isinstance(cause, ApplicationError) and cause.type == IN_DOUBT
+    )
+
+
 def end_unknown(err: ActivityError) -> bool:
     """Did a call go on unheard: past ``step_timeout`` in its worker (``IN_DOUBT``), left
     running by a runner that closed (``ABANDONED``), timed out by the server, or cut by its

@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...stopping import cancel_uncalled
     from .. import hosted
     from ..wire import SagaPlan, record_data
-    from .ends import cause_of, end_unknown, never_started, not_called, server_timed_out
+    from .ends import cause_of, end_unknown, never_started, not_called, server_timed_out, timed_out
     from .limits import TOO_LARGE, OutcomeTooLarge, TemporalLimitExceeded, no_room, no_room_forward
     from .limits import result as result_of
     from .person import PersonAsked
@@ -379,8 +379,9 @@ class SagaWorkflow(PersonAsked):
                 if cancelled or asked:
                     _keep_going()
                 if cancelled or end_unknown(err) or interrupts(error):  # stopped by Temporal,
-                    if cancelled or asked:  # unheard, or a Ctrl-C in its call: cut short (the
-                        schedule.cancel(m, CANCEL())  # machine is told of a cancel first)
+                    if cancelled or (asked and not timed_out(err)):  # unheard, or a Ctrl-C in
+                        schedule.cancel(m, CANCEL())  # its call: cut short (the machine is
+                    # told of a cancel first; its own timeout wins, as a failure does)
                     return m.interrupted(error)
                 failed = m.step_failed(error)  # its own failure wins over a cancel asked
                 if asked and type(failed) is Wait:  # meanwhile (as in process, where a
