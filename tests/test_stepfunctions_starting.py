@@ -55,3 +55,49 @@ def test_an_answer_as_another_execution_starts_reaches_its_own(slow_start, fails
         outcome = runner.run(saga, {})
     assert outcome.status is (Status.ROLLED_BACK if fails else Status.COMMITTED), outcome
     assert did == (["a", "b", "undo a"] if fails else ["a", "b"])
+
+
+def test_an_execution_starting_as_its_runner_closes_is_stopped_before_it_sends(monkeypatch):
+    """attack198 F2 (1 of ~130): after close() returned, a lookup of
+    sqs.us-east-1.amazonaws.com: an execution a run had just started could not be stopped
+    (moto's stop raised the same AttributeError, and the close went on), and even stopped,
+    went on to its first task once the mock had ended, sent through moto's own client to
+    localhost:5000 (or AWS). The close stops it once it can, and waits for its thread."""
+    import socket
+    import warnings
+
+    from rollback_lessons.runners.closed import RunnerClosed
+
+    made = execution_worker.ExecutionWorker._get_evaluation_environment
+    held, looked_up = threading.Event(), []
+
+    def later(worker):
+        held.set()
+        threading.Event().wait(0.5)
+        return made(worker)
+
+    def spied(host, *args, **kwargs):  # (moto in process makes no lookup: any is a request
+        looked_up.append((host, *args[:1]))  # leaving it, to AWS or to localhost:5000)
+        raise OSError("no network here")
+
+    monkeypatch.setattr(execution_worker.ExecutionWorker, "_get_evaluation_environment", later)
+    monkeypatch.setattr(socket, "getaddrinfo", spied)
+    runner, raised = StepFunctionsRunner.start(), []
+    saga = Saga([Step("a", lambda s: None, lambda s: None)], name="closing")
+
+    def run() -> None:
+        try:
+            runner.run(saga, {})
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert held.wait(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (RunsLeft: the run, named)
+        runner.close()
+    thread.join(30)
+    threading.Event().wait(1.5)  # (its environment made, it would go on to its first task)
+    assert looked_up == []
+    assert len(raised) == 1 and isinstance(raised[0], RunnerClosed), raised

@@ -81,8 +81,18 @@ def refuse_engine_failures(
 
 def answer_late(send: Callable[..., Any], **request: Any) -> None:
     """Answer a task; one the engine no longer waits for (timed out: the history says so,
-    ``refuse_engine_failures``) is let go: the worker did it, its calls say so. One moto
-    could not hand over as another execution started (``STARTING``) is sent again."""
+    ``refuse_engine_failures``) is let go: the worker did it, its calls say so."""
+    try:
+        past_starts(send, **request)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code not in LATE:
+            raise
+
+
+def past_starts(send: Callable[..., Any], **request: Any) -> None:
+    """``send(**request)``, sent again while moto cannot reach an execution another thread
+    has just started (``STARTING``): an answer to a task, a stop of that execution."""
     given_up_at = time.monotonic() + STARTING_S
     while True:
         try:
@@ -92,8 +102,3 @@ def answer_late(send: Callable[..., Any], **request: Any) -> None:
             if exc.name not in STARTING or time.monotonic() > given_up_at:
                 raise
             time.sleep(0.005)
-        except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code not in LATE:
-                raise
-            return

@@ -8,11 +8,13 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..moto_server import MotoServer
 from .asl import StepFunctionsError
+from .engine import past_starts
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/rollback-lessons"  # moto accepts any role
@@ -118,15 +120,40 @@ def let_go(
         for client in clients:
             refuse = functools.partial(_refused, gone, threading.get_ident())
             client.meta.events.register("before-send", refuse)
+        stopped, until = set(), time.monotonic() + STOPPING_S
         for machine in list(machines.values()):
+            running: dict[str, Any] = {}
             with contextlib.suppress(Exception):
                 running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")
-                for execution in running.get("executions", []):
-                    sfn.stop_execution(executionArn=execution["executionArn"], error="Stopped",
-                                       cause="its runner closed")  # fmt: skip
+            for execution in running.get("executions", []):
+                arn = execution["executionArn"]
+                with contextlib.suppress(Exception):  # (one just started: once it can be)
+                    past_starts(sfn.stop_execution, executionArn=arn, error="Stopped",
+                                cause="its runner closed")  # fmt: skip
+                stopped.add(arn)
+        for thread in _threads_of(stopped):  # (ended before the mock ends: s79)
+            thread.join(max(0.0, until - time.monotonic()))
     if where != "moto_server":
         with contextlib.suppress(Exception):
             sqs.delete_queue(QueueUrl=queue)
+
+
+STOPPING_S = 2.0
+"""How long a closing runner waits for moto's threads of the executions it stopped to end
+(attack198 F2: one started just before the close went on to its first task after the mock
+had ended, and sent it through moto's own client to localhost:5000, or to AWS itself)."""
+
+
+def _threads_of(arns: set[str]) -> list[threading.Thread]:
+    """The threads running moto's executions ``arns`` (each its worker's ``_execution_logic``:
+    moto keeps no handle of it)."""
+    found = []
+    for thread in threading.enumerate():
+        worker = getattr(getattr(thread, "_target", None), "__self__", None)
+        details = getattr(getattr(worker, "_evaluation_details", None), "execution_details", None)
+        if getattr(details, "arn", None) in arns:
+            found.append(thread)
+    return found
 
 
 def _refused(gone: Any, closer: int, event_name: str = "", **kwargs: Any) -> None:
