@@ -62,7 +62,8 @@ def test_an_execution_starting_as_its_runner_closes_is_stopped_before_it_sends(m
     sqs.us-east-1.amazonaws.com: an execution a run had just started could not be stopped
     (moto's stop raised the same AttributeError, and the close went on), and even stopped,
     went on to its first task once the mock had ended, sent through moto's own client to
-    localhost:5000 (or AWS). The close stops it once it can, and waits for its thread."""
+    localhost:5000 (or AWS). The close stops it once it can, and a task moto's interpreter
+    sends to a closed runner's queue once the mock has ended is refused in the process."""
     import socket
     import warnings
 

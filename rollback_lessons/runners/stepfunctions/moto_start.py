@@ -8,7 +8,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -73,6 +72,7 @@ def _moto_in_process() -> Iterator[None]:
     from .moto_parse import install
 
     install()  # each definition parsed once, not at every execution
+    _guarded()
     quiet = logging.getLogger("moto.stepfunctions")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # it logs every Fail state as an ERROR with a stack
@@ -120,40 +120,55 @@ def let_go(
         for client in clients:
             refuse = functools.partial(_refused, gone, threading.get_ident())
             client.meta.events.register("before-send", refuse)
-        stopped, until = set(), time.monotonic() + STOPPING_S
+        CLOSED.add(queue)
         for machine in list(machines.values()):
             running: dict[str, Any] = {}
             with contextlib.suppress(Exception):
                 running = sfn.list_executions(stateMachineArn=machine, statusFilter="RUNNING")
             for execution in running.get("executions", []):
-                arn = execution["executionArn"]
                 with contextlib.suppress(Exception):  # (one just started: once it can be)
-                    past_starts(sfn.stop_execution, executionArn=arn, error="Stopped",
-                                cause="its runner closed")  # fmt: skip
-                stopped.add(arn)
-        for thread in _threads_of(stopped):  # (ended before the mock ends: s79)
-            thread.join(max(0.0, until - time.monotonic()))
+                    past_starts(sfn.stop_execution, executionArn=execution["executionArn"],
+                                error="Stopped", cause="its runner closed")  # fmt: skip
     if where != "moto_server":
         with contextlib.suppress(Exception):
             sqs.delete_queue(QueueUrl=queue)
 
 
-STOPPING_S = 2.0
-"""How long a closing runner waits for moto's threads of the executions it stopped to end
-(attack198 F2: one started just before the close went on to its first task after the mock
-had ended, and sent it through moto's own client to localhost:5000, or to AWS itself)."""
+CLOSED: set[str] = set()
+"""The queues of runners on moto in this process that closed: a task moto's interpreter
+sends to one once the mock has ended is refused (``_guarded``)."""
 
 
-def _threads_of(arns: set[str]) -> list[threading.Thread]:
-    """The threads running moto's executions ``arns`` (each its worker's ``_execution_logic``:
-    moto keeps no handle of it)."""
-    found = []
-    for thread in threading.enumerate():
-        worker = getattr(getattr(thread, "_target", None), "__self__", None)
-        details = getattr(getattr(worker, "_evaluation_details", None), "execution_details", None)
-        if getattr(details, "arn", None) in arns:
-            found.append(thread)
-    return found
+def _guarded() -> None:
+    """moto's interpreter sends each task to SQS through a client of its own, made as the
+    task begins: to AWS itself if the mock has ended since, to localhost:5000 if it had
+    (attack198 F2: an execution started as its runner closed ran on once the mock had ended,
+    stopped or not). Such a client refuses a task for a closed runner's queue then. Once per
+    process; a moto without that client is left as it is."""
+    try:
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_sqs as sqs_task,
+        )
+    except ImportError:
+        return
+    make = sqs_task.boto_client_for
+    if getattr(make, "guarded", False):
+        return
+
+    def made(*args: Any, **kwargs: Any) -> Any:
+        client = make(*args, **kwargs)
+        client.meta.events.register("before-parameter-build.sqs.SendMessage", _mock_over)
+        return client
+
+    made.guarded = True  # type: ignore[attr-defined]
+    sqs_task.boto_client_for = made
+
+
+def _mock_over(params: dict[str, Any], **kwargs: Any) -> None:
+    from moto.core.models import botocore_stubber
+
+    if not botocore_stubber.enabled and params.get("QueueUrl") in CLOSED:
+        raise StepFunctionsError("its runner closed: moto's mock ended, the task goes nowhere")
 
 
 def _refused(gone: Any, closer: int, event_name: str = "", **kwargs: Any) -> None:
