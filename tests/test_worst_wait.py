@@ -1,7 +1,12 @@
 """RetryPolicy.worst_wait: the waits in all of an outage that never ends, as the engine
 sleeps them (learn73 F1: exercises 03.2 and 10.3 bound a policy by it)."""
 
+import math
+
 import pytest
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rollback_lessons import RetryPolicy, UndoPolicy
 from rollback_lessons.worlds.failures import ServiceUnavailable, try_booking
@@ -84,3 +89,22 @@ def test_a_policy_deciding_in_code_is_walked_as_a_retry_policy_is():
     assert worst_decided(_Decides(), down, 1.0) == worst(_Fewer(max_attempts=100), down, 1.0)
     tiny = worst_decided(_DecidesForever(), down, 10**9)
     assert not tiny.stopped and len(tiny.waits) == WALK
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(
+    attempts=st.integers(10_001, 40_000),
+    initial=st.floats(1e-3, 10),
+    growth=st.floats(1e-5, 1e-3),
+    cap=st.floats(1, 100),
+)
+def test_past_ten_thousand_attempts_it_is_the_sum_of_the_waits_to_the_cap(
+    attempts, initial, growth, cap
+):
+    """attack202 F1 (8 of 150): past 10,000 attempts, a policy that reaches its cap slowly
+    was bounded short of the waits a run sleeps, by up to ``max_delay`` (the last wait under
+    the cap was cut to it in the closed form)."""
+    policy = RetryPolicy(max_attempts=attempts, initial_delay=initial, multiplier=1 + growth,
+                         max_delay=cap)  # fmt: skip
+    waits = math.fsum(policy.delay(a) for a in range(1, attempts))
+    assert policy.worst_wait() == pytest.approx(waits, rel=1e-9)
