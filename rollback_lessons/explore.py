@@ -31,6 +31,7 @@ from typing import Any
 from ._compensated import changed_nothing, may_stand, needs_check, unrestored
 from .clock import VirtualClock
 from .events import EventKind
+from .explore_input import check_input, not_judged
 from .faults import ACTION_FAULTS, Fault, fault_space
 from .outcome import Outcome, Status, Table
 from .rules import Kind
@@ -175,6 +176,8 @@ def violations(
         if failed is not None and fault_of.get(failed) == Fault.FAIL and outcome.states:
             found += _phantom_undo(outcome, failed, restored)
     before, after = outcome.state_before or {}, outcome.state_after or {}
+    if stand_ins := not_judged(before, after):
+        return stand_ins
     if outcome.status is Status.ROLLED_BACK and not restored(before, after):
         found.append(
             f"not restored: rolled back, but the state is {dict(after)}, not {dict(before)}"
@@ -318,10 +321,7 @@ def explore(
     ``restored(before, after)`` says when the world is as it was (equality by default).
     With ``orders``, a saga with parallel groups is run in each of its completion orders
     (``completion_orders``: which branch finishes first), not only one after the other."""
-    if max_faults < 0:
-        raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
-    if isinstance(policies, str) or not policies:  # (none: a check of nothing, passed: L1)
-        raise ValueError(f"policies must name one policy or more, got {policies!r}")
+    check_input(saga, state, max_faults, policies, restored)
     with _collector_paused():
         return _explore(saga, state, max_faults, policies, restored, orders)
 

@@ -49,8 +49,11 @@ def safe_snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
     """A snapshot that never raises: a value that cannot be copied is shown by its repr."""
     try:
         return snapshot(state)
-    except Exception:
-        out: dict[str, Any] = {}
+    except Exception as exc:
+        from .events import describe
+
+        out = Uncopied()  # (marked: a judge of it knows its stand-ins, attack202 F2)
+        out.note = describe(exc)
         for key, value in dict(state).items():
             try:
                 out[key] = copy.deepcopy(value)

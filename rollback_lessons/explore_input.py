@@ -1,0 +1,61 @@
+"""What ``explore`` is given, checked before any run (attack202 F3: a bad policy name was
+found once runs had begun, ``policies=[None]`` ran as the saga's default, ``restored=5``
+failed after a run with a bare TypeError, ``max_faults=1.5`` with Python's own), and the
+state it judges runs by (F2: a state that cannot be copied was judged by its stand-ins,
+two equal strings: a refund that did nothing passed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .events import describe
+from .policies import resolve_policy
+from .snapshots import Uncopied, snapshot
+
+NOT_JUDGED = "not judged"
+"""How the violation of a run whose state could not be copied begins."""
+
+
+def check_input(
+    saga: Any,
+    state: Mapping[str, Any] | Callable[[], Any] | None,
+    max_faults: Any,
+    policies: Sequence[Any],
+    restored: Any,
+) -> None:
+    """One typed error for what ``explore`` cannot use, before anything runs."""
+    from .saga import Saga
+
+    if not isinstance(saga, Saga):
+        raise TypeError(f"explore needs a Saga, got {type(saga).__name__}")
+    if isinstance(max_faults, bool) or not isinstance(max_faults, int):
+        raise TypeError(f"max_faults must be a whole number, got {max_faults!r}")
+    if max_faults < 0:
+        raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
+    if isinstance(policies, str) or not policies:  # (none: a check of nothing, passed: L1)
+        raise ValueError(f"policies must name one policy or more, got {policies!r}")
+    for policy in policies:
+        resolve_policy(policy)  # (UnknownPolicyError, naming the ones there are)
+    if not callable(restored):
+        raise TypeError(f"restored must be a function of (before, after), got {restored!r}")
+    if isinstance(state, Mapping):
+        try:
+            snapshot(state)
+        except Exception as exc:
+            raise TypeError(uncopied(describe(exc))) from None
+
+
+def uncopied(why: str) -> str:
+    return (
+        f"explore judges each run by copies of its state, and this state cannot be copied "
+        f"({why}): give it a snapshot() method, or keep only data in it"
+    )
+
+
+def not_judged(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[str, ...]:
+    """The violation of a run whose state before or after could not be copied (its values
+    stand-ins: comparing them would judge nothing), else none."""
+    if isinstance(before, Uncopied) or isinstance(after, Uncopied):
+        return (f"{NOT_JUDGED}: {uncopied('its values shown by their type')}",)
+    return ()

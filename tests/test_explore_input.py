@@ -1,0 +1,74 @@
+"""attack202 F2, F3: what ``explore`` is given is checked before any run, and a state it
+cannot copy is never judged by its stand-ins."""
+
+import threading
+
+import pytest
+
+from rollback_lessons import Saga, Step, UnknownPolicyError
+from rollback_lessons.explore import assert_every_failure_handled, explore
+
+
+class Account:
+    """Compares by balance, holds a lock (as a client or a connection would): no copy."""
+
+    def __init__(self) -> None:
+        self.balance, self.lock = 0, threading.Lock()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Account) and other.balance == self.balance
+
+
+def _saga(ran: list[str], refund_works: bool) -> Saga:
+    def charge(s) -> None:
+        ran.append("charge")
+        s["acct"].balance += 10
+
+    def refund(s) -> None:
+        if refund_works:
+            s["acct"].balance -= 10
+
+    return Saga([Step("charge", charge, refund), Step("ship", lambda s: None)], name="shop")
+
+
+@pytest.mark.parametrize("refund_works", [False, True])
+def test_a_state_it_cannot_copy_is_never_judged_by_its_stand_ins(refund_works):
+    """F2: the refund that did nothing passed, "0 violate an invariant": before and after
+    were the same stand-in string. Every run is now said not judged, whatever the refund."""
+    exploration = explore(_saga([], refund_works), lambda: {"acct": Account(), "n": 0})
+    assert exploration.runs and all(
+        run.violations and run.violations[0].startswith("not judged: ") for run in exploration.runs
+    ), [run.violations for run in exploration.runs]
+    with pytest.raises(AssertionError, match="not judged"):
+        assert_every_failure_handled(_saga([], refund_works), lambda: {"acct": Account()})
+
+
+def test_a_state_it_cannot_copy_given_as_it_is_is_refused_before_any_run():
+    ran: list[str] = []
+    with pytest.raises(TypeError, match="this state cannot be copied"):
+        explore(_saga(ran, True), {"acct": Account()})
+    assert ran == []
+
+
+@pytest.mark.parametrize(
+    "given, error, said",
+    [
+        ({"policies": ("continue", "bogus")}, UnknownPolicyError, "'bogus'"),
+        ({"policies": [None]}, UnknownPolicyError, "None"),
+        ({"restored": 5}, TypeError, "restored must be a function"),
+        ({"max_faults": 1.5}, TypeError, "whole number"),
+        ({"max_faults": True}, TypeError, "whole number"),
+        ({"max_faults": "2"}, TypeError, "whole number"),
+        ({"max_faults": -1}, ValueError, "0 or more"),
+        ({"policies": ()}, ValueError, "one policy or more"),
+    ],
+)
+def test_what_it_cannot_use_is_one_typed_error_before_any_run(given, error, said):
+    """F3: a bad policy was found once the first combination had run; ``[None]`` ran as
+    the saga's own; ``restored=5`` and ``max_faults=1.5`` gave Python's own errors."""
+    ran: list[str] = []
+    with pytest.raises(error, match=said):
+        explore(_saga(ran, True), lambda: {"acct": 0}, **given)
+    assert ran == []
+    with pytest.raises(TypeError, match="needs a Saga"):
+        explore(None)  # type: ignore[arg-type]
