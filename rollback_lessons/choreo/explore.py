@@ -25,6 +25,7 @@ from .run import (
     Choreography,
     Crash,
     Variant,
+    distinct,
     violations,
 )
 
@@ -150,6 +151,9 @@ def explore_choreography(
     bookings: Sequence[Booking] = EVERY_PATH, variants: Sequence[Variant] = (SAFE, NAIVE, IN_ORDER)
 ) -> ChoreoExploration:
     """Run ``bookings`` under every single fault, for each variant, and check each run."""
+    distinct(bookings)
+    if not variants:
+        raise ValueError("variants: one or more are needed")
     runs = [
         run_once(bookings, fault, variant)[0]
         for variant in variants

@@ -32,6 +32,17 @@ class Booking:
     email: str = "ok"
     cancel: bool = False
 
+    def __post_init__(self) -> None:
+        """A booking the services and the checker read alike (attack202 F5: a card
+        "declined" was charged by the services, whose rule fails only "bad", and judged
+        not to complete by the checker: every run of the right services was broken)."""
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"a booking's id is a non-empty str, got {self.id!r}")
+        for name in ("card", "email"):
+            if getattr(self, name) not in ("ok", "bad"):
+                raise ValueError(f"booking {self.id!r}: {name} is 'ok' or 'bad', got "
+                                 f"{getattr(self, name)!r}")  # fmt: skip
+
     @property
     def should_complete(self) -> bool:
         return self.card == "ok" and self.email == "ok" and not self.cancel
@@ -44,6 +55,17 @@ class Booking:
         data = {"card": self.card, "email": self.email}
         kinds = [E.BOOKING_REQUESTED] + ([E.CANCEL_REQUESTED] if self.cancel else [])
         return [Message(kind, self.id, data, f"{self.id}/{kind}") for kind in kinds]
+
+
+def distinct(bookings: Sequence[Booking]) -> Sequence[Booking]:
+    """``bookings``, one or more, each id once (two with one id are one message to the
+    services, an inbox absorbs the second, and the checker judged both: F5)."""
+    ids = [b.id for b in bookings]
+    if not ids:
+        raise ValueError("bookings: one or more are needed")
+    if twice := sorted({i for i in ids if ids.count(i) > 1}):
+        raise ValueError(f"bookings: each id once, got {', '.join(map(repr, twice))} twice")
+    return bookings
 
 
 EVERY_PATH = (
@@ -208,13 +230,18 @@ def violations(
     twice, no compensation of an effect that never was, and the end the guest asked for.
     """
     done: dict[str, Counter[str]] = {}
-    for records in effects.values():
+    early: dict[str, list[str]] = {}  # a compensation a service applied before its effect
+    for records in effects.values():  # (each service's, in the order applied: attack202 F4)
         for booking_id, effect in records:
-            done.setdefault(booking_id, Counter())[effect] += 1
+            seen = done.setdefault(booking_id, Counter())
+            action = COMPENSATION.get(effect)
+            if action is not None and not seen[action] and (booking_id, action) in records:
+                early.setdefault(booking_id, []).append(f"{effect} before {action}")
+            seen[effect] += 1
     found: dict[str, list[str]] = {}
     for booking in bookings:
         seen = done.get(booking.id, Counter())
-        wrong = [f"{e} x{n}" for e, n in sorted(seen.items()) if n > 1]
+        wrong = [f"{e} x{n}" for e, n in sorted(seen.items()) if n > 1] + early.get(booking.id, [])
         wrong += [f"{u} without {a}" for u, a in COMPENSATION.items() if seen[u] and not seen[a]]
         completed = all(seen[a] for a in ACTIONS) and not any(seen[u] for u in COMPENSATION)
         left = [a for a, u in ACTIONS.items() if seen[a] and not seen[u]]
@@ -233,6 +260,7 @@ def book(
     queue: Queue, bookings: Sequence[Booking] = EVERY_PATH, variant: Variant = SAFE
 ) -> Choreography:
     """Run ``bookings`` to the end in memory (for a lesson): the choreography, stopped."""
+    distinct(bookings)
     choreo = Choreography(queue, variant)
     choreo.ask(bookings)
     choreo.run()
