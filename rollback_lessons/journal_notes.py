@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .verdicts import pivot_at_stake
+from .verdicts import COMMIT_UNRECORDED, pivot_at_stake
 
 if TYPE_CHECKING:
     from .journaling import JournalWriter
@@ -75,7 +75,12 @@ def left_note(
             f"will run the undo of {', '.join(map(repr, left))} itself"
         )
     forward = w.m.record().forward_said if w.m.halted else ""
-    if forward:  # (the halted event that keeps them went with the failed batch: F2)
+    if w.m.halted and COMMIT_UNRECORDED in str(w.m.reason):  # (attack201 F1: recover sent
+        said += (  # a person to look for steps after the pivot, none said none were left)
+            f"; every step was done, which no record of the journal says: recover will ask "
+            f"a person to finish the steps after {w.pivot!r} forward by hand: there are none"
+        )
+    elif forward:  # (the halted event that keeps them went with the failed batch: F2)
         said += f"; to finish forward: {forward}, which no record of the journal names"
     if done:
         said += (

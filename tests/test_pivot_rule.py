@@ -812,6 +812,36 @@ def test_a_commit_not_recorded_past_the_pivot_says_every_step_was_done(tmp_path,
     assert [str(w) for w in report.waiting] == [WAITS] and _UNDONE == []
 
 
+def test_a_disk_full_to_the_end_past_the_pivot_notes_every_step_was_done(tmp_path, monkeypatch):
+    """attack201 F1 (3 of 3): the disk full from the commit until the process ended: the
+    halt, which keeps "every step done" for recover, was never written, and recover (every
+    time) asks a person to finish the steps after the pivot by hand; the note said only that
+    the journal shows the saga unfinished. It says there are none left now."""
+    from rollback_lessons.durable.journal import Journal as Written
+    from rollback_lessons.durable.records import JournalRun
+
+    full = sqlite3.OperationalError("database or disk is full")
+    write = Written.write
+
+    def commit(self, *args, **kw):
+        monkeypatch.setattr(Written, "write", lambda *a, **k: (_ for _ in ()).throw(full))
+        raise full
+
+    monkeypatch.setattr(JournalRun, "commit", commit)
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = _all_done().run({}, journal=journal, run_id="r1")
+        monkeypatch.setattr(Written, "write", write)
+        monkeypatch.undo()
+        assert outcome.status is Status.HALTED, outcome
+        assert outcome.notes[-1].endswith(
+            "every step was done, which no record of the journal says: recover will ask a "
+            "person to finish the steps after 'email' forward by hand: there are none"
+        ), outcome.notes
+        orphan(journal)
+        report = recover(journal, _DONE_ALL)
+    assert "finish the steps after it not yet done" in str(report) and _UNDONE == []
+
+
 def test_a_ctrl_c_as_the_commit_is_written_past_the_pivot_notes_every_step_was_done(
     tmp_path, monkeypatch
 ):
