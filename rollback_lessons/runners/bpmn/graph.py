@@ -18,13 +18,10 @@ of the script tasks the engine has ready at once (the branches' first steps), th
 runs the one the machine starts next (one at a time, in definition order, as ``saga.run``),
 so the outcome is ``saga.run``'s.
 
-The undo policy is in the model as Camunda writes it, on each job: its ``retries`` (the
-policy's attempts; a step's own retry policy on its job) and the header ``on-failure``
-(``dead_letter``: recorded, the job completed, the loop goes on; ``halt``: the job fails
-for good, an incident: the process instance waits on that task for a person). The runner
-plays Camunda's job worker: each retry after the machine's backoff, and on a halt the
-incident (no person here: the saga ends ``halted``, the undos left pending, as ``saga.run``
-leaves them).
+The undo policy is in the model as Camunda writes it, on each job: its ``retries`` and the
+header ``on-failure`` (``dead_letter``: recorded, the loop goes on; ``halt``: an incident,
+the instance waits for a person). The runner plays Camunda's job worker: each retry after
+the machine's backoff, on a halt the incident (no person here: ``halted``, as saga.run).
 """
 
 from __future__ import annotations
@@ -315,15 +312,11 @@ class Incident(Exception):
 class GraphHost:
     """What the explicit form's script tasks call, as Camunda's job worker would answer:
     ``do`` runs a step the saga machine launched, ``what_next`` answers the machine's next
-    undo, ``undo`` runs it. A job is handed out as many times as its ``retries`` say (the
-    step's retry policy, the undo policy's attempts), after the machine's backoff
-    (``sleep``); an undo whose policy halts ends in an incident, which a person resolves
-    (``answers``, in turn: ``retry`` the job, ``fixed`` by hand) or leaves (``Incident``:
-    the saga halted, the rest pending; with no answer left, as in process).
-
+    undo, ``undo`` runs it. A job is handed out as its ``retries`` say, after the machine's
+    backoff (``sleep``); an undo whose policy halts ends in an incident, which a person
+    resolves (``answers``, in turn: ``retry``, ``fixed``) or leaves (``Incident``: halted).
     A cancel (``asked``) is heard where ``saga.run`` hears it (``_graph_drive.ASKED_AT``);
-    the machine decides; once it stops the run, ``do`` answers False (nothing more starts),
-    and the loop runs the machine's undos, shielded (nothing asks it again): ``cancelled``."""
+    once it stops the run, ``do`` answers False, and the machine's undos run, shielded."""
 
     def __init__(
         self, plan: SagaPlan, worker: Worker, machine: GraphMachine,
@@ -382,7 +375,14 @@ class GraphHost:
             op = m.step_error(step, error.to_exception())
             if type(op) is not Wait:
                 break
-            self.sleep(op.seconds)  # the job's retry backoff
+            try:  # the job's retry backoff; a Ctrl-C in it fails the step for good, as in
+                self.sleep(op.seconds)  # process, and is raised at the end (attack203 F1)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    raise
+                self.worker.interrupt = self.worker.interrupt or exc
+                op = m.step_cut(step, exc)
+                break
             self.cancel()
             op = m.step_resume(step)
             if type(op) is not RunStep:

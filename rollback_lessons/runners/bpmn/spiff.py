@@ -44,8 +44,6 @@ from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
 from .tree import completed as completed_deep
 from .tree import unbounded
 
-# -- running the explicit form on SpiffWorkflow ---------------------------------------------
-
 _CONTAINS = re.compile(r'list contains\((\w+), ("(?:[^"\\]|\\.)*")\)')
 
 
@@ -95,22 +93,25 @@ def run_explicit(
     policy: PolicyLike | None = None, undo_order: str = "reverse",
     completion: Sequence[str] | None = None, cancel: Any = None, answers: Sequence[str] = (),
 ) -> Outcome:  # fmt: skip
-    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow (a list: policy *continue*,
-    each task once; anything else is refused before anything runs). A saga with parallel
-    groups (or an undo order of a graph's) runs the graph form, whose undos the saga
-    machine orders (``graph``): as ``saga.run(state, undo_order=...)``, one step at a time,
-    under any policy written as data (retries as its jobs' retries, a halt as an incident:
-    ``halted``, the rest pending) and with steps retried by their own policy. A policy that
-    decides in Python cannot be written into a model: refused (``UnsupportedPolicy``).
-    ``answers``: what a person says, in turn, at each incident (``retry``, ``fixed``,
-    ``leave``; none left: ``leave``). ``cancel`` (an Event, or a function answering True)
-    cancels as ``saga.run(..., cancel=...)`` does, in the graph form (a list's too): heard
-    before a step starts and when one returns, nothing more starts, what was done is undone,
-    the status says ``cancelled``. ``completion`` is refused (``UnsupportedInBPMN``): the form
-    runs one step at a time, and a failure ends every branch at once, so it cannot let the
-    steps still running finish, which a timing of one's own needs. A Ctrl-C or
-    ``sys.exit`` in a step's action fails that step for good, as in ``saga.run``: what was
-    done is undone, then it is raised again (its notes say what the rollback left)."""
+    """Run the explicit BPMN form of ``saga`` on SpiffWorkflow, as ``saga.run`` (a list:
+    policy *continue*, each task once; else refused before anything runs). A saga with
+    parallel groups (or a graph's undo order) runs the graph form, whose undos the saga
+    machine orders, one step at a time, under any policy written as data (retries as its
+    jobs', a halt as an incident: ``halted``), steps retried by their own policy; one that
+    decides in Python is refused (``UnsupportedPolicy``). ``answers``: a person's, in turn,
+    at each incident (``retry``, ``fixed``, ``leave``; none left: ``leave``). ``cancel``
+    (an Event, or a function) cancels as ``saga.run``'s does. ``completion`` is refused
+    (``UnsupportedInBPMN``: a failure ends every branch at once). A Ctrl-C or ``sys.exit``
+    in a step's action fails it for good, as in ``saga.run``, then is raised again. Errors
+    are kept as raised (attack203 F2: matched by name, retried where saga.run was not)."""
+    with keeping(saga.name):
+        return _explicit(saga, state, inject, policy, undo_order, completion, cancel, answers)
+
+
+def _explicit(
+    saga: Saga, state: State | None, inject: InjectionLike | None, policy: PolicyLike | None,
+    undo_order: str, completion: Sequence[str] | None, cancel: Any, answers: Sequence[str],
+) -> Outcome:  # fmt: skip
     check_state(state)
     if completion is not None:
         raise UnsupportedInBPMN(
@@ -369,16 +370,14 @@ class BpmnRunner(Closable):
         cancel: Any = None,
         answers: Sequence[str] = (),
     ) -> Outcome:
-        """Run ``saga`` with SpiffWorkflow and return its Outcome (like ``saga.run``; its
-        errors as they were raised here: ``error_record.keeping``)."""
+        """Run ``saga`` with SpiffWorkflow and return its Outcome (``run_explicit``)."""
         self._refuse_if_closed("run")
-        with keeping(saga.name), self._running(saga.name):
+        with self._running(saga.name):
             return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
                                 completion=completion, cancel=cancel, answers=answers)  # fmt: skip
 
     def close(self) -> None:
-        """Refuse every call from now on; a run under way goes on in its thread to its end
-        (a library has nothing to stop), and is named (``RunsLeft``: attack94 F2)."""
+        """Refuse every call from now on; a run under way goes on to its end, named."""
         try:
             self._left(GOES_ON)
         finally:
