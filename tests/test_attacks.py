@@ -380,6 +380,15 @@ def test_a_long_run_of_retries_waits_the_cap_never_overflows():
         ("UPDATE sagas SET status = 42", "a saga's status is '42'"),
         ("UPDATE sagas SET pivot_state = 'donE'", "a saga's pivot state is 'donE'"),
         ("UPDATE undos SET semantic = 7 WHERE step = 'b'", "an undo's semantic flag is 7"),
+        *(  # (attack204 F3: ids the engine refuses, their undos run with keys ':a', ' :a')
+            (
+                f"PRAGMA foreign_keys = OFF; UPDATE sagas SET id = '{i}'; UPDATE undos SET saga_id"
+                f" = '{i}'; UPDATE events SET saga_id = '{i}'",
+                f"a saga's id is {i!r}",
+            )
+            for i in ("", "   ", "x\x1b[31m", "tab\there")
+        ),
+        ("UPDATE sagas SET name = ''", "a saga's name is ''"),
     ],
 )
 def test_a_value_outside_the_journals_own_is_refused_before_any_undo(tmp_path, sql, what):
@@ -390,7 +399,7 @@ def test_a_value_outside_the_journals_own_is_refused_before_any_undo(tmp_path, s
 
     path = _crashed(tmp_path)
     con = sqlite3.connect(path)
-    con.execute(sql)
+    con.executescript(sql)
     con.commit()
     con.close()
     with Journal(path) as journal:

@@ -8,6 +8,7 @@ import random
 import shutil
 import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import orphan
@@ -50,10 +51,21 @@ def test_any_character_in_a_path_names_that_file(tmp_path, capsys, name):
         assert [s.id for s in journal.sagas()] == ["mine"]
 
 
-def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_path, monkeypatch):
+@pytest.mark.parametrize("through", ["its path", "a symlink in a read-only folder"])
+def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(
+    tmp_path, monkeypatch, through
+):
+    """attack204 F1 (12 of 12): through a symlink (in a read-only folder of its own), the
+    folder and the -wal were looked for beside the link: none there, the journal was read
+    without its log, and ``journal show`` listed no saga, exit 0."""
     folder = tmp_path / "ro"
     folder.mkdir()
     path = folder / "j.db"
+    links = tmp_path / "links"
+    links.mkdir()
+    opened = path if through == "its path" else links / "j.db"
+    if opened != path:
+        opened.symlink_to(path)
     with Journal(path) as journal:
         journal.start("saga", "s").status("running", flush=True)
         copy = sqlite3.connect(path)  # keep a reader so that the WAL stays on close
@@ -67,6 +79,7 @@ def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_pa
     shutil.copy(tmp_path / "snap.db-wal", folder / "j.db-wal")  # no -shm: a bare copy
     assert (folder / "j.db-wal").stat().st_size > 0
     os.chmod(folder, stat.S_IRUSR | stat.S_IXUSR)
+    os.chmod(links, stat.S_IRUSR | stat.S_IXUSR)
     if os.access(folder, os.W_OK):  # root may write anywhere: as SQLite would fail for others
         real_connect, real_access = sqlite3.connect, os.access
 
@@ -83,14 +96,39 @@ def test_a_read_only_folder_with_a_write_ahead_log_is_refused_in_one_line(tmp_pa
             return real_connect(target, *args, **kw)
 
         monkeypatch.setattr(journal_module.sqlite3, "connect", connect)
+        read_only = {Path(os.path.realpath(f)) for f in (folder, links)}
         monkeypatch.setattr(
-            journal_module.os, "access", lambda p, m: False if p == folder else real_access(p, m)
+            journal_module.os, "access", lambda p, m: Path(p) not in read_only and real_access(p, m)
         )
     try:
         with pytest.raises(JournalError, match=r"write-ahead log .* folder is read-only"):
-            Journal(path, readonly=True)
+            Journal(opened, readonly=True)
     finally:
         os.chmod(folder, stat.S_IRWXU)
+        os.chmod(links, stat.S_IRWXU)
+
+
+def test_a_symlink_in_a_read_only_folder_to_a_journal_in_a_writable_one_is_written(
+    tmp_path, monkeypatch
+):
+    """attack204 F2 (3 of 3): recover refused it, "the folder of .../journal.db is read-only;
+    SQLite writes journal.db-wal beside it", though SQLite writes beside the journal itself."""
+    path, links = tmp_path / "j.db", tmp_path / "links"
+    Journal(path).close()
+    links.mkdir()
+    (links / "journal.db").symlink_to(path)
+    os.chmod(links, stat.S_IRUSR | stat.S_IXUSR)
+    real_access = os.access
+    monkeypatch.setattr(  # (root writes anywhere: the folder is read-only to everyone else)
+        journal_module.os, "access", lambda p, m: Path(p) != links and real_access(p, m)
+    )
+    try:
+        with Journal(links / "journal.db") as journal:
+            journal.start("saga", "s").status("running", flush=True)
+        with Journal(path, readonly=True) as journal:
+            assert [s.id for s in journal.sagas()] == ["s"]
+    finally:
+        os.chmod(links, stat.S_IRWXU)
 
 
 @pytest.mark.parametrize("end", ["-shm", "-wal"])

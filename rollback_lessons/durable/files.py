@@ -298,14 +298,14 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
         con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")  # (its later reads)
     except sqlite3.OperationalError:
         con.close()
-        if os.access(path.parent, os.W_OK):
+        real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
+        if os.access(real.parent, os.W_OK):
             raise
-        wal = path.with_name(path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > 0:
+        if (wal := real.with_name(real.name + "-wal")).exists() and wal.stat().st_size > 0:
             raise JournalError(
-                f"{path} has a write-ahead log ({wal.name}) that SQLite can read only with "
-                f"{path.name}-shm beside it, and its folder is read-only: copy the journal "
-                "with its -wal file to a writable folder (or make this one writable)"
+                f"{path} has a write-ahead log ({wal}) that SQLite can read only with "
+                f"{real.name}-shm beside it, and its folder is read-only: copy the journal "
+                "with its -wal file to a writable folder (or make that one writable)"
             ) from None
         con = sqlite3.connect(
             _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False

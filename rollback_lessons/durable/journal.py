@@ -71,7 +71,8 @@ def _read_only(path: Path) -> Path | None:
     """The journal's file a writer cannot write: itself, or its ``-wal`` or ``-shm`` beside
     it (SQLite writes all three: attack76 F4, a read-only ``-shm`` was told as the journal's
     "attempt to write a readonly database"); None if each is writable or absent."""
-    sides = (path, *(path.with_name(path.name + end) for end in ("-wal", "-shm")))
+    real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
+    sides = (real, *(real.with_name(real.name + end) for end in ("-wal", "-shm")))
     return next((p for p in sides if p.exists() and not os.access(p, os.W_OK)), None)
 
 
@@ -110,12 +111,11 @@ class Journal:
             raise JournalError(
                 f"{ro} is read-only; this command writes to it (make it writable first)"
             )
-        elif not self.path.parent.is_dir():  # (not "read-only", as os.access says of it)
-            raise JournalError(f"the folder of {self.path} is not a folder that exists")
-        elif not os.access(self.path.parent, os.W_OK):
-            raise JournalError(
-                f"the folder of {self.path} is read-only; SQLite writes {self.path.name}-wal "
-                "beside it"
+        elif not (real := Path(os.path.realpath(self.path))).parent.is_dir():  # (a symlink's
+            raise JournalError(f"the folder of {self.path} is not a folder that exists")  # its
+        elif not os.access(real.parent, os.W_OK):  # target's: attack204 F2; not "read-only",
+            raise JournalError(  # as os.access says of a folder that is not)
+                f"the folder of {real} is read-only; SQLite writes {real.name}-wal beside it"
             )
         self._version = version if version is not None else SCHEMA_VERSION
         self._pid = os.getpid()  # the process whose connection this is (``not_forked``)

@@ -46,13 +46,18 @@ _GRAPH = (  # [[step, [its dependencies]], ...] (``SagaRecord.after``; CASE: nev
     " ELSE 1 END"
 )
 _SAGA = "id"
+_BLANK = (  # (a run id is printable text on one line, not only spaces: ``rules.check_run_id``)
+    "trim(id, ' ') = '' OR id GLOB ('*[' || char(1) || '-' || char(31) || char(127) || '-'"
+    " || char(159) || ']*')"
+)
 _UNDO = "saga_id || ' #' || position"
 # (what, table, the row's name, the column, a condition true of a value the journal never
 # writes, the schema version that has the column)
 _VALUE_CHECKS: tuple[tuple[str, str, str, str, str, int], ...] = (
     ("a saga's id", "sagas", "rowid", "id", "typeof(id) != 'text'", 1),
     ("a saga's id", "sagas", "rowid", "id", "instr(id, ':') > 0", 7),  # (F6: keys' ':' ends it)
-    ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text'", 1),
+    ("a saga's id", "sagas", "rowid", "id", _BLANK, 7),  # (check_run_id's: attack204 F3)
+    ("a saga's name", "sagas", _SAGA, "name", "typeof(name) != 'text' OR name = ''", 1),
     ("a saga's status", "sagas", _SAGA, "status", _one_of("status", SAGA_STATUSES), 1),
     *((f"a saga's {what}", "sagas", _SAGA, column, bad, since)  # (attack86 F6: unsaid)
       for what, column, bad, since in (
