@@ -273,9 +273,8 @@ class RetryPolicy:
             if attempt > _SUMMED:  # still growing, slowly: the rest in closed form
                 rate = math.log(self.multiplier)  # (in logs: no overflow on the way)
                 below = min(left, math.ceil((math.log(self.max_delay) - math.log(delay)) / rate))
-                grown = delay * math.expm1(below * rate) / (self.multiplier - 1)  # the first
-                # ``below`` waits, each under the cap: delay * (m**below - 1) / (m - 1), the
-                # last term past the cap uncut (attack202 F1: cut, the bound was short of a run)
+                grown = delay * math.expm1(below * rate) / (self.multiplier - 1)  # ``below``
+                # waits under the cap, delay * (m**below - 1) / (m - 1): none cut (attack202 F1)
                 return total + grown + self.max_delay * (left - below)
             total += delay
             attempt += 1
