@@ -8,6 +8,7 @@ the limit, their record intact."""
 import asyncio
 import contextlib
 import itertools
+import re
 import threading
 import time
 
@@ -672,3 +673,27 @@ def test_a_record_over_a_payload_has_its_error_texts_cut_alike_to_fit_with_a_not
     assert all(len(t) == keep and t.endswith(f"Temporal carries {keep}]") for t in texts)
     small = record_data(Saga([Step("a", lambda s: None)]).run({}))
     assert fit(small, PAYLOAD_LIMIT, "Temporal") is small
+
+
+@pytest.mark.parametrize(
+    "options, error, said",
+    [
+        ({"port": 70000}, ValueError, "port must be a port number, 1 to 65535, got 70000"),
+        ({"port": -1}, ValueError, "1 to 65535, got -1"),
+        ({"port": "7233"}, ValueError, "got '7233'"),
+        ({"task_queue": "q" * 1001}, TemporalLimitExceeded, "1001 bytes in UTF-8"),
+        ({"task_queue": "\N{GRINNING FACE}" * 251}, TemporalLimitExceeded, "1004 bytes"),
+        ({"task_queue": ""}, TypeError, "non-empty str"),
+    ],
+)
+def test_a_port_or_task_queue_it_cannot_use_is_refused_before_a_server_starts(options, error, said):
+    """attack206 F2, F3: a task queue over Temporal's 1000 bytes was taken, and every run
+    then said the server "did not start it in time ... Try again"; port 70000 gave the
+    probe's raw OverflowError."""
+    from rollback_lessons.runners.temporal import TemporalRunner
+
+    async def start():
+        return await TemporalRunner.start(**options)
+
+    with pytest.raises(error, match=re.escape(said)):
+        asyncio.run(start())

@@ -137,6 +137,19 @@ def check_id(run_id: str, whence: str, then: str) -> None:
         )
 
 
+def check_task_queue(name: object) -> None:
+    """A task queue's name, refused before anything starts: a non-empty str of at most
+    ``ID_LIMIT`` bytes (attack206 F2: one over was taken, and every run then said the
+    server "did not start it in time. Try again", which could never work)."""
+    if type(name) is not str or not name:
+        raise TypeError(f"task_queue must be a non-empty str, got {name!r}")
+    if (found := len(name.encode("utf-8", "surrogatepass"))) > ID_LIMIT:
+        raise TemporalLimitExceeded(
+            f"the task queue's name ({found} bytes in UTF-8) is over Temporal's limit of "
+            f"{ID_LIMIT} bytes for identifiers: give task_queue a shorter one"
+        )
+
+
 def check_plan(plan: SagaPlan, input_size: int, history_limit: int = HISTORY_EVENTS_LIMIT,
                completion: bool = False) -> None:  # fmt: skip
     """Refuse a plan that cannot run within Temporal's limits: its workflow id, the history

@@ -36,8 +36,9 @@ async def start_local(
 ) -> tuple[WorkflowEnvironment, DbLock]:
     """The dev server, started, and the lock of its ``db_file`` (let go once it stopped):
     a file another runner's server uses is refused before any server starts."""
-    lock = await DbLock.take(db_file)
-    try:
+    lock = await DbLock.take(db_file)  # (a dead runner's server on it: stopped first, then
+    try:  # its port is free: attack206 F1, "in use: another program", refused at once)
+        check_ports({"the server's port": port, "the Web UI's port": ui_port})
         env = await _spawn(binary, port, ui_port, db_file, lock)
     except BaseException:
         lock.let_go()

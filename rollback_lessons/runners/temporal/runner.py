@@ -57,7 +57,7 @@ from .dblock import DbLock
 from .handle import SagaHandle, _release
 from .left import compensated, unfinished
 from .left import warning as lost_warning
-from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan
+from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan, check_task_queue
 from .local import start_local
 from .lost import (  # noqa: F401 (the package's names)
     SagaTerminated,
@@ -72,8 +72,8 @@ from .plan import plan_text as plan_text
 from .server import (  # noqa: F401 (TemporalUnavailable: the package's name)
     TemporalUnavailable,
     check_db_file,
-    check_ports,
     client_options,
+    port_numbers,
     server_binary,
     unreachable,
 )
@@ -154,6 +154,8 @@ class TemporalRunner(Closable):
         workers look for it; ``task_queue`` (a new one by default) lets this runner's
         worker take up the sagas another runner of this process started there (after the
         server was lost: ``ServerLost``)."""
+        if task_queue is not None:
+            check_task_queue(task_queue)
         given = bool(address)
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
@@ -166,9 +168,9 @@ class TemporalRunner(Closable):
         binary = server_binary()
         if db_file is not None:
             check_db_file(db_file)
+        port_numbers({"port": port})
         ui_port = free_port() if ui else None
         port = port or free_port()
-        check_ports({"the server's port": port, "the Web UI's port": ui_port})
         env, lock = await start_local(binary, port, ui_port, db_file)  # (attack46 F8)
         runner = cls(env.client, env, f"127.0.0.1:{port}", task_queue)
         runner.db_file = str(db_file) if db_file is not None else None

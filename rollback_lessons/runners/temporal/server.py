@@ -288,6 +288,14 @@ def _open_log() -> int:
     return os.open(server_log(), flags, 0o600)
 
 
+def port_numbers(ports: dict[str, int | None]) -> None:
+    """Refuse, before anything, a port that is no port number (attack206 F3: 70000 gave the
+    probe's raw OverflowError)."""
+    for what, port in ports.items():
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
+            raise ValueError(f"{what} must be a port number, 1 to 65535, got {port!r}")
+
+
 def check_ports(ports: dict[str, int | None]) -> None:
     """Refuse, before the server starts, a port that another program already listens on."""
     for what, port in ports.items():
