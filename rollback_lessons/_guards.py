@@ -422,3 +422,18 @@ def outlived(run: Any, step: str, cut: BaseException) -> StepStillRunning:
         f"step {step!r} ended after its block did: a {what} came while the block waited for "
         f"it, and {said}"
     )
+
+
+def own_failure(run: Run, exc: BaseException | None) -> BaseException | None:
+    """A block's error: a Ctrl-C (``sys.exit``) raised as its step's own failure was told
+    (an observer of ``step_failed``) leaves that failure the run's error, and is raised after
+    the rollback, as ``saga.arun`` does (attack205 F1: the outcome said the step failed with
+    a KeyboardInterrupt, its real error only the interrupt's context)."""
+    own = run.error
+    if exc is None or isinstance(exc, Exception) or own is None or exc.__context__ is not own:
+        return exc
+    rows = run.m.rows if run.history is None else ()  # (a recorded block's: told later)
+    if not rows or rows[-1][0] != EventKind.STEP_FAILED._value_:  # (told last: its failure)
+        return exc
+    run.raise_after = run.raise_after or exc
+    return own

@@ -245,6 +245,7 @@ class Rollback(_Base):
     ) -> None:
         failed = exc
         try:  # a Ctrl-C heard from here on (only the entry is Python's) fails the block there
+            failed = _guards.own_failure(self._run, exc)  # (an observer's Ctrl-C: after)
             if exc is not None and sys.is_finalizing():  # (Python's shutdown: attack84 F3)
                 if self._run.journal is not None:
                     return _shutdown.left_at_exit(self._run.run_id, exc)  # (re-raises exc)
@@ -280,7 +281,7 @@ class Rollback(_Base):
             run.finish(failed)
         if run.raise_after is not None and run.raise_after is not exc:
             raise run.raise_after  # Ctrl-C during an undo: what is left is pending
-        if failed is not exc:
+        if failed is not exc and (exc is None or run.raise_after is not exc):  # (exc: as is)
             raise failed
         # returning None re-raises the original exception, unchanged
 
@@ -365,6 +366,7 @@ class AsyncRollback(_Base):
         failed = exc
         if exc is not None:  # (Python's shutdown, no loop running: attack86 F5, as Rollback's)
             try:  # (guarded: a Ctrl-C as it returns is re-raised once undone)
+                failed = _guards.own_failure(self._run, exc)  # (an observer's Ctrl-C: after)
                 at_exit = sys.is_finalizing()
             except BaseException as late:
                 at_exit, self._run.raise_after = False, self._run.raise_after or late
@@ -431,7 +433,7 @@ class AsyncRollback(_Base):
         cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
             raise _shutdown.honoured(cancelled_again, _guards.left_notes(run))  # 139 F2)
-        if failed is not exc:
+        if failed is not exc and (exc is None or run.raise_after is not exc):  # (exc: as is)
             raise failed
 
     def _undone_alone(self, exc: BaseException) -> None:
