@@ -630,3 +630,19 @@ def refund_down(tried: list[str], failed: threading.Event, a: Step) -> list[Step
         raise ValueError("no seats")
 
     return [a, Step("b", lambda s: s.update(b="done"), undo_b), Step("c", refuses)]
+
+
+def raising_in_a_thread(call) -> tuple[threading.Thread, list[BaseException]]:
+    """``call()`` on a thread of its own, started: what it raised, if anything, is kept in
+    the list (a run a close lands under, read once the thread is joined)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, raised

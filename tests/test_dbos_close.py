@@ -10,7 +10,7 @@ import threading
 import warnings
 
 import pytest
-from conftest import refund_down
+from conftest import raising_in_a_thread, refund_down
 from dbos import DBOS
 
 from rollback_lessons import Saga, Status, Step, UndoPolicy
@@ -846,17 +846,9 @@ def test_dbos_failing_under_a_run_as_the_runner_closes_leaves_it_for_the_next_la
         return Saga([Step("a", a, lambda s: world.append("undo a")),
                      Step("b", lambda s: world.append("do b"))], name="cut")  # fmt: skip
 
-    db, raised = tmp_path / "d.sqlite", []
+    db = tmp_path / "d.sqlite"
     runner = DBOSRunner.start(db)
-
-    def run() -> None:
-        try:
-            runner.run(saga(), {}, run_id="r1")
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, raised = raising_in_a_thread(lambda: runner.run(saga(), {}, run_id="r1"))
     threading.Event().wait(0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

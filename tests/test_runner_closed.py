@@ -9,6 +9,7 @@ import sqlite3
 import threading
 
 import pytest
+from conftest import raising_in_a_thread
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.runners import RunnerClosed
@@ -265,16 +266,7 @@ def test_a_step_functions_saga_whose_step_ran_another_on_it_is_named_as_it_close
 
     outer = Saga([Step("a", lambda s: world.append("a"), lambda s: None), Step("b", b),
                   Step("c", lambda s: world.append("c"))], name="outer")  # fmt: skip
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run(outer, {})
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, raised = raising_in_a_thread(lambda: runner.run(outer, {}))
     assert ran_inner.wait(60)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

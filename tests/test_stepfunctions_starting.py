@@ -9,6 +9,7 @@ import json
 import threading
 
 import pytest
+from conftest import raising_in_a_thread
 from moto.stepfunctions.parser.backend import execution_worker
 
 from rollback_lessons import Saga, Status, Step
@@ -83,17 +84,9 @@ def test_an_execution_starting_as_its_runner_closes_is_stopped_before_it_sends(m
 
     monkeypatch.setattr(execution_worker.ExecutionWorker, "_get_evaluation_environment", later)
     monkeypatch.setattr(socket, "getaddrinfo", spied)
-    runner, raised = StepFunctionsRunner.start(), []
+    runner = StepFunctionsRunner.start()
     saga = Saga([Step("a", lambda s: None, lambda s: None)], name="closing")
-
-    def run() -> None:
-        try:
-            runner.run(saga, {})
-        except BaseException as exc:
-            raised.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, raised = raising_in_a_thread(lambda: runner.run(saga, {}))
     assert held.wait(30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # (RunsLeft: the run, named)

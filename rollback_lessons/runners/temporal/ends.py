@@ -60,9 +60,9 @@ def end_unknown(err: ActivityError) -> bool:
     short (undone if its undo was logged before it, reported leaked if not); an undo's
     attempt may be done: asked again. Never a clean failure."""
     cause = err.cause
-    return isinstance(cause, ServerTimeout) or (
+    return timed_out(err) or (
         isinstance(cause, ApplicationError)
-        and (cause.type in (IN_DOUBT, ABANDONED, SHUT) or (cause.type == CUT and not cause.details))
+        and (cause.type in (ABANDONED, SHUT) or (cause.type == CUT and not cause.details))
     )
 
 
