@@ -57,6 +57,14 @@ def _module_name(text: str) -> str:
     return text
 
 
+def _journal_path(text: str) -> str:
+    """A journal's path, checked as Journal checks it: refused here in one line (exit 2),
+    not as Journal's ValueError (a traceback) nor as SQLite's reading of '' (the folder)."""
+    if not text:  # (a NUL never comes in an argument)
+        raise argparse.ArgumentTypeError("a journal's path cannot be empty")
+    return text
+
+
 def _seconds(text: str) -> float:
     """--wait's value: a finite number of seconds, 0 or more, no longer than SQLite waits."""
     from .durable.files import MAX_WAIT
@@ -184,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     journal = sub.add_parser("journal", help="look into a journal file, or settle a saga")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)
     show = journal_sub.add_parser("show", help="the sagas in a journal and their status")
-    show.add_argument("file", help="the journal (an SQLite file)")
+    show.add_argument("file", type=_journal_path, help="the journal (an SQLite file)")
     settle = journal_sub.add_parser(
         "settle",
         help="record that a person dealt with a saga left for one; recover stops naming it",
@@ -194,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
             "it, and journal show says so. Any other saga is refused, nothing written."
         ),
     )
-    settle.add_argument("file", help="the journal (an SQLite file)")
+    settle.add_argument("file", type=_journal_path, help="the journal (an SQLite file)")
     settle.add_argument("saga_id", metavar="SAGA_ID", help="the saga's id (see journal show)")
     settle.add_argument("--note", required=True, help="what was done by hand (one line)")
     recover = sub.add_parser(
@@ -205,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Compensations are looked up by name in the registry of MODULE only."
         ),
     )
-    recover.add_argument("file", help="the journal (an SQLite file)")
+    recover.add_argument("file", type=_journal_path, help="the journal (an SQLite file)")
     recover.add_argument(
         "--registry",
         required=True,

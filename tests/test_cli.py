@@ -1,5 +1,6 @@
 """The terminal demo, run as a user would: a subprocess."""
 
+import os
 import re
 import subprocess
 import sys
@@ -151,6 +152,25 @@ def test_a_registry_that_is_no_module_name_is_one_clear_line(name, tmp_path, cap
     assert "Error(" not in err and "Traceback" not in err  # (no repr)
     with pytest.raises(CommandError, match=f"--registry {re.escape(repr(name))} is not a module"):
         load_registry(name)  # (called from code, the same check)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["journal", "show", ""], ["journal", "settle", "", "x", "--note", "n"],
+     ["recover", "", "--registry", "m"]],
+)  # fmt: skip
+def test_an_empty_journal_path_is_one_clear_line(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # (SQLite took '' for the folder: ". is a directory")
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith("argument file: a journal's path cannot be empty")
+    assert "Traceback" not in err and os.listdir(tmp_path) == []
+    from rollback_lessons.durable.journal import Journal
+
+    with pytest.raises(ValueError, match="cannot be empty"):  # (from code: the same refusal)
+        Journal("")
 
 
 def test_a_registry_whose_import_fails_says_the_error_not_its_repr(tmp_path, capsys, monkeypatch):

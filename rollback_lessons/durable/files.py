@@ -267,8 +267,8 @@ def _check_arguments(path: object, create: object, readonly: object, given: obje
         raise ValueError(f"Journal's timeout must be 0 to {MAX_WAIT} seconds, got {given!r}")
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
-    if "\0" in os.fsdecode(path):  # (SQLite would cut the name there: another file)
-        raise ValueError(f"a journal's path cannot hold a NUL character, got {path!r}")
+    if not os.fsdecode(path) or "\0" in os.fsdecode(path):  # (a NUL: SQLite cuts it there)
+        raise ValueError(f"a journal's path cannot be empty or hold a NUL character: {path!r}")
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # (every SQLite file's first 16 bytes; empty: new)
