@@ -11,6 +11,7 @@ from typing import Any
 
 from .events import describe
 from .policies import resolve_policy
+from .saga import Saga
 from .snapshots import Uncopied, snapshot
 
 NOT_JUDGED = "not judged"
@@ -25,8 +26,6 @@ def check_input(
     restored: Any,
 ) -> None:
     """One typed error for what ``explore`` cannot use, before anything runs."""
-    from .saga import Saga
-
     if not isinstance(saga, Saga):
         raise TypeError(f"explore needs a Saga, got {type(saga).__name__}")
     if isinstance(max_faults, bool) or not isinstance(max_faults, int):

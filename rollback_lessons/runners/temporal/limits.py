@@ -129,12 +129,7 @@ def _mb(n: int) -> str:
 def check_id(run_id: str, whence: str, then: str) -> None:
     """A workflow id is at most ``ID_LIMIT`` bytes in UTF-8, as the server counts it: one
     over is refused here in one line, naming the limit (the saga's start, ``handle_for``)."""
-    found = len(run_id.encode("utf-8", "surrogatepass"))
-    if found > ID_LIMIT:
-        raise TemporalLimitExceeded(
-            f"the workflow id ({found} bytes in UTF-8, {whence}) is over "
-            f"Temporal's limit of {ID_LIMIT} bytes for identifiers: {then}"
-        )
+    _check_identifier(run_id, f"the workflow id ({{}} bytes in UTF-8, {whence})", then)
 
 
 def check_task_queue(name: object) -> None:
@@ -143,10 +138,17 @@ def check_task_queue(name: object) -> None:
     server "did not start it in time. Try again", which could never work)."""
     if type(name) is not str or not name:
         raise TypeError(f"task_queue must be a non-empty str, got {name!r}")
-    if (found := len(name.encode("utf-8", "surrogatepass"))) > ID_LIMIT:
+    what = "the task queue's name ({} bytes in UTF-8)"
+    _check_identifier(name, what, "give task_queue a shorter one")
+
+
+def _check_identifier(text: str, what: str, then: str) -> None:
+    """An identifier over ``ID_LIMIT`` bytes (a Go string's length: ``é`` counts two),
+    refused as ``what`` (its ``{}`` the bytes found), then what to do."""
+    if (found := len(text.encode("utf-8", "surrogatepass"))) > ID_LIMIT:
+        said = what.replace("{}", str(found), 1)
         raise TemporalLimitExceeded(
-            f"the task queue's name ({found} bytes in UTF-8) is over Temporal's limit of "
-            f"{ID_LIMIT} bytes for identifiers: give task_queue a shorter one"
+            f"{said} is over Temporal's limit of {ID_LIMIT} bytes for identifiers: {then}"
         )
 
 
