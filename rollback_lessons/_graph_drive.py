@@ -16,7 +16,7 @@ from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
 from ._results import ended
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
-from .calls import call_sync, call_timed
+from .calls import call_sync, call_timed, check_observer
 from .events import describe
 from .faults import untraced
 from .machine import Phase
@@ -74,11 +74,11 @@ answering True once the run should stop."""
 def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
     if cancel is None:
         return None
-    if callable(is_set := getattr(cancel, "is_set", None)):
-        return is_set  # type: ignore[no-any-return]
-    if callable(cancel):
-        return cancel  # type: ignore[no-any-return]
-    raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
+    asks = is_set if callable(is_set := getattr(cancel, "is_set", None)) else cancel
+    if not callable(asks):
+        raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
+    check_observer(asks, "cancel")  # (an async one's coroutine was read as True: 210 F1)
+    return asks  # type: ignore[no-any-return]
 
 
 ASKED_AT = (

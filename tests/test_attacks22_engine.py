@@ -228,16 +228,34 @@ def test_rows_recorded_after_bind_are_not_seen_in_process_either(tmp_path):
 # -- L1: bad arguments refused before the journal's row ------------------------------------
 
 
+async def _async_no() -> bool:
+    return False
+
+
+def _generator_no():
+    yield False
+
+
+class _AsyncIsSet:
+    async def is_set(self) -> bool:
+        return False
+
+
 @pytest.mark.parametrize("driver", ["run", "arun"])
 @pytest.mark.parametrize(
-    "bad", [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")}],
-    ids=["cancel=123", "cancel=str", "completion=5", "completion=iter"],
+    "bad",
+    [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")},
+     {"cancel": _async_no}, {"cancel": _generator_no}, {"cancel": _AsyncIsSet()}],
+    ids=["cancel=123", "cancel=str", "completion=5", "completion=iter", "cancel=async",
+         "cancel=generator", "cancel=async-is_set"],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, bad, tmp_path):
     """``cancel=123`` was refused only after the saga's row was written (running, owned by
     this live process: the run id taken, the corrected call refused "ids must be unique");
     ``completion=5`` raised a raw "'int' object is not iterable". Now each is one typed
-    line before anything is written, and the corrected call runs."""
+    line before anything is written, and the corrected call runs. A cancel function that is
+    async (or a generator function) answered a coroutine, read as True: every run was
+    cancelled before its first step, a "never awaited" warning the only sign (attack210 F1)."""
     if driver == "arun" and "completion" in bad:
         pytest.skip("arun takes no completion")
     registry, calls = Registry(), []
@@ -254,7 +272,8 @@ def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, b
             return saga.run({}, journal=j, run_id="r1", **kw)
         return asyncio.run(saga.arun({}, journal=j, run_id="r1", **kw))
 
-    with pytest.raises(TypeError, match=r"^(cancel must be an Event|completion must be a list)"):
+    refused = r"^(cancel must be an Event|cancel is an? \w+ function|completion must be a list)"
+    with pytest.raises(TypeError, match=refused):
         go(**bad)
     assert j.sagas() == [] and calls == []
     assert go().status is Status.COMMITTED and calls == ["do a", "do b"]
