@@ -94,8 +94,12 @@ def test_an_empty_or_missing_file_is_refused_and_stays_as_it_was(tmp_path):
 
 
 def _corrupt_a_page(path) -> None:
-    """Overwrite the last pages (records); the header, schema and meta stay readable."""
+    """Overwrite the last pages (records); the header, schema and meta stay readable. (The
+    -wal written back here by hand first, which the journal is told, as its refusal of a
+    file found without one says: ``writers``.)"""
     con = sqlite3.connect(path)
+    con.execute("DELETE FROM meta WHERE key LIKE 'writer %'")
+    con.commit()
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     page_size = con.execute("PRAGMA page_size").fetchone()[0]
     pages = con.execute("PRAGMA page_count").fetchone()[0]

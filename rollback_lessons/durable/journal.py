@@ -32,6 +32,7 @@ from .._numbers import plain_number
 from ..events import Event, as_told, storable
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
+from . import writers
 from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -67,15 +68,6 @@ from .settle import Settled, settle, table
 from .values import _bad_value
 
 
-def _read_only(path: Path) -> Path | None:
-    """The journal's file a writer cannot write: itself, or its ``-wal`` or ``-shm`` beside
-    it (SQLite writes all three: attack76 F4, a read-only ``-shm`` was told as the journal's
-    "attempt to write a readonly database"); None if each is writable or absent."""
-    real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
-    sides = (real, *(real.with_name(real.name + end) for end in ("-wal", "-shm")))
-    return next((p for p in sides if p.exists() and not os.access(p, os.W_OK)), None)
-
-
 class Journal:
     """A journal file; thread-safe, and shareable by processes (SQLite WAL); not by a fork."""
 
@@ -96,7 +88,7 @@ class Journal:
         the wrong type or value are refused before any file is touched."""
         _check_arguments(path, create, readonly, timeout)
         timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
-        self.path = Path(path)
+        self.path, alone = Path(path), writers.lone(path)  # (before any connection makes a -wal)
         self.readonly = readonly
         self.closed = False
         version = _inspect(self.path, create and not readonly, timeout)
@@ -107,7 +99,7 @@ class Journal:
                     f"{self.path} uses journal schema {version}; open it once for writing "
                     "(any rollback-lessons command but show) to upgrade it"
                 )
-        elif version is not None and (ro := _read_only(self.path)) is not None:
+        elif version is not None and (ro := writers.read_only(self.path)) is not None:
             raise JournalError(
                 f"{ro} is read-only; this command writes to it (make it writable first)"
             )
@@ -124,14 +116,22 @@ class Journal:
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
+            with writers.closed_unless(self._con, self.path):
+                writers.check(self._con, self.path, alone)
             return
         if version is None and not self.path.exists():
             _create_whole(self.path)  # it exists whole, or not at all
         self._con = connect(self.path, timeout)  # always this file (never ":memory:")
         try:
-            self._open(version)
+            gone = writers.check(self._con, self.path, alone) if version is not None else []
+            self._open(version)  # (a file refused is not migrated first)
+            marks, key = writers.enter(gone)
+            self.write(marks)  # (this process's mark: taken away as it closes, or at its end)
+            self._leave = writers.leaving(self, self._con, key)
         except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
             self._con.close()
+            if writers.as_raised(exc):
+                raise
             more = unopened(self.path, str(exc)) if isinstance(exc, sqlite3.Error) else ""
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}{more}; nothing was run"
@@ -430,9 +430,9 @@ class Journal:
         return settle(self, saga_id, note)
 
     def close(self) -> None:
-        with self._lock:
-            close(self._con, self._pid)  # (never in a fork: its parent's connection)
-            self.closed, self._con = True, Closed(self)  # type: ignore[assignment]
+        with self._lock:  # (its mark taken away first, never in a fork: its parent's)
+            con, self.closed, self._con = self._con, True, Closed(self)  # type: ignore[assignment]
+            writers.closing(getattr(self, "_leave", None), lambda: close(con, self._pid))
 
     def __enter__(self) -> Journal:
         return self

@@ -1,0 +1,165 @@
+"""Which processes hold a journal open for writing, kept in the journal itself, so that a
+file found without its ``-wal`` can tell whether it is whole.
+
+SQLite copies the ``-wal``'s writes back into the file from time to time (a checkpoint,
+every 1000 pages) and removes the ``-wal`` as its last connection closes. The file alone (a
+copy of it, or the file whose ``-wal`` was deleted) is the journal as of the last checkpoint:
+a saga begun before it shows unfinished, though it may have committed since, and recover
+would undo it (attack211 F1: a committed saga undone, exit 0). So each Journal open for
+writing leaves a mark (its process) before anything else of it, and takes it away as it
+closes: a file with no ``-wal`` beside it holding the mark of a process that no longer runs
+(or that cannot be checked from here) is one that process never closed, its newest writes
+in a ``-wal`` that is not here: refused. Opened with its ``-wal``, the file and the ``-wal``
+hold all that process wrote: the marks of processes that ended are taken away."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sqlite3
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .._held import held
+from ..errors import JournalError
+from .owner import me, process_alive
+
+PREFIX = "writer "
+_MARKS = "SELECT key, value FROM meta WHERE substr(key, 1, 7) = 'writer '"
+
+
+class Alone(JournalError):
+    """A journal's file found without its ``-wal``, and not whole: refused, nothing run."""
+
+
+def as_raised(exc: BaseException) -> bool:
+    """An error opening a journal raised as it is, not as "cannot open the journal": the
+    refusal of a file alone (its own line), a lock held past the wait (as a write's: the
+    command adds how long it waited)."""
+    locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    return locked or isinstance(exc, Alone)
+
+
+def lone(path: str | os.PathLike[str]) -> bool:
+    """No ``-wal`` beside the journal, or one with no frame (its 32-byte header at most: a
+    reader's open made it, empty), looked at before a connection here makes one."""
+    try:
+        return os.stat(os.path.realpath(path) + "-wal").st_size <= 32
+    except OSError:
+        return True
+
+
+def _who(value: object) -> tuple[int, str, float | None, str | None] | None:
+    """A mark's process (pid, host, start, space), or None for one that is not a mark."""
+    try:
+        found = json.loads(str(value))
+        pid, host, started, space = found["pid"], found["host"], found["started"], found["space"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if type(pid) is not int or type(host) is not str:
+        return None
+    if not (started is None or type(started) in (int, float)):
+        return None
+    return pid, host, started, space if type(space) is str else None
+
+
+def _ended(who: tuple[int, str, float | None, str | None] | None) -> bool | None:
+    """False while the mark's process runs, True once it ended, None if not known here."""
+    if who is None:
+        return None
+    alive = process_alive(*who)
+    return None if alive is None else not alive
+
+
+def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
+    """Refuse a file found ``alone`` (no ``-wal``) that holds the mark of a process not
+    known to run; otherwise the keys of the marks of processes that ended (their writes
+    are all here: the file with its ``-wal``)."""
+    marks = [(key, _who(value)) for key, value in con.execute(_MARKS).fetchall()]
+    if alone:
+        for _, who in marks:
+            if _ended(who) is not False:
+                by = "a process" if who is None else f"process {who[0]} on {who[1]}"
+                name = shlex.quote(str(path))
+                raise Alone(
+                    f"cannot open the journal {path}: it was last written by {by}, which did "
+                    "not close it, and its -wal is not beside it (a copy of the file alone, or "
+                    "its -wal deleted): its newest writes are missing, a saga shown unfinished "
+                    "may have ended, and recover would undo it. Use it with its -wal; if "
+                    "another program wrote that back into it (the sqlite3 shell opened it "
+                    f'last), say so: sqlite3 {name} "DELETE FROM meta WHERE key LIKE '
+                    f"'{PREFIX}%'\""
+                )
+        return []
+    return [key for key, who in marks if _ended(who) is True]
+
+
+def enter(gone: list[str]) -> tuple[list[Any], str]:
+    """The statements that take ``gone``'s marks away and leave this connection's, and its
+    key (``leaving`` takes it away)."""
+    key = PREFIX + uuid.uuid4().hex
+    pid, host, started, space = me()
+    value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
+    statements: list[Any] = [("DELETE FROM meta WHERE key = ?", (k,)) for k in gone]
+    return [*statements, ("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))], key
+
+
+def leaving(journal: object, con: sqlite3.Connection, key: str) -> weakref.finalize:
+    """What takes the mark ``key`` away: called by ``close``, or as the journal is
+    collected unclosed, or as the process ends (SQLite's connection closing then, the
+    file checkpointed whole: its mark left behind would refuse it)."""
+    return weakref.finalize(journal, _leave, con, key, os.getpid())
+
+
+def _leave(con: sqlite3.Connection, key: str, pid: int) -> None:
+    """Take a mark away (never from a fork: its parent's). A write that fails (a full disk)
+    leaves it: the file is refused once alone, never taken for whole when it may not be."""
+    if os.getpid() != pid:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
+            con.execute("ROLLBACK")
+        con.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+
+def closing(leave: weakref.finalize | None, close: Callable[[], None]) -> None:
+    """``leave`` (a journal's mark taken away, once) then ``close`` its connection, a Ctrl-C
+    (or SIGTERM) held meanwhile and raised after: cut between the two, the mark stayed in a
+    file SQLite then closed whole."""
+    kept: list[int] = []
+    try:
+        with held(kept):
+            if leave is not None:
+                leave()
+            close()
+    finally:
+        for signum in dict.fromkeys(kept):
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def closed_unless(con: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """``con`` closed if the block raises (a read-only journal refused: said as a journal
+    that cannot be opened is, with its path)."""
+    try:
+        yield
+    except BaseException as exc:
+        con.close()
+        if isinstance(exc, JournalError) and not isinstance(exc, Alone):
+            raise JournalError(f"cannot open the journal {path}: {exc}") from None
+        raise
+
+
+def read_only(path: Path) -> Path | None:
+    """The journal's file a writer cannot write: itself, or its ``-wal`` or ``-shm`` beside
+    it (SQLite writes all three: attack76 F4, a read-only ``-shm`` was told as the journal's
+    "attempt to write a readonly database"); None if each is writable or absent."""
+    real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
+    sides = (real, *(real.with_name(real.name + end) for end in ("-wal", "-shm")))
+    return next((p for p in sides if p.exists() and not os.access(p, os.W_OK)), None)

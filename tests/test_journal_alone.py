@@ -1,0 +1,199 @@
+"""attack211 F1: SQLite copies the -wal's writes back into the journal's file from time to
+time (a checkpoint), so the file alone (a copy of it, or the file whose -wal was deleted) is
+the journal as of the last checkpoint: a saga begun before it shows unfinished though it
+committed since, and recover undid a committed saga (exit 0). Each Journal open for writing
+now leaves a mark in the file until it closes: a file found without its -wal that holds the
+mark of a process that ended is refused in one line, nothing undone; the same file with its
+-wal, after a crash, is recovered as before, and afterwards found alone, whole, is read."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.writers import PREFIX, lone
+
+REGISTRY = """
+import os
+from rollback_lessons.durable.registry import Registry, compensation
+registry = Registry()
+
+@compensation("undo", registry)
+def undo(step, idempotency_key=None):
+    with open(os.environ["ALONE_WORLD"], "a") as world:
+        world.write(f"undo {idempotency_key}\\n")
+"""
+
+OWNER = """
+import os, signal, sqlite3, sys
+from alone_reg import undo
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+path = sys.argv[1]
+
+def checkpoint(state):  # (SQLite's own, as a long-running process's writes bring it)
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    con.close()
+
+journal = Journal(path)
+for run_id, middle in (("first", None), ("second", checkpoint)):
+    steps = [Step("a", lambda s: None, undo.bind(step="a")),
+             Step("b", middle or (lambda s: None), undo.bind(step="b")),
+             Step("c", lambda s: None, undo.bind(step="c"))]
+    run_id = sys.argv[3] + run_id
+    outcome = Saga(steps, name="alone").run({}, journal=journal, run_id=run_id)
+    assert str(outcome.status) == "committed", outcome
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _owner(tmp_path: Path, end: str, prefix: str = "") -> subprocess.CompletedProcess[str]:
+    (tmp_path / "alone_reg.py").write_text(REGISTRY)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path[1:]]),
+           "ALONE_WORLD": str(tmp_path / "world")}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", OWNER, str(tmp_path / "j.db"), end, prefix],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def _recover(tmp_path: Path, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path[1:]]),
+           "ALONE_WORLD": str(tmp_path / "world")}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "rollback_lessons", "recover", str(path), "--registry", "alone_reg"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def _undone(tmp_path: Path) -> list[str]:
+    world = tmp_path / "world"
+    return world.read_text().splitlines() if world.exists() else []
+
+
+@pytest.mark.parametrize("how", ["copy of the file alone", "-wal deleted"])
+def test_a_killed_writers_file_without_its_wal_is_refused_and_nothing_is_undone(tmp_path, how):
+    killed = _owner(tmp_path, "kill")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    path = tmp_path / "j.db"
+    assert Path(f"{path}-wal").stat().st_size > 32  # (the second saga's end lives there)
+    if how == "-wal deleted":
+        Path(f"{path}-wal").unlink()
+        alone = path
+    else:
+        (tmp_path / "copy").mkdir()
+        alone = Path(shutil.copy(path, tmp_path / "copy" / "j.db"))
+    seen = sqlite3.connect(f"file:{alone}?mode=ro", uri=True)  # (the file as SQLite reads it:
+    [(status,)] = seen.execute("SELECT status FROM sagas WHERE id = 'second'").fetchall()
+    seen.close()  # the checkpoint in its step b left it running there, though it committed)
+    assert status == "running"
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match="did not close it, and its -wal is not beside"):
+            Journal(alone, readonly=readonly)
+    done = _recover(tmp_path, alone)
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert "a copy of the file alone, or its -wal deleted" in line and "Traceback" not in line
+    assert _undone(tmp_path) == []  # (it undid the committed 'second': a, b, c)
+    if how == "copy of the file alone":  # the journal itself, with its -wal: nothing to do
+        done = _recover(tmp_path, path)
+        assert done.returncode == 0 and "recovered 0 sagas" in done.stdout, done
+        assert not Path(f"{path}-wal").exists()  # (closed last: written back, whole)
+        with Journal(path, readonly=True) as journal:  # found alone now, and read
+            assert {s.id: s.status for s in journal.sagas()} == {
+                "first": "committed",
+                "second": "committed",
+            }
+        assert _undone(tmp_path) == []
+
+
+def test_the_refusal_says_how_to_accept_a_file_another_program_wrote_back(tmp_path):
+    """The sqlite3 shell, say, opened the journal last after the crash: it wrote the -wal
+    back and removed it, the file is whole, and the mark of the killed process stayed. The
+    line says what to run; run, the journal is read, and recover finishes nothing twice."""
+    assert _owner(tmp_path, "kill").returncode == -signal.SIGKILL
+    path = tmp_path / "j.db"
+    other = sqlite3.connect(path)
+    other.execute("SELECT count(*) FROM sagas").fetchall()
+    other.close()  # (SQLite's last close: the -wal written back, and deleted)
+    assert not Path(f"{path}-wal").exists()
+    with pytest.raises(JournalError) as refused:
+        Journal(path)
+    said = str(refused.value).rsplit("say so: ", 1)[1]
+    assert said == f"sqlite3 {path} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+    said = said.split(" ", 2)[2]
+    other = sqlite3.connect(path)
+    other.execute(said.strip('"'))
+    other.commit()
+    other.close()
+    done = _recover(tmp_path, path)
+    assert done.returncode == 0 and "recovered 0 sagas" in done.stdout, done
+    assert _undone(tmp_path) == []
+
+
+def test_marks_are_taken_away_however_a_journal_ends(tmp_path):
+    """Closed, collected unclosed, or left open as its process ends: no mark stays, and the
+    file found alone then is read. A killed writer's mark is taken away by the next journal
+    opened with its -wal there (its writes all read: whole)."""
+    path = tmp_path / "j.db"
+
+    def marks() -> list[str]:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return [k for (k,) in con.execute("SELECT key FROM meta") if k.startswith(PREFIX)]
+        finally:
+            con.close()
+
+    with Journal(path) as journal:
+        assert len(marks()) == 1
+        with Journal(path):
+            assert len(marks()) == 2
+        assert len(marks()) == 1
+    assert marks() == []
+    journal = Journal(path)
+    del journal  # (collected unclosed: its finalizer)
+    gc.collect()
+    assert marks() == []
+    assert _owner(tmp_path, "exit").returncode == 0  # (its journal never closed: its mark
+    assert marks() == []  # taken away as the process ended, by the finalizer)
+    assert _owner(tmp_path, "kill", "again-").returncode == -signal.SIGKILL
+    assert len(marks()) == 1  # (the killed one's, beside its -wal)
+    with Journal(path):
+        assert len(marks()) == 1  # (its own: the killed one's taken away)
+    assert marks() == [] and lone(path)  # (found alone: whole, read)
+    Journal(path, readonly=True).close()
+
+
+def test_a_ctrl_c_as_a_journal_closes_leaves_no_mark(tmp_path, monkeypatch):
+    """Held while its mark is taken away and its connection closed, raised after: cut
+    between the two, the mark stayed in a file SQLite then closed whole (refused alone)."""
+    from rollback_lessons.durable import journal as journal_module
+
+    real = journal_module.close
+
+    def cut(con, pid):
+        signal.raise_signal(signal.SIGINT)  # (a Ctrl-C as the connection closes)
+        real(con, pid)
+
+    journal = Journal(tmp_path / "j.db")
+    monkeypatch.setattr(journal_module, "close", cut)
+    with pytest.raises(KeyboardInterrupt):
+        journal.close()
+    assert journal.closed
+    monkeypatch.undo()
+    with Journal(tmp_path / "j.db") as again:
+        assert [k for (k,) in again._con.execute("SELECT key FROM meta")].count("app") == 1
+        rows = again._con.execute("SELECT count(*) FROM meta WHERE key LIKE 'writer %'")
+        assert rows.fetchone()[0] == 1  # (its own only)
