@@ -103,3 +103,37 @@ def test_a_file_size_limit_is_named_not_only_a_disk_io_error(tmp_path):
         "may need more: raise it and run it again"
     ), done.stderr
     assert list(tmp_path.iterdir()) == []  # (nothing left behind)
+
+
+def test_a_file_size_limit_far_above_the_journals_files_is_not_blamed(tmp_path):
+    """attack211 F2: under any ``ulimit -f`` (1 GiB, for files of 100 KB), a "disk I/O
+    error" of another cause (a -wal deleted under a running saga) said "raise it and run it
+    again", which could change nothing. The limit is named only when one of the journal's
+    files is within one transaction's writes of it."""
+    import resource
+    import subprocess
+    import sys
+
+    from rollback_lessons.durable.journal import Journal
+
+    with Journal(tmp_path / "j.db"):
+        pass
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rollback_lessons.durable.room import no_room\n"
+        "print(repr(no_room(Path(sys.argv[1]), 'disk I/O error')))\n"
+    )
+    said = {}
+    for limit in (2**30, 8192):
+
+        def limited(limit: int = limit) -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+        command = [sys.executable, "-c", code, str(tmp_path / "j.db")]
+        done = subprocess.run(
+            command, preexec_fn=limited, capture_output=True, text=True, timeout=60
+        )
+        said[limit] = done.stdout.strip()
+    assert said[2**30] == "''", said
+    assert "past 8192 bytes (its file-size limit, ulimit -f)" in said[8192], said

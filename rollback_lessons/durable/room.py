@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,16 +42,31 @@ def unopened(path: Path, said: str) -> str:
 
 def size_limit(path: Path) -> str:
     """A file-size limit on this process (``ulimit -f``): SQLite writing past it fails with
-    "disk I/O error" (EFBIG), nothing of room or of the limit (attack154 F1): named, else ""."""
+    "disk I/O error" (EFBIG), nothing of room or of the limit (attack154 F1): named, else
+    "". Named only when a file of the journal's is within ``ONE_WRITE`` of it: a limit far
+    above them was blamed for a "disk I/O error" of another cause (attack211 F2)."""
     try:
         import resource
 
         soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     except (ImportError, OSError, ValueError):  # (no such limit here)
         return ""
-    if soft == resource.RLIM_INFINITY:
+    if soft == resource.RLIM_INFINITY or _largest(path) + ONE_WRITE < soft:
         return ""
     return (
         f"; this process may write no file past {soft} bytes (its file-size limit, ulimit "
         f"-f), and SQLite's files for {path.name} may need more: raise it and run it again"
     )
+
+
+ONE_WRITE = 16 * 1024 * 1024  # more than one of a journal's transactions writes
+
+
+def _largest(path: Path) -> int:
+    """The size of the largest of the journal's files (itself, its -wal, its -shm)."""
+    real = os.path.realpath(path)
+    sizes = [0]
+    for name in (real, real + "-wal", real + "-shm"):
+        with contextlib.suppress(OSError):
+            sizes.append(os.stat(name).st_size)
+    return max(sizes)
