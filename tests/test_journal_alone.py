@@ -156,13 +156,17 @@ def test_marks_are_taken_away_however_a_journal_ends(tmp_path):
         finally:
             con.close()
 
-    with Journal(path) as journal:
+    with Journal(path) as journal:  # (made: its mark written with the schema)
         assert len(marks()) == 1
-        with Journal(path):
-            assert len(marks()) == 2
+        with Journal(path) as reader:
+            assert len(marks()) == 1  # (a journal only read leaves none, and waits for no
+            reader.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # lock)
+            assert len(marks()) == 2  # (written: its mark with its first write)
         assert len(marks()) == 1
     assert marks() == []
     journal = Journal(path)
+    journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+    assert len(marks()) == 1
     del journal  # (collected unclosed: its finalizer)
     gc.collect()
     assert marks() == []
@@ -170,8 +174,8 @@ def test_marks_are_taken_away_however_a_journal_ends(tmp_path):
     assert marks() == []  # taken away as the process ended, by the finalizer)
     assert _owner(tmp_path, "kill", "again-").returncode == -signal.SIGKILL
     assert len(marks()) == 1  # (the killed one's, beside its -wal)
-    with Journal(path):
-        assert len(marks()) == 1  # (its own: the killed one's taken away)
+    with Journal(path):  # (only read: the killed one's taken away as it closes)
+        assert len(marks()) == 1
     assert marks() == [] and lone(path)  # (found alone: whole, read)
     Journal(path, readonly=True).close()
 
@@ -187,7 +191,7 @@ def test_a_ctrl_c_as_a_journal_closes_leaves_no_mark(tmp_path, monkeypatch):
         signal.raise_signal(signal.SIGINT)  # (a Ctrl-C as the connection closes)
         real(con, pid)
 
-    journal = Journal(tmp_path / "j.db")
+    journal = Journal(tmp_path / "j.db")  # (made: its mark written with the schema)
     monkeypatch.setattr(journal_module, "close", cut)
     with pytest.raises(KeyboardInterrupt):
         journal.close()
@@ -196,4 +200,4 @@ def test_a_ctrl_c_as_a_journal_closes_leaves_no_mark(tmp_path, monkeypatch):
     with Journal(tmp_path / "j.db") as again:
         assert [k for (k,) in again._con.execute("SELECT key FROM meta")].count("app") == 1
         rows = again._con.execute("SELECT count(*) FROM meta WHERE key LIKE 'writer %'")
-        assert rows.fetchone()[0] == 1  # (its own only)
+        assert rows.fetchone()[0] == 0  # (the first's taken away; this one only reads)

@@ -124,13 +124,11 @@ class Journal:
         self._con = connect(self.path, timeout)  # always this file (never ":memory:")
         try:
             gone = writers.check(self._con, self.path, alone) if version is not None else []
+            self._mark = writers.Mark(self, self._con, gone)  # (its first write writes it)
             self._open(version)  # (a file refused is not migrated first)
-            marks, key = writers.enter(gone)
-            self.write(marks)  # (this process's mark: taken away as it closes, or at its end)
-            self._leave = writers.leaving(self, self._con, key)
         except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
             self._con.close()
-            if writers.as_raised(exc):
+            if isinstance(exc, writers.Alone):
                 raise
             more = unopened(self.path, str(exc)) if isinstance(exc, sqlite3.Error) else ""
             raise JournalError(
@@ -176,7 +174,8 @@ class Journal:
             raise JournalError(f"{self.path} was opened read-only")
         not_forked(self._pid, self.path, self._opener)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
+        for sql, params in (*statements, *self._mark.statements()):  # (a lone surrogate
+            # escaped: attack112 F2, stuck; this journal's mark, until written: ``writers``)
             grouped.setdefault(sql, []).append(storable(params))
         written = written if written is not None else Written()
         with self._lock:
@@ -191,6 +190,7 @@ class Journal:
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
             finally:
+                self._mark.done |= written.committed
                 heal(self._con)  # (a Ctrl-C as the ``with`` exited, COMMIT not run: undone)
                 if not sync:  # (never raising over the error that ended the write)
                     with contextlib.suppress(Exception):
@@ -432,7 +432,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:  # (its mark taken away first, never in a fork: its parent's)
             con, self.closed, self._con = self._con, True, Closed(self)  # type: ignore[assignment]
-            writers.closing(getattr(self, "_leave", None), lambda: close(con, self._pid))
+            writers.closing(getattr(self, "_mark", None), lambda: close(con, self._pid))
 
     def __enter__(self) -> Journal:
         return self

@@ -5,12 +5,13 @@ SQLite copies the ``-wal``'s writes back into the file from time to time (a chec
 every 1000 pages) and removes the ``-wal`` as its last connection closes. The file alone (a
 copy of it, or the file whose ``-wal`` was deleted) is the journal as of the last checkpoint:
 a saga begun before it shows unfinished, though it may have committed since, and recover
-would undo it (attack211 F1: a committed saga undone, exit 0). So each Journal open for
-writing leaves a mark (its process) before anything else of it, and takes it away as it
-closes: a file with no ``-wal`` beside it holding the mark of a process that no longer runs
-(or that cannot be checked from here) is one that process never closed, its newest writes
-in a ``-wal`` that is not here: refused. Opened with its ``-wal``, the file and the ``-wal``
-hold all that process wrote: the marks of processes that ended are taken away."""
+would undo it (attack211 F1: a committed saga undone, exit 0). So each Journal that writes
+leaves a mark (its process) with its first write, before any checkpoint can copy a write of
+it, and takes it away as it closes: a file with no ``-wal`` beside it holding the mark of a
+process that no longer runs (or that cannot be checked from here) is one that process never
+closed, its newest writes in a ``-wal`` that is not here: refused. Opened with its ``-wal``,
+the file and the ``-wal`` hold all that process wrote: the marks of processes that ended
+are taken away."""
 
 from __future__ import annotations
 
@@ -36,14 +37,6 @@ _MARKS = "SELECT key, value FROM meta WHERE substr(key, 1, 7) = 'writer '"
 
 class Alone(JournalError):
     """A journal's file found without its ``-wal``, and not whole: refused, nothing run."""
-
-
-def as_raised(exc: BaseException) -> bool:
-    """An error opening a journal raised as it is, not as "cannot open the journal": the
-    refusal of a file alone (its own line), a lock held past the wait (as a write's: the
-    command adds how long it waited)."""
-    locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
-    return locked or isinstance(exc, Alone)
 
 
 def lone(path: str | os.PathLike[str]) -> bool:
@@ -100,43 +93,51 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
     return [key for key, who in marks if _ended(who) is True]
 
 
-def enter(gone: list[str]) -> tuple[list[Any], str]:
-    """The statements that take ``gone``'s marks away and leave this connection's, and its
-    key (``leaving`` takes it away)."""
-    key = PREFIX + uuid.uuid4().hex
-    pid, host, started, space = me()
-    value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
-    statements: list[Any] = [("DELETE FROM meta WHERE key = ?", (k,)) for k in gone]
-    return [*statements, ("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))], key
+class Mark:
+    """A journal's mark: written with its first write (a journal only read leaves none, and
+    opening it waits for no writer's lock), taken away as it closes (``leave``: ``close``,
+    or the journal collected unclosed, or the process's end: SQLite's connection closes
+    then, the file checkpointed whole, which its mark left behind would refuse). The marks
+    of processes that ended (``gone``: read with their -wal there) go with its first write,
+    or as it closes."""
+
+    def __init__(self, journal: object, con: sqlite3.Connection, gone: list[str]) -> None:
+        pid, host, started, space = me()
+        self.key = PREFIX + uuid.uuid4().hex
+        self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
+        self.gone, self.done = gone, False
+        self.leave = weakref.finalize(journal, _leave, con, self, pid)
+
+    def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """What a write adds until one has committed (``done``)."""
+        if self.done:
+            return []
+        mine = ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (self.key, self.value))
+        return [*(("DELETE FROM meta WHERE key = ?", (key,)) for key in self.gone), mine]
 
 
-def leaving(journal: object, con: sqlite3.Connection, key: str) -> weakref.finalize:
-    """What takes the mark ``key`` away: called by ``close``, or as the journal is
-    collected unclosed, or as the process ends (SQLite's connection closing then, the
-    file checkpointed whole: its mark left behind would refuse it)."""
-    return weakref.finalize(journal, _leave, con, key, os.getpid())
-
-
-def _leave(con: sqlite3.Connection, key: str, pid: int) -> None:
-    """Take a mark away (never from a fork: its parent's). A write that fails (a full disk)
-    leaves it: the file is refused once alone, never taken for whole when it may not be."""
-    if os.getpid() != pid:
+def _leave(con: sqlite3.Connection, mark: Mark, pid: int) -> None:
+    """Take a mark away, and the marks it found gone if it never wrote (never from a fork:
+    its parent's). A write that fails (a full disk) leaves them: the file is refused once
+    alone, never taken for whole when it may not be."""
+    keys = [mark.key] if mark.done else mark.gone
+    if os.getpid() != pid or not keys:
         return
     with contextlib.suppress(sqlite3.Error):
         if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
             con.execute("ROLLBACK")
-        con.execute("DELETE FROM meta WHERE key = ?", (key,))
+        con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
 
 
-def closing(leave: weakref.finalize | None, close: Callable[[], None]) -> None:
-    """``leave`` (a journal's mark taken away, once) then ``close`` its connection, a Ctrl-C
+def closing(mark: Mark | None, close: Callable[[], None]) -> None:
+    """``mark`` taken away (once) then ``close`` the journal's connection, a Ctrl-C
     (or SIGTERM) held meanwhile and raised after: cut between the two, the mark stayed in a
     file SQLite then closed whole."""
     kept: list[int] = []
     try:
         with held(kept):
-            if leave is not None:
-                leave()
+            if mark is not None:
+                mark.leave()
             close()
     finally:
         for signum in dict.fromkeys(kept):
