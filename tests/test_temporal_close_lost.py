@@ -142,3 +142,72 @@ def test_a_ctrl_c_while_close_waits_still_names_the_sagas_lost():
     assert "KeyboardInterrupt" in done.stderr
     assert "SagasLost: closed with 1 saga unfinished" in done.stderr, done.stderr[-3000:]
     assert "saga closing-" in done.stderr and "done: a;" in done.stderr
+
+
+CUT_WITH_A_DB_FILE = """
+import asyncio, os, signal, socket, sys, threading, time
+from rollback_lessons import Saga, Step
+from rollback_lessons.runners.temporal import TemporalRunner
+
+db, undone = sys.argv[1], []
+started = threading.Event()
+
+def b_undo(state):
+    started.set()
+    time.sleep(4)
+    undone.append("b")
+
+def c(state):
+    raise ValueError("c refuses")
+
+saga = Saga([Step("a", lambda s: None, lambda s: undone.append("a")),
+             Step("b", lambda s: None, b_undo), Step("c", c)], name="cut")
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+where = dict(db_file=db, port=port, task_queue="cut-q")
+
+async def first():
+    runner = await TemporalRunner.start(**where)
+    handle = await runner.start_saga(saga, {})
+    await asyncio.to_thread(started.wait, 30)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()  # in its grace
+    try:
+        await runner.close()
+    finally:
+        print("run", handle.run_id, flush=True)
+        globals().update(runner=runner, run_id=handle.run_id)
+
+try:
+    asyncio.run(first())
+except KeyboardInterrupt:
+    print("Ctrl-C in close", flush=True)
+asyncio.run(runner.close())  # (again, from another loop: harmless)
+print("closed again", flush=True)
+
+async def again():
+    async with await TemporalRunner.start(**where) as runner2:  # (its lock let go)
+        outcome = await (await runner2.handle_for(saga, run_id)).outcome()
+        print("again:", outcome.status, flush=True)
+
+asyncio.run(again())
+"""
+
+
+def test_a_ctrl_c_in_closes_grace_still_stops_its_server_and_lets_the_file_go(tmp_path):
+    """attack212 F1: a Ctrl-C as close gave the calls still running their grace (under
+    asyncio.run: its task cancelled) left the dev server running, the db_file's lock held
+    for the rest of the process (a runner started again there: ``DbFileInUse``); and close
+    called again from a new event loop raised asyncio's "The future belongs to a different
+    loop". Now the cut close stops its server all the same, close again is harmless from any
+    loop, and a runner started again in the process takes the saga up and finishes it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CUT_WITH_A_DB_FILE, str(tmp_path / "t.db")],
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    said = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert said[1:3] == ["Ctrl-C in close", "closed again"], said
+    assert said[3].startswith("again: rolled_back"), said
+    assert "AbandonedCalls: close was cut" in done.stderr  # (b's undo, left on its thread)

@@ -71,13 +71,22 @@ def test_a_second_runner_on_a_live_servers_db_file_is_refused_in_one_line(tmp_pa
     assert issubclass(DbFileInUse, TemporalUnavailable)
 
 
-def test_starts_at_once_on_a_new_db_file_start_one_server(tmp_path):
+@pytest.mark.parametrize("names", ["one name", "a symlink from another folder"])
+def test_starts_at_once_on_a_new_db_file_start_one_server(tmp_path, names):
+    """attack212 F2: while the file does not exist its folder is locked, the folder of the
+    name as given: a symlink from another folder took that folder's lock, and two servers
+    were started on one new file (the second stopped on SQLite's lock, blamed on "a server
+    not started by a runner"). The target's folder is locked, by any name."""
     db = tmp_path / "new.db"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "link.db").symlink_to(db)
+    given = [db, db, db] if names == "one name" else [db, other / "link.db", other / "link.db"]
 
     async def scenario():
         before = _running()
         got = await asyncio.gather(
-            *(TemporalRunner.start(db_file=db) for _ in range(3)), return_exceptions=True
+            *(TemporalRunner.start(db_file=name) for name in given), return_exceptions=True
         )
         servers = _servers(before)
         for runner in got:

@@ -66,8 +66,9 @@ class DbLock:
         if lock.path is None:
             return lock
         try:
-            with contextlib.suppress(OSError):  # (a folder one may not read: not locked)
-                lock.folder = os.open(lock.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            with contextlib.suppress(OSError):  # (a folder one may not read: not locked;
+                where = Path(os.path.realpath(lock.path)).parent  # a symlink's: its target's,
+                lock.folder = os.open(where, os.O_RDONLY | os.O_DIRECTORY)  # attack212 F2)
             if lock.folder is not None:
                 await _wait(lock.folder, START_LIMIT + 5, lock._busy_folder, lambda pid: True)
             await lock._file(WAIT_DEAD)

@@ -111,6 +111,7 @@ class TemporalRunner(Closable):
         self._runs: set[str] = set()  # the runs it started or took up (``close`` asks them)
         self._named = False  # (``close`` named what it left, once)
         self._db_lock = DbLock(None)  # its own dev server's db_file's, once started
+        self._stopped = False  # (its own server stopped, by a close)
         self.history_limit = HISTORY_EVENTS_LIMIT  # the server's: limit.historyCount.error
         self._executor = Threads()
         pin_runtime(client)  # (its drop at the interpreter's end may crash: attack61 H1)
@@ -327,14 +328,32 @@ class TemporalRunner(Closable):
         before it stops, with what it did (``self.lost``, a ``SagasLost`` warning)."""
         self._closed = True
         self._executor.begin_close()  # no action begins from now on
+        if self._in_its_loop():  # (not: its worker ended, or its loop did, as a close cut
+            await self._worker_closed()  # by a Ctrl-C under asyncio.run: attack212 F1)
+        RUNNING.pop(self.task_queue, None)
+        if self.env is not None and self.db_file is None and not self._named:
+            await self._name_lost()
+        await self._server_stopped()
+
+    def _in_its_loop(self) -> bool:
+        """Is the worker running, in the loop this runs in?"""
+        task = self._worker_task
+        return not task.done() and task.get_loop() is asyncio.get_running_loop()
+
+    async def _worker_closed(self) -> None:
+        """``close``'s wait for the worker (its calls given ``GRACE``, then abandoned). Cut
+        (a Ctrl-C), the calls still running are named, the sagas a server that keeps
+        nothing has too, and the server is stopped all the same, then the cut is raised: it
+        was left running, its lock on the db_file held, for the rest of the process."""
         shutdown = asyncio.ensure_future(self._worker.shutdown())
         try:
             calls = await self._worker_stopped(shutdown)
-        except BaseException as exc:  # a Ctrl-C as it waits (attack51 F6): the calls still
-            self._cut_running(exc)  # running named; the sagas a server that
-            if self.env is not None and self.db_file is None and not self._named:  # keeps
-                with contextlib.suppress(Exception, asyncio.CancelledError):  # nothing has
-                    await self._name_lost()  # are named all the same, then it is raised
+        except BaseException as exc:  # a Ctrl-C as it waits (attack51 F6)
+            self._cut_running(exc)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                if self.env is not None and self.db_file is None and not self._named:
+                    await self._name_lost()
+                await self._server_stopped()
             raise
         self.abandoned = (*self.abandoned, *late_calls(self._runs, self.abandoned))
         if (calls or self.abandoned) and self.abandoned != self._told:  # (once: attack94 F6)
@@ -346,16 +365,17 @@ class TemporalRunner(Closable):
                     f"(a grace of {GRACE:g} s), left on {left}: "
                     f"{'; '.join(self.abandoned) or 'unknown'}"
                 ),
-                stacklevel=2,
+                stacklevel=3,
             )
         await asyncio.gather(shutdown, self._worker_task, return_exceptions=True)
-        RUNNING.pop(self.task_queue, None)
-        if self.env is not None and self.db_file is None and not self._named:
-            await self._name_lost()
-        if self.env is not None:
+
+    async def _server_stopped(self) -> None:
+        """Its own server stopped (once), and the db_file's lock with it."""
+        if self.env is not None and not self._stopped:
             try:
                 await self.env.shutdown()
-            finally:  # the server stopped: the db_file's lock with it
+            finally:
+                self._stopped = True
                 self._db_lock.let_go()
 
     async def _worker_end(self) -> None:
@@ -379,7 +399,7 @@ class TemporalRunner(Closable):
                 f"close was cut ({_cut_by(exc)}) with {counted(len(running), 'call')} still "
                 f"running, left on {'its thread' if one else 'their threads'}: "
                 f"{'; '.join(running)}{kept if self.db_file else ''}"
-            ), stacklevel=3)  # fmt: skip
+            ), stacklevel=4)  # fmt: skip
 
     async def _worker_stopped(self, shutdown: asyncio.Future[None]) -> int:
         """Wait for the worker's ``shutdown``, abandoning the calls still running past
