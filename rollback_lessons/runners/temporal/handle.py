@@ -300,7 +300,7 @@ class SagaHandle:
             here = run.effects()[0] if run is not None else ()
             events = self.workflow.fetch_history_events()
             with contextlib.suppress(Exception):  # (unread: no note, nothing false said)
-                doubt = await self._ask(never_heard(events, record.leaked, here))
+                doubt = await self._ask(never_heard(events, record.leaked, here, run))
                 record = replace(record, notes=(*record.notes, *doubt))
         _release(self.run_id)
         outcome = outcome_of(self.saga, record, before=self._before, state=self._state)

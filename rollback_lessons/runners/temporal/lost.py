@@ -45,25 +45,43 @@ def unheard(run: hosted.Hosted, record: RunRecord) -> list[str]:
 
 
 async def never_heard(events: AsyncIterator[Any], leaked: Sequence[str],
-                      here: Collection[str] = ()) -> list[str]:  # fmt: skip
+                      here: Collection[str] = (), run: hosted.Hosted | None = None
+                      ) -> list[str]:  # fmt: skip
     """Why a step counted ``leaked`` may have happened: its action's latest attempt ended
     unheard (timed out by the server, or cut by its worker's end), so whether its call ran
     nobody knows. A worker stopped as the SDK started the activity never called it; one
     stopped later may have (attack87 F5: a step that never ran was reported leaked with no
-    word why). ``here``: steps this process did (``unheard`` says those)."""
+    word why). ``here``: steps this process did (``unheard`` says those). A step every
+    attempt of which ran here (``run``'s calls), the latest refusing with nothing done, is
+    said so: it did not happen, though the server, which never heard that, counts it
+    leaked (attack212 F3: "in doubt ... check it by hand" of a clean refusal)."""
     how = {"activity timed out": "timed out by the server",
            "activity cut short": "cut short by its worker's end"}  # fmt: skip
     latest: dict[str, str] = {}
+    tried: dict[str, int] = {}
     async for row in _rows(events):
         if row[0] == "action" and row[1] in leaked:
             latest[row[1]] = row[2]
-    return [
-        f"{step}: in doubt, its action's end never heard (its activity {how[latest[step]]}: "
-        "its worker may have stopped before its call began, or after): counted leaked, it "
-        "may have happened, or never run; check it by hand"
-        for step in leaked
-        if step not in here and latest.get(step) in how
-    ]
+            tried[row[1]] = tried.get(row[1], 0) + (row[2] == "activity scheduled")
+    notes = []
+    for step in leaked:
+        if step in here or latest.get(step) not in how:
+            continue
+        calls = [ok for kind, s, ok in run.calls if (kind, s) == ("action", step)] if run else []
+        clean = run is not None and step not in run.effected  # (no attempt after its effect)
+        if clean and calls and len(calls) == tried[step] and not calls[-1]:
+            notes.append(
+                f"{step}: its action's latest attempt refused in this process with nothing "
+                "done, but the server never heard it (the answer was lost with the server, "
+                "or came too late), so its record counts the step leaked: it did not happen"
+            )
+            continue
+        notes.append(
+            f"{step}: in doubt, its action's end never heard (its activity {how[latest[step]]}: "
+            "its worker may have stopped before its call began, or after): counted leaked, it "
+            "may have happened, or never run; check it by hand"
+        )
+    return notes
 
 
 async def _rows(events: AsyncIterator[Any]) -> AsyncIterator[tuple[str, str, str]]:
