@@ -201,3 +201,21 @@ def test_a_ctrl_c_as_a_journal_closes_leaves_no_mark(tmp_path, monkeypatch):
         assert [k for (k,) in again._con.execute("SELECT key FROM meta")].count("app") == 1
         rows = again._con.execute("SELECT count(*) FROM meta WHERE key LIKE 'writer %'")
         assert rows.fetchone()[0] == 0  # (the first's taken away; this one only reads)
+
+
+def test_a_writer_killed_while_another_ran_on_leaves_a_whole_file_that_opens(tmp_path):
+    """Two processes write one journal; one is killed, the other runs on and closes last,
+    writing the -wal back: the killed one's mark went with it (its writes all there), so
+    the file found alone is read and recovered, never refused as a copy."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # (marked)
+        assert _owner(tmp_path, "kill").returncode == -signal.SIGKILL
+    assert lone(path)
+    done = _recover(tmp_path, path)
+    assert done.returncode == 0 and "recovered 0 sagas" in done.stdout, done
+    with Journal(path, readonly=True) as journal:
+        assert {s.id: s.status for s in journal.sagas()} == {
+            "first": "committed",
+            "second": "committed",
+        }

@@ -99,7 +99,7 @@ class Mark:
     or the journal collected unclosed, or the process's end: SQLite's connection closes
     then, the file checkpointed whole, which its mark left behind would refuse). The marks
     of processes that ended (``gone``: read with their -wal there) go with its first write,
-    or as it closes."""
+    and those of any that ended since, as it closes (``_leave``)."""
 
     def __init__(self, journal: object, con: sqlite3.Connection, gone: list[str]) -> None:
         pid, host, started, space = me()
@@ -117,16 +117,20 @@ class Mark:
 
 
 def _leave(con: sqlite3.Connection, mark: Mark, pid: int) -> None:
-    """Take a mark away, and the marks it found gone if it never wrote (never from a fork:
-    its parent's). A write that fails (a full disk) leaves them: the file is refused once
-    alone, never taken for whole when it may not be."""
-    keys = [mark.key] if mark.done else mark.gone
-    if os.getpid() != pid or not keys:
+    """Take a mark away (never from a fork: its parent's), and the marks of processes that
+    ended, read now: this connection's -wal holds all they wrote (a writer killed while
+    another ran on, which then closed last, the -wal written back: its mark left behind
+    refused a whole file). A write that fails (a full disk) leaves them: the file is
+    refused once alone, never taken for whole when it may not be."""
+    if os.getpid() != pid:
         return
     with contextlib.suppress(sqlite3.Error):
         if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
             con.execute("ROLLBACK")
-        con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
+        ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
+        keys = [*([mark.key] if mark.done else []), *ended]
+        if keys:
+            con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
 
 
 def closing(mark: Mark | None, close: Callable[[], None]) -> None:
