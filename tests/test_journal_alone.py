@@ -9,6 +9,7 @@ mark of a process that ended is refused in one line, nothing undone; the same fi
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import signal
@@ -83,14 +84,21 @@ def _undone(tmp_path: Path) -> list[str]:
     return world.read_text().splitlines() if world.exists() else []
 
 
-@pytest.mark.parametrize("how", ["copy of the file alone", "-wal deleted"])
+@pytest.mark.parametrize(
+    "how", ["copy of the file alone", "-wal deleted", "-wal cut to 33", "-wal cut to 4000"]
+)
 def test_a_killed_writers_file_without_its_wal_is_refused_and_nothing_is_undone(tmp_path, how):
+    """(attack213 F2: a -wal cut short of its first whole frame, which SQLite reads as none,
+    was taken for present.)"""
     killed = _owner(tmp_path, "kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     path = tmp_path / "j.db"
     assert Path(f"{path}-wal").stat().st_size > 32  # (the second saga's end lives there)
     if how == "-wal deleted":
         Path(f"{path}-wal").unlink()
+        alone = path
+    elif how.startswith("-wal cut to"):
+        os.truncate(f"{path}-wal", int(how.rsplit(" ", 1)[1]))
         alone = path
     else:
         (tmp_path / "copy").mkdir()
@@ -219,3 +227,102 @@ def test_a_writer_killed_while_another_ran_on_leaves_a_whole_file_that_opens(tmp
             "first": "committed",
             "second": "committed",
         }
+
+
+def test_a_copy_taken_while_its_writer_runs_on_is_refused(tmp_path):
+    """attack213 F4: the file alone, copied while the process that wrote it runs on with it
+    open (a checkpoint had copied its mark and a saga's start in), was read: the writer
+    alive, its mark was no refusal, and recover undid a saga ended since, again."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # (marked)
+        other = sqlite3.connect(path)
+        other.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        other.close()
+        (tmp_path / "copy").mkdir()
+        copy = Path(shutil.copy(path, tmp_path / "copy" / "j.db"))
+        with pytest.raises(JournalError, match=f"process {os.getpid()} on .* did not close it"):
+            Journal(copy)
+
+
+def _marks(path: Path) -> list[str]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [k for (k,) in con.execute("SELECT key FROM meta") if k.startswith(PREFIX)]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("writes", [False, True])
+def test_a_journal_closing_last_takes_away_every_other_processs_mark(tmp_path, writes):
+    """attack213 F1, F5: a writer killed while a service held the journal open (reading
+    only, or writing), or one of another PID namespace or boot (its process cannot be
+    checked from here), left its mark when the service closed last and wrote the -wal back:
+    every later open refused the whole file. No other process has it open as it closes
+    (SQLite's own test, the -shm's lock), so every other process's mark goes."""
+    path = tmp_path / "j.db"
+    stranger = json.dumps({"pid": 1, "host": "elsewhere", "started": None,
+                           "space": "pid:[1] boot another"})  # fmt: skip
+    Journal(path).close()  # (made)
+    with Journal(path) as service:
+        by_hand = sqlite3.connect(path)  # (as that other process wrote it)
+        by_hand.execute("INSERT INTO meta VALUES ('writer elsewhere', ?)", (stranger,))
+        by_hand.commit()
+        by_hand.close()
+        if writes:
+            service.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        assert _owner(tmp_path, "kill").returncode == -signal.SIGKILL
+        assert len(_marks(path)) == 2 + writes  # (the stranger's, the killed one's, its own)
+    assert _marks(path) == [] and lone(path)
+    Journal(path).close()
+
+
+def test_a_closing_journal_of_no_wait_waits_for_a_moments_lock(tmp_path):
+    """attack213 F1 (d): ``Journal(path, timeout=0)`` closing while another process held the
+    write lock for a moment left its mark (the DELETE failed, silently): a whole file was
+    refused once that process had closed it last."""
+    path = tmp_path / "j.db"
+    journal = Journal(path, timeout=0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        journal.close()
+    finally:
+        holder.wait(30)
+    assert _marks(path) == []
+
+
+HOLD = """
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+time.sleep(1)
+con.execute("ROLLBACK")
+con.close()
+"""
+
+
+def test_a_forked_worker_that_forgets_close_leaves_no_mark_behind(tmp_path):
+    """attack213 F1 (c): a multiprocessing worker (fork) opening a journal of its own and
+    ending without closing it (os._exit: no finalizer runs) left its mark; the parent's
+    journal, closing last, wrote the -wal back, and the whole file was refused."""
+    import multiprocessing
+
+    path = tmp_path / "j.db"
+
+    def worker() -> None:
+        kept = Journal(path)
+        kept.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        os._exit(0)
+
+    with Journal(path) as parent:
+        parent.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        child = multiprocessing.get_context("fork").Process(target=worker)
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0 and len(_marks(path)) == 2
+    assert _marks(path) == [] and lone(path)
+    Journal(path).close()

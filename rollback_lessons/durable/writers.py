@@ -30,6 +30,7 @@ from typing import Any
 from .._held import held
 from ..errors import JournalError
 from .owner import me, process_alive
+from .walcheck import holds_a_commit
 
 PREFIX = "writer "
 _MARKS = "SELECT key, value FROM meta WHERE substr(key, 1, 7) = 'writer '"
@@ -40,12 +41,10 @@ class Alone(JournalError):
 
 
 def lone(path: str | os.PathLike[str]) -> bool:
-    """No ``-wal`` beside the journal, or one with no frame (its 32-byte header at most: a
-    reader's open made it, empty), looked at before a connection here makes one."""
-    try:
-        return os.stat(os.path.realpath(path) + "-wal").st_size <= 32
-    except OSError:
-        return True
+    """No ``-wal`` beside the journal that SQLite would read a commit from (none, empty as a
+    reader's open leaves it, cut short of its first whole frame), looked at before a
+    connection here makes one."""
+    return not holds_a_commit(Path(path))
 
 
 def _who(value: object) -> tuple[int, str, float | None, str | None] | None:
@@ -71,25 +70,24 @@ def _ended(who: tuple[int, str, float | None, str | None] | None) -> bool | None
 
 
 def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
-    """Refuse a file found ``alone`` (no ``-wal``) that holds the mark of a process not
-    known to run; otherwise the keys of the marks of processes that ended (their writes
-    are all here: the file with its ``-wal``)."""
+    """Refuse a file found ``alone`` (no ``-wal``) that holds a mark: its process never
+    closed it (ended, or running on with it open by another name: a copy taken while it ran,
+    attack213 F4), unless a ``-wal`` came meanwhile (a writer that began as this one opened);
+    otherwise the keys of the marks of processes that ended (their writes are all here: the
+    file with its ``-wal``)."""
     marks = [(key, _who(value)) for key, value in con.execute(_MARKS).fetchall()]
-    if alone:
-        for _, who in marks:
-            if _ended(who) is not False:
-                by = "a process" if who is None else f"process {who[0]} on {who[1]}"
-                name = shlex.quote(str(path))
-                raise Alone(
-                    f"cannot open the journal {path}: it was last written by {by}, which did "
-                    "not close it, and its -wal is not beside it (a copy of the file alone, or "
-                    "its -wal deleted): its newest writes are missing, a saga shown unfinished "
-                    "may have ended, and recover would undo it. Use it with its -wal; if "
-                    "another program wrote that back into it (the sqlite3 shell opened it "
-                    f'last), say so: sqlite3 {name} "DELETE FROM meta WHERE key LIKE '
-                    f"'{PREFIX}%'\""
-                )
-        return []
+    if alone and marks and lone(path):
+        who = marks[0][1]
+        by = "a process" if who is None else f"process {who[0]} on {who[1]}"
+        name = shlex.quote(str(path))
+        raise Alone(
+            f"cannot open the journal {path}: it was last written by {by}, which did not "
+            "close it, and its -wal is not beside it (a copy of the file alone, or its -wal "
+            "deleted): its newest writes are missing, a saga shown unfinished may have ended, "
+            "and recover would undo it. Use it with its -wal; if another program wrote that "
+            f"back into it (the sqlite3 shell opened it last), say so: sqlite3 {name} "
+            f"\"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+        )
     return [key for key, who in marks if _ended(who) is True]
 
 
@@ -118,19 +116,56 @@ class Mark:
 
 def _leave(con: sqlite3.Connection, mark: Mark, pid: int) -> None:
     """Take a mark away (never from a fork: its parent's), and the marks of processes that
-    ended, read now: this connection's -wal holds all they wrote (a writer killed while
-    another ran on, which then closed last, the -wal written back: its mark left behind
-    refused a whole file). A write that fails (a full disk) leaves them: the file is
-    refused once alone, never taken for whole when it may not be."""
+    ended, read now, or of every other process when none has the journal open (SQLite's
+    own test before it writes the -wal back as the last connection closes): this
+    connection's -wal holds all they wrote (attack213 F1, F5: a writer killed while another
+    ran on, which then closed last, or one in another container, left its mark in a whole
+    file, refused). Waited for a writer's lock a few seconds at least (a journal of
+    ``timeout=0`` left its mark at a moment's lock). A write that fails (a full disk) leaves
+    them: the file is refused once alone, never taken for whole when it may not be."""
     if os.getpid() != pid:
         return
+    wait = getattr(con, "wait", None)
     with contextlib.suppress(sqlite3.Error):
         if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
             con.execute("ROLLBACK")
-        ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
-        keys = [*([mark.key] if mark.done else []), *ended]
+        marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
+        alone = _nobody_else(con)
+        keys = [key for key, who in marks if key == mark.key or _ended(who)
+                or (alone and (who is None or who[0] != pid))]  # fmt: skip
         if keys:
+            con.wait = max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
             con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
+    if wait is not None:
+        con.wait = wait  # type: ignore[attr-defined]
+
+
+LEAVE_WAIT = 5.0
+"""Seconds a closing journal waits for a writer's lock to take its mark away, whatever its
+own ``timeout``."""
+
+
+def _nobody_else(con: sqlite3.Connection) -> bool:
+    """Does no other process have the journal open? Each connection holds a read lock on
+    the dead-man switch byte of its ``-shm`` (SQLite's unix VFS: byte 128) while open;
+    ``F_GETLK`` tells whether another process's lock is there (this process's own are not
+    told). False where that cannot be read."""
+    try:
+        import fcntl
+        import struct
+
+        [(_, _, name)] = [row for row in con.execute("PRAGMA database_list") if row[1] == "main"]
+        fd = os.open(os.path.realpath(name) + "-shm", os.O_RDONLY)
+    except (ImportError, OSError, ValueError, sqlite3.Error):
+        return False
+    try:
+        asked = struct.pack("@hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+        told = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
+        return struct.unpack("@hhqqi4x", told)[0] == fcntl.F_UNLCK
+    except (OSError, struct.error):
+        return False
+    finally:
+        os.close(fd)
 
 
 def closing(mark: Mark | None, close: Callable[[], None]) -> None:
