@@ -646,3 +646,19 @@ def raising_in_a_thread(call) -> tuple[threading.Thread, list[BaseException]]:
     thread = threading.Thread(target=run)
     thread.start()
     return thread, raised
+
+
+def as_killed(journal) -> None:
+    """``journal``'s process killed: its connection just goes, no finalizer runs; and, as the
+    next journal opened with the -wal a kill leaves would, its mark taken away (this close,
+    the last, wrote the -wal back: ``writers``)."""
+    import sqlite3
+
+    journal._mark.leave.detach()
+    journal._con.close()
+    con = sqlite3.connect(journal.path)
+    try:
+        con.execute("DELETE FROM meta WHERE key LIKE 'writer %'")
+        con.commit()
+    finally:
+        con.close()

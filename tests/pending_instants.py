@@ -126,6 +126,12 @@ def snapshotting(folder: str, tracer: Tracer) -> Any:
     return write
 
 
+NOT_A_COPY = "DELETE FROM meta WHERE key LIKE 'writer %'"
+"""What makes a copy of the moment a crash at that instant: the file with its -wal, whose
+writers' marks go (``writers``); a copy of a journal its writer runs on holds its mark, and
+is refused."""
+
+
 def copied(path: str, folder: str) -> str:
     """A copy of the journal at ``path`` as its last commit left it, in a new file that
     holds it whole (no log beside it)."""
@@ -134,6 +140,8 @@ def copied(path: str, folder: str) -> str:
     try:
         source.backup(target)
         target.execute("PRAGMA journal_mode=DELETE")
+        target.execute(NOT_A_COPY)
+        target.commit()
     finally:
         source.close()
         target.close()

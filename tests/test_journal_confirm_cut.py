@@ -11,7 +11,7 @@ import contextlib
 from functools import partial
 
 import pytest
-from conftest import dead_pid
+from conftest import as_killed, dead_pid
 from test_journal_no_undo import World, registry, undo
 from test_journal_returned import BUSY, _kill
 
@@ -81,7 +81,7 @@ def test_a_crash_in_the_rollback_after_a_ctrl_c_at_confirm_is_undone(tmp_path, c
         saga.run({}, journal=journal, run_id="r", clock=VirtualClock(), on_event=told)
     assert world.dead and cut_confirm and world.undone == []
     world.dead = False
-    journal._con.close()  # (a killed process closes nothing)
+    as_killed(journal)  # (a killed process closes nothing)
     with Journal(tmp_path / "j.db") as journal:
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         if before:

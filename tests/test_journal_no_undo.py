@@ -15,7 +15,7 @@ import sqlite3
 from functools import partial
 
 import pytest
-from conftest import dead_pid, examples
+from conftest import as_killed, dead_pid, examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -124,7 +124,7 @@ def trial(path, shape, parallel: bool, kill_at: int) -> tuple[World, list[str]]:
             {}, journal=journal, run_id="s", on_event=lambda e: world.instant(),
             clock=VirtualClock(),
         )  # fmt: skip
-    journal._con.close()  # (a killed process closes nothing: its connection just goes)
+    as_killed(journal)  # (a killed process closes nothing: its connection just goes)
     world.dead = False  # recover is another process, in the same world
     world.kill_at = 0
     with Journal(path) as journal:
@@ -264,7 +264,7 @@ def test_a_kill_inside_a_step_with_no_undo_after_its_effect_is_leaked_not_lost(t
         _sagas(world, kind).run({}, journal=journal, run_id="r", clock=VirtualClock())
     assert world.dead and world.effects == ["s0", "s1", "email"]
     world.dead, world.kill_in = False, ""
-    journal._con.close()
+    as_killed(journal)
     with Journal(tmp_path / "j.db") as journal:
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         first = recover(journal, registry)
@@ -301,7 +301,7 @@ def test_a_kill_in_a_slow_gate_after_a_step_with_no_undo_that_returned_leaks_not
     with contextlib.suppress(Killed):
         saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
     world.dead = False
-    journal._con.close()
+    as_killed(journal)
     with Journal(tmp_path / "j.db") as journal:
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         (recovered,) = recover(journal, registry).recovered
@@ -351,7 +351,7 @@ def _killed_in(tmp_path, world: World, saga: Saga, step: str):
         saga.run({}, journal=journal, run_id="r", clock=VirtualClock())
     assert world.dead and step in world.effects
     world.dead, world.kill_in = False, ""
-    journal._con.close()
+    as_killed(journal)
     journal = Journal(tmp_path / "j.db")
     journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
     (recovered,) = recover(journal, registry).recovered

@@ -12,7 +12,7 @@ import contextlib
 from functools import partial
 
 import pytest
-from conftest import dead_pid
+from conftest import as_killed, dead_pid
 from test_journal_no_undo import Killed, World, registry, undo
 
 from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
@@ -43,7 +43,7 @@ def _recovered(tmp_path, world: World, journal: Journal) -> tuple:
     """The killed run's journal recovered by another process: (its record, states, leaked)."""
     assert world.dead, "the process was never killed"
     world.dead = False
-    journal._con.close()  # (a killed process closes nothing)
+    as_killed(journal)  # (a killed process closes nothing)
     with Journal(tmp_path / "j.db") as journal:
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         (recovered,) = recover(journal, registry).recovered

@@ -8,7 +8,7 @@ by hand" naming none, though its own ``Recovery.forward`` held the step. README 
 """
 
 import pytest
-from conftest import dead_pid
+from conftest import as_killed, dead_pid
 
 from rollback_lessons import Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
@@ -60,7 +60,7 @@ def _killed_after_r_failed(tmp_path, monkeypatch, shape: str) -> Journal:
     with pytest.raises(Killed):
         _saga(shape).run({}, journal=journal, run_id="t1", inject={"r": "fail"})
     monkeypatch.setattr(Journal, "write", real)
-    journal._con.close()
+    as_killed(journal)
     journal = Journal(path)
     journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
     return journal

@@ -124,7 +124,7 @@ class Journal:
         self._con = connect(self.path, timeout)  # always this file (never ":memory:")
         try:
             gone = writers.check(self._con, self.path, alone) if version is not None else []
-            self._mark = writers.Mark(self, self._con, gone)  # (its first write writes it)
+            self._mark = writers.Mark(self, self._con, gone, self.path)  # (its first write)
             self._open(version)  # (a file refused is not migrated first)
         except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
             self._con.close()

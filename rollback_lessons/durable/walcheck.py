@@ -89,34 +89,3 @@ def _frames(log: BinaryIO) -> str | None:
                 )
         chain, n = (stored if ours else None), n + 1
     return None
-
-
-def holds_a_commit(path: Path) -> bool:
-    """Does ``path``'s write-ahead log hold a committed frame SQLite would read (a valid
-    header, then frames that chain from it up to a commit)? A log of a header and less than
-    one whole frame, or of frames of another header (salts), is read as none: the journal's
-    file is alone (attack213 F2: a -wal cut to 33 bytes was taken for present)."""
-    path = Path(os.path.realpath(path))
-    try:
-        fd = os.open(path.with_name(path.name + "-wal"), os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return False
-    with open(fd, "rb") as log:
-        header = log.read(_HEADER)
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or len(header) < _HEADER:
-            return False
-        magic, _, page, _, salt1, salt2, c0, c1 = struct.unpack(">8I", header)
-        if magic not in _MAGIC or page < 512 or page > 65536 or page & (page - 1):
-            return False
-        big, chain = bool(magic & 1), (c0, c1)
-        if _checksum(header[:24], 0, 0, big) != chain:
-            return False
-        while len(frame := log.read(_FRAME_HEADER + page)) == _FRAME_HEADER + page:
-            stored = struct.unpack(">2I", frame[16:24])
-            ours = struct.unpack(">2I", frame[8:16]) == (salt1, salt2)
-            if not ours or _checksum(frame[:8] + frame[24:], *chain, big) != stored:
-                return False
-            if frame[4:8] != bytes(4):  # (its commit: the database's size after it)
-                return True
-            chain = stored
-    return False

@@ -7,11 +7,13 @@ copy of it, or the file whose ``-wal`` was deleted) is the journal as of the las
 a saga begun before it shows unfinished, though it may have committed since, and recover
 would undo it (attack211 F1: a committed saga undone, exit 0). So each Journal that writes
 leaves a mark (its process) with its first write, before any checkpoint can copy a write of
-it, and takes it away as it closes: a file with no ``-wal`` beside it holding the mark of a
-process that no longer runs (or that cannot be checked from here) is one that process never
-closed, its newest writes in a ``-wal`` that is not here: refused. Opened with its ``-wal``,
-the file and the ``-wal`` hold all that process wrote: the marks of processes that ended
-are taken away."""
+it, and takes it away as it closes: a file with no ``-wal`` beside it holding a mark is one
+its process never closed (ended, or running on with it open under another name), its newest
+writes in a ``-wal`` that is not here: refused. A journal closing takes away the marks of
+processes that ended (its ``-wal`` holds all they wrote), and, when its close was the last
+connection's (SQLite wrote the ``-wal`` back and removed it), every mark left: no process
+has the file open then. A non-journal connection closing last (the sqlite3 shell) leaves
+marks in a whole file: refused, the line names the statement that says it is whole."""
 
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ from typing import Any
 from .._held import held
 from ..errors import JournalError
 from .owner import me, process_alive
-from .walcheck import holds_a_commit
 
 PREFIX = "writer "
 _MARKS = "SELECT key, value FROM meta WHERE substr(key, 1, 7) = 'writer '"
@@ -41,10 +42,14 @@ class Alone(JournalError):
 
 
 def lone(path: str | os.PathLike[str]) -> bool:
-    """No ``-wal`` beside the journal that SQLite would read a commit from (none, empty as a
-    reader's open leaves it, cut short of its first whole frame), looked at before a
-    connection here makes one."""
-    return not holds_a_commit(Path(path))
+    """No ``-wal`` beside the journal, or one with no frame (its 32-byte header at most: a
+    reader's open made it, empty), looked at before a connection here makes one. (A -wal
+    cut short of its frames reads as frames never written: that cannot be told, as
+    ``walcheck`` says.)"""
+    try:
+        return os.stat(os.path.realpath(path) + "-wal").st_size <= 32
+    except OSError:
+        return True
 
 
 def _who(value: object) -> tuple[int, str, float | None, str | None] | None:
@@ -82,10 +87,11 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
         name = shlex.quote(str(path))
         raise Alone(
             f"cannot open the journal {path}: it was last written by {by}, which did not "
-            "close it, and its -wal is not beside it (a copy of the file alone, or its -wal "
-            "deleted): its newest writes are missing, a saga shown unfinished may have ended, "
-            "and recover would undo it. Use it with its -wal; if another program wrote that "
-            f"back into it (the sqlite3 shell opened it last), say so: sqlite3 {name} "
+            "close it, and its -wal is not beside it (a copy of the file alone or a backup "
+            "taken while it ran, or its -wal deleted): its newest writes are missing, a saga "
+            "shown unfinished may have ended, and recover would undo it. Use it with its -wal; "
+            "if another program wrote that back into it (the sqlite3 shell closed it last), "
+            f"say so: sqlite3 {name} "
             f"\"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
         )
     return [key for key, who in marks if _ended(who) is True]
@@ -94,17 +100,17 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
 class Mark:
     """A journal's mark: written with its first write (a journal only read leaves none, and
     opening it waits for no writer's lock), taken away as it closes (``leave``: ``close``,
-    or the journal collected unclosed, or the process's end: SQLite's connection closes
-    then, the file checkpointed whole, which its mark left behind would refuse). The marks
-    of processes that ended (``gone``: read with their -wal there) go with its first write,
-    and those of any that ended since, as it closes (``_leave``)."""
+    or the journal collected unclosed, or the process's end). The marks of processes that
+    ended (``gone``: read with their -wal there) go with its first write."""
 
-    def __init__(self, journal: object, con: sqlite3.Connection, gone: list[str]) -> None:
+    def __init__(self, journal: object, con: sqlite3.Connection, gone: list[str],
+                 path: Path) -> None:  # fmt: skip
         pid, host, started, space = me()
-        self.key = PREFIX + uuid.uuid4().hex
+        self.key, self.pid = PREFIX + uuid.uuid4().hex, pid
+        self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done = gone, False
-        self.leave = weakref.finalize(journal, _leave, con, self, pid)
+        self.leave = weakref.finalize(journal, _end, con, self)
 
     def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
         """What a write adds until one has committed (``done``)."""
@@ -114,70 +120,60 @@ class Mark:
         return [*(("DELETE FROM meta WHERE key = ?", (key,)) for key in self.gone), mine]
 
 
-def _leave(con: sqlite3.Connection, mark: Mark, pid: int) -> None:
-    """Take a mark away (never from a fork: its parent's), and the marks of processes that
-    ended, read now, or of every other process when none has the journal open (SQLite's
-    own test before it writes the -wal back as the last connection closes): this
-    connection's -wal holds all they wrote (attack213 F1, F5: a writer killed while another
-    ran on, which then closed last, or one in another container, left its mark in a whole
-    file, refused). Waited for a writer's lock a few seconds at least (a journal of
-    ``timeout=0`` left its mark at a moment's lock). A write that fails (a full disk) leaves
-    them: the file is refused once alone, never taken for whole when it may not be."""
-    if os.getpid() != pid:
+def _end(con: sqlite3.Connection, mark: Mark) -> None:
+    """A journal's end (never in a fork: its parent's connection): its mark and those of
+    processes that ended taken away, its connection closed, then, if that close was the
+    last (SQLite wrote the -wal back and removed it: no connection was open anywhere), every
+    mark left (``_tidy``): a writer that died as this one closed, or one of another PID
+    namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file, refused)."""
+    if os.getpid() != mark.pid:
         return
     wait = getattr(con, "wait", None)
     with contextlib.suppress(sqlite3.Error):
         if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
             con.execute("ROLLBACK")
         marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
-        alone = _nobody_else(con)
-        keys = [key for key, who in marks if key == mark.key or _ended(who)
-                or (alone and (who is None or who[0] != pid))]  # fmt: skip
-        if keys:
+        keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
+        if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d))
             con.wait = max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
             con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
-    if wait is not None:
-        con.wait = wait  # type: ignore[attr-defined]
+    con.close()
+    if lone(mark.path):
+        _tidy(mark.path)
 
 
 LEAVE_WAIT = 5.0
-"""Seconds a closing journal waits for a writer's lock to take its mark away, whatever its
-own ``timeout``."""
+"""Seconds a closing journal waits for a writer's lock to take marks away, whatever its own
+``timeout``."""
 
 
-def _nobody_else(con: sqlite3.Connection) -> bool:
-    """Does no other process have the journal open? Each connection holds a read lock on
-    the dead-man switch byte of its ``-shm`` (SQLite's unix VFS: byte 128) while open;
-    ``F_GETLK`` tells whether another process's lock is there (this process's own are not
-    told). False where that cannot be read."""
-    try:
-        import fcntl
-        import struct
+def _tidy(path: Path) -> None:
+    """After the last connection closed: every mark goes, in a write that finds no -wal frame
+    of anyone else's (a writer that began meanwhile keeps its own). Left as they were if it
+    cannot (a lock, a full disk): the file is then refused alone, never taken for whole."""
+    from .files import connect, transaction
 
-        [(_, _, name)] = [row for row in con.execute("PRAGMA database_list") if row[1] == "main"]
-        fd = os.open(os.path.realpath(name) + "-shm", os.O_RDONLY)
-    except (ImportError, OSError, ValueError, sqlite3.Error):
-        return False
-    try:
-        asked = struct.pack("@hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
-        told = fcntl.fcntl(fd, fcntl.F_GETLK, asked)
-        return struct.unpack("@hhqqi4x", told)[0] == fcntl.F_UNLCK
-    except (OSError, struct.error):
-        return False
-    finally:
-        os.close(fd)
+    with contextlib.suppress(sqlite3.Error, OSError):
+        con = connect(path, LEAVE_WAIT)
+        try:
+            with transaction(con):
+                if lone(path) and con.execute(_MARKS).fetchone() is not None:
+                    con.execute(f"DELETE FROM meta WHERE substr(key, 1, 7) = '{PREFIX}'")
+        finally:
+            con.close()
 
 
 def closing(mark: Mark | None, close: Callable[[], None]) -> None:
-    """``mark`` taken away (once) then ``close`` the journal's connection, a Ctrl-C
-    (or SIGTERM) held meanwhile and raised after: cut between the two, the mark stayed in a
-    file SQLite then closed whole."""
+    """A journal's ``_end`` (its ``close`` in a fork, or read-only: no mark), a Ctrl-C (or
+    SIGTERM) held meanwhile and raised after: cut between them, a mark stayed in a file
+    SQLite then closed whole."""
     kept: list[int] = []
     try:
         with held(kept):
-            if mark is not None:
+            if mark is not None and mark.pid == os.getpid() and mark.leave.alive:
                 mark.leave()
-            close()
+            else:
+                close()
     finally:
         for signum in dict.fromkeys(kept):
             signal.raise_signal(signum)
