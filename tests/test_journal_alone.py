@@ -303,14 +303,42 @@ con.close()
 def test_a_forked_worker_that_forgets_close_leaves_no_mark_behind(tmp_path):
     """attack213 F1 (c): a multiprocessing worker (fork) opening a journal of its own and
     ending without closing it (os._exit: no finalizer runs) left its mark; the parent's
-    journal, closing last, wrote the -wal back, and the whole file was refused."""
+    journal, closing last, wrote the -wal back, and the whole file was refused. (Forked
+    while the parent had it open, the worker is refused: attack215 F1, below.)"""
     import multiprocessing
 
     path = tmp_path / "j.db"
+    Journal(path).close()
 
     def worker() -> None:
         kept = Journal(path)
         kept.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        os._exit(0)
+
+    child = multiprocessing.get_context("fork").Process(target=worker)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and len(_marks(path)) == 1
+    with Journal(path) as parent:
+        parent.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+    assert _marks(path) == [] and lone(path)
+    Journal(path).close()
+
+
+def test_a_fork_of_a_process_with_the_journal_open_cannot_open_it_again(tmp_path):
+    """attack215 F1: SQLite's locks do not pass to a fork; the child's inherited connection
+    stands for them, so a journal the child opened took none, and the parent's close (the
+    last, as SQLite counted) took the -wal from under it: the child's committed sagas were
+    lost, later children read "corrupt?". Refused in one line, before any file is touched."""
+    import multiprocessing
+
+    path, said = tmp_path / "j.db", tmp_path / "said"
+
+    def worker() -> None:
+        try:
+            Journal(path)
+        except JournalError as exc:
+            said.write_text(str(exc))
         os._exit(0)
 
     with Journal(path) as parent:
@@ -318,6 +346,52 @@ def test_a_forked_worker_that_forgets_close_leaves_no_mark_behind(tmp_path):
         child = multiprocessing.get_context("fork").Process(target=worker)
         child.start()
         child.join(30)
-        assert child.exitcode == 0 and len(_marks(path)) == 2
-    assert _marks(path) == [] and lone(path)
+    line = said.read_text()
+    assert "was forked from process" in line and "spawn or forkserver" in line
+    assert "\n" not in line
+
+
+def test_a_claim_writes_the_mark_with_it(tmp_path):
+    """attack215 F2: a claim (recover's), a settle and a migration were written without the
+    writer's mark, which came with its next write: a checkpoint between them left a file
+    alone with no mark, and a copy of it was recovered again (its ended sagas undone again).
+    Every transaction of a journal writes its mark with it."""
+    path = tmp_path / "j.db"
     Journal(path).close()
+    with Journal(path) as journal:
+        assert _marks(path) == []
+        journal.claim(lambda saga, undos: "not this one")
+        assert len(_marks(path)) == 1
+
+
+@pytest.mark.parametrize("trial", range(4))
+def test_a_journal_left_open_to_a_daemon_thread_ends_with_its_process(tmp_path, trial):
+    """attack215 F3: a journal left unclosed while a daemon thread wrote on it: its end at
+    the process's exit rolled back and closed the connection under the thread (SIGSEGV, or
+    the thread's raw traceback). At exit it waits for the journal's lock, and leaves the
+    connection to the process's end."""
+    done = subprocess.run(
+        [sys.executable, "-c", DAEMON, str(tmp_path / "j.db")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    with Journal(tmp_path / "j.db") as journal:
+        assert journal.sagas() and journal.quick_check() == "ok"
+
+
+DAEMON = """
+import sys, threading, time
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+journal = Journal(sys.argv[1])
+
+def sagas():
+    n = 0
+    while True:
+        n += 1
+        Saga([Step("a", lambda s: None)], name="d").run({}, journal=journal, run_id=f"d{n}")
+
+threading.Thread(target=sagas, daemon=True).start()
+time.sleep(0.3)
+"""

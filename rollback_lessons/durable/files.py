@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +25,7 @@ from .._numbers import plain_number
 from .._words import counted
 from ..errors import JournalError, TakenOver
 from .room import no_room
+from .txn import Written, begin, heal, healed, transaction  # noqa: F401 (its names)
 from .walcheck import wal_damage
 
 APP = "rollback-lessons"
@@ -114,62 +115,6 @@ _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _M
                5: _MIGRATE_5_TO_6, 6: _MIGRATE_6_TO_7}  # fmt: skip
 
 
-class Written:
-    """Whether a transaction's COMMIT took effect (``transaction``)."""
-
-    committed = False
-
-
-def heal(con: sqlite3.Connection) -> None:
-    """Roll back a transaction left open: a Ctrl-C as ``transaction``'s ``with`` exited
-    (contextlib's ``__exit__`` entry, its generator never resumed) leaves it holding SQLite's
-    write lock for the process's life, and its own connection reading writes nobody
-    committed (attack55 F2: other processes locked out, the next saga refused)."""
-    if con.in_transaction:
-        with contextlib.suppress(sqlite3.Error):
-            con.execute("ROLLBACK")
-
-
-class healed:
-    """``with healed(con), transaction(con):``: ``heal`` before it, and after, one frame out
-    of the transaction's own exit (a Ctrl-C at its entry is raised through this one)."""
-
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self.con = con
-        heal(con)
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        heal(self.con)
-
-
-@contextlib.contextmanager
-def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, whatever lands when: a Ctrl-C is raised as a call
-    returns, so after BEGIN took the write lock or after COMMIT wrote. An open transaction
-    is rolled back (never left holding the lock); one that committed is said so
-    (``written``), so that its caller does not write it again. A COMMIT that SQLite itself
-    refused (disk full, an I/O error: it rolls back by itself) did not commit."""
-    at_commit = False
-    try:
-        begin(con)
-        yield
-        at_commit = True
-        con.execute("COMMIT")
-        if written is not None:
-            written.committed = True
-    except BaseException as exc:
-        if type(exc) is GeneratorExit:  # (closed by the gc: a Ctrl-C cut the ``with``'s exit,
-            raise  # ``heal`` rolled it back, its connection may be closed since)
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        elif at_commit and written is not None and not isinstance(exc, sqlite3.Error):
-            written.committed = True  # (the COMMIT returned; a Ctrl-C came as it did)
-        raise
-
-
 class Waiting(sqlite3.Connection):
     """A journal's connection: SQLite waits for another process's lock in turns of
     ``TURN_MS`` (its busy timeout), each statement tried again up to the connection's whole
@@ -206,11 +151,6 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
     )  # fmt: skip
     con.wait = timeout  # type: ignore[attr-defined]
     return con
-
-
-def begin(con: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE: a journal's connection waits for the write lock in turns."""
-    con.execute("BEGIN IMMEDIATE")
 
 
 def _migrate(con: sqlite3.Connection) -> None:

@@ -87,6 +87,7 @@ class Journal:
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched."""
         _check_arguments(path, create, readonly, timeout)
+        writers.not_inherited(path)  # (a fork of a process that has it open: attack215 F1)
         timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         self.path, alone = Path(path), writers.lone(path)  # (before any connection makes a -wal)
         self.readonly = readonly
@@ -124,7 +125,8 @@ class Journal:
         self._con = connect(self.path, timeout)  # always this file (never ":memory:")
         try:
             gone = writers.check(self._con, self.path, alone) if version is not None else []
-            self._mark = writers.Mark(self, self._con, gone, self.path)  # (its first write)
+            self._mark = writers.Mark(self, self._con, gone, self.path, self._lock)  # (written
+            self._con.mark = self._mark  # type: ignore[attr-defined]  # with its first)
             self._open(version)  # (a file refused is not migrated first)
         except (sqlite3.Error, JournalError) as exc:  # a full disk (no room for the WAL's)
             self._con.close()
@@ -174,8 +176,7 @@ class Journal:
             raise JournalError(f"{self.path} was opened read-only")
         not_forked(self._pid, self.path, self._opener)
         grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in (*statements, *self._mark.statements()):  # (a lone surrogate
-            # escaped: attack112 F2, stuck; this journal's mark, until written: ``writers``)
+        for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
             grouped.setdefault(sql, []).append(storable(params))
         written = written if written is not None else Written()
         with self._lock:
@@ -190,7 +191,6 @@ class Journal:
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
             finally:
-                self._mark.done |= written.committed
                 heal(self._con)  # (a Ctrl-C as the ``with`` exited, COMMIT not run: undone)
                 if not sync:  # (never raising over the error that ended the write)
                     with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ marks in a whole file: refused, the line names the statement that says it is who
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -104,13 +105,18 @@ class Mark:
     ended (``gone``: read with their -wal there) go with its first write."""
 
     def __init__(self, journal: object, con: sqlite3.Connection, gone: list[str],
-                 path: Path) -> None:  # fmt: skip
+                 path: Path, lock: Any) -> None:  # fmt: skip
         pid, host, started, space = me()
-        self.key, self.pid = PREFIX + uuid.uuid4().hex, pid
+        self.key, self.pid, self.lock = PREFIX + uuid.uuid4().hex, pid, lock
         self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done = gone, False
         self.leave = weakref.finalize(journal, _end, con, self)
+        if not _EXITING:  # (registered after weakref's own: run before the finalizers)
+            atexit.register(_EXITING.append, False)
+            _EXITING.append(True)
+        with contextlib.suppress(OSError):  # (a fork of this process holds its connection)
+            _HELD[self.key] = (_inode(self.path), pid)
 
     def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
         """What a write adds until one has committed (``done``)."""
@@ -121,25 +127,65 @@ class Mark:
 
 
 def _end(con: sqlite3.Connection, mark: Mark) -> None:
-    """A journal's end (never in a fork: its parent's connection): its mark and those of
-    processes that ended taken away, its connection closed, then, if that close was the
-    last (SQLite wrote the -wal back and removed it: no connection was open anywhere), every
-    mark left (``_tidy``): a writer that died as this one closed, or one of another PID
-    namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file, refused)."""
-    if os.getpid() != mark.pid:
-        return
-    wait = getattr(con, "wait", None)
-    with contextlib.suppress(sqlite3.Error):
-        if con.in_transaction:  # (one a Ctrl-C left open: rolled back as SQLite's close would)
-            con.execute("ROLLBACK")
-        marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
-        keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
-        if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d))
-            con.wait = max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
-            con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
-    con.close()
+    """A journal's end (never in a fork: its parent's connection), under its lock: its mark
+    and those of processes that ended taken away, its connection closed, then, if that close
+    was the last (SQLite wrote the -wal back and removed it: no connection was open
+    anywhere), every mark left (``_tidy``): a writer that died as this one closed, or one of
+    another PID namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file,
+    refused). As the process ends, its connection is left to that end, the -wal with it: a
+    thread may write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
+    exiting = len(_EXITING) > 1
+    if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
+        return  # (a thread holds it as the process ends: its mark goes with the next close)
+    try:
+        wait = getattr(con, "wait", None)
+        with contextlib.suppress(sqlite3.Error):
+            if con.in_transaction:  # (one a Ctrl-C left open: rolled back as its close would)
+                con.execute("ROLLBACK")
+            marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
+            keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
+            if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d))
+                con.wait = max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
+                con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
+        if exiting:
+            return
+        con.close()
+        _HELD.pop(mark.key, None)
+    finally:
+        mark.lock.release()
     if lone(mark.path):
         _tidy(mark.path)
+
+
+_EXITING: list[bool] = []
+"""Set (a second item) as the process ends, before the journals' finalizers run."""
+_HELD: dict[str, tuple[tuple[int, int], int]] = {}
+"""Each journal's file this process's connections hold, and the pid that opened it: a fork
+inherits them (``not_inherited``)."""
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def not_inherited(path: str | os.PathLike[str]) -> None:
+    """Refuse a journal opened in a fork of a process that had it open: SQLite's locks do not
+    pass to a fork, its inherited connection stands for them there, so a connection made here
+    takes none, and the parent's close, the last as SQLite counts, took the -wal from under
+    it (attack215 F1: a child's committed sagas lost, later children "corrupt?")."""
+    try:
+        here = _inode(Path(os.path.realpath(path)))
+    except OSError:
+        return
+    for inode, pid in list(_HELD.values()):
+        if inode == here and pid != os.getpid():
+            raise JournalError(
+                f"process {os.getpid()} was forked from process {pid} while it had {path} "
+                "open: SQLite's locks do not pass to a fork, so a journal opened here would "
+                "lose its writes when that one closes; open it in a process started with "
+                "spawn or forkserver, or fork before the journal is opened"
+            )
 
 
 LEAVE_WAIT = 5.0
