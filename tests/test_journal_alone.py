@@ -325,7 +325,8 @@ def test_a_forked_worker_that_forgets_close_leaves_no_mark_behind(tmp_path):
     Journal(path).close()
 
 
-def test_a_fork_of_a_process_with_the_journal_open_cannot_open_it_again(tmp_path):
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_fork_of_a_process_with_the_journal_open_cannot_open_it_again(tmp_path, readonly):
     """attack215 F1: SQLite's locks do not pass to a fork; the child's inherited connection
     stands for them, so a journal the child opened took none, and the parent's close (the
     last, as SQLite counted) took the -wal from under it: the child's committed sagas were
@@ -341,13 +342,14 @@ def test_a_fork_of_a_process_with_the_journal_open_cannot_open_it_again(tmp_path
             said.write_text(str(exc))
         os._exit(0)
 
-    with Journal(path) as parent:
-        parent.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+    Journal(path).close()
+    with Journal(path, readonly=readonly):  # (read-only too: attack216 F1)
         child = multiprocessing.get_context("fork").Process(target=worker)
         child.start()
         child.join(30)
     line = said.read_text()
     assert "was forked from process" in line and "spawn or forkserver" in line
+    assert Journal(path).close() is None  # (closed: its file let go here)
     assert "\n" not in line
 
 
@@ -395,3 +397,23 @@ def sagas():
 threading.Thread(target=sagas, daemon=True).start()
 time.sleep(0.3)
 """
+
+
+def test_a_fork_after_its_parent_closed_the_journal_opens_it(tmp_path):
+    """Closed before the fork (read-only or not), the parent holds nothing of the file."""
+    import multiprocessing
+
+    path, said = tmp_path / "j.db", tmp_path / "said"
+    Journal(path).close()
+    Journal(path, readonly=True).close()
+
+    def worker() -> None:
+        with Journal(path) as mine:
+            mine.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        said.write_text("opened")
+        os._exit(0)
+
+    child = multiprocessing.get_context("fork").Process(target=worker)
+    child.start()
+    child.join(30)
+    assert said.read_text() == "opened"

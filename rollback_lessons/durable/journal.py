@@ -117,7 +117,7 @@ class Journal:
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
-            with writers.closed_unless(self._con, self.path):
+            with writers.closed_unless(self._con, self.path, self):
                 writers.check(self._con, self.path, alone)
             return
         if version is None and not self.path.exists():
@@ -432,7 +432,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:  # (its mark taken away first, never in a fork: its parent's)
             con, self.closed, self._con = self._con, True, Closed(self)  # type: ignore[assignment]
-            writers.closing(getattr(self, "_mark", None), lambda: close(con, self._pid))
+            writers.closing(getattr(self, "_mark", self), lambda: close(con, self._pid))
 
     def __enter__(self) -> Journal:
         return self

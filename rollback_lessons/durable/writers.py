@@ -209,26 +209,29 @@ def _tidy(path: Path) -> None:
             con.close()
 
 
-def closing(mark: Mark | None, close: Callable[[], None]) -> None:
-    """A journal's ``_end`` (its ``close`` in a fork, or read-only: no mark), a Ctrl-C (or
-    SIGTERM) held meanwhile and raised after: cut between them, a mark stayed in a file
-    SQLite then closed whole."""
+def closing(mark: object, close: Callable[[], None]) -> None:
+    """A journal's ``_end`` (its ``close`` in a fork; read-only, ``mark`` is the journal: it
+    lets its file go, ``_HELD``), a Ctrl-C (or SIGTERM) held meanwhile and raised after: cut
+    between them, a mark stayed in a file SQLite then closed whole."""
     kept: list[int] = []
     try:
         with held(kept):
-            if mark is not None and mark.pid == os.getpid() and mark.leave.alive:
+            if isinstance(mark, Mark) and mark.pid == os.getpid() and mark.leave.alive:
                 mark.leave()
             else:
                 close()
+                if not isinstance(mark, Mark) and os.getpid() == getattr(mark, "_pid", None):
+                    _HELD.pop(f"read {id(mark)}", None)
     finally:
         for signum in dict.fromkeys(kept):
             signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
-def closed_unless(con: sqlite3.Connection, path: Path) -> Iterator[None]:
+def closed_unless(con: sqlite3.Connection, path: Path, journal: object) -> Iterator[None]:
     """``con`` closed if the block raises (a read-only journal refused: said as a journal
-    that cannot be opened is, with its path)."""
+    that cannot be opened is, with its path); else the journal holds its file (``_HELD``: a
+    fork of this process is refused it, attack216 F1)."""
     try:
         yield
     except BaseException as exc:
@@ -236,6 +239,8 @@ def closed_unless(con: sqlite3.Connection, path: Path) -> Iterator[None]:
         if isinstance(exc, JournalError) and not isinstance(exc, Alone):
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         raise
+    with contextlib.suppress(OSError):
+        _HELD[f"read {id(journal)}"] = (_inode(Path(os.path.realpath(path))), os.getpid())
 
 
 def read_only(path: Path) -> Path | None:
@@ -244,4 +249,6 @@ def read_only(path: Path) -> Path | None:
     "attempt to write a readonly database"); None if each is writable or absent."""
     real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
     sides = (real, *(real.with_name(real.name + end) for end in ("-wal", "-shm")))
-    return next((p for p in sides if p.exists() and not os.access(p, os.W_OK)), None)
+    return next(  # (one another process's close removed meanwhile is none: attack216 F2)
+        (p for p in sides if p.exists() and not os.access(p, os.W_OK) and p.exists()), None
+    )
