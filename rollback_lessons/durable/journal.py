@@ -87,7 +87,7 @@ class Journal:
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched."""
         _check_arguments(path, create, readonly, timeout)
-        writers.not_inherited(path)  # (a fork of a process that has it open: attack215 F1)
+        writers.not_inherited(path, self)  # (a fork of one that has it open: attack215 F1)
         timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         self.path, alone = Path(path), writers.lone(path)  # (before any connection makes a -wal)
         self.readonly = readonly
@@ -117,7 +117,7 @@ class Journal:
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
-            with writers.closed_unless(self._con, self.path, self):
+            with writers.closed_unless(self._con, self.path):
                 writers.check(self._con, self.path, alone)
             return
         if version is None and not self.path.exists():

@@ -115,8 +115,9 @@ class Mark:
         if not _EXITING:  # (registered after weakref's own: run before the finalizers)
             atexit.register(_EXITING.append, False)
             _EXITING.append(True)
-        with contextlib.suppress(OSError):  # (a fork of this process holds its connection)
-            _HELD[self.key] = (_inode(self.path), pid)
+        self.held = f"open {id(journal)}"  # (a fork of this process holds its connection:
+        with contextlib.suppress(OSError):  # a file made as it opened, held from here)
+            _HELD.setdefault(self.held, (_inode(self.path), pid))
 
     def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
         """What a write adds until one has committed (``done``)."""
@@ -150,7 +151,7 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
         if exiting:
             return
         con.close()
-        _HELD.pop(mark.key, None)
+        _HELD.pop(mark.held, None)
     finally:
         mark.lock.release()
     if lone(mark.path):
@@ -169,17 +170,22 @@ def _inode(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def not_inherited(path: str | os.PathLike[str]) -> None:
+def not_inherited(path: str | os.PathLike[str], journal: object) -> None:
     """Refuse a journal opened in a fork of a process that had it open: SQLite's locks do not
     pass to a fork, its inherited connection stands for them there, so a connection made here
     takes none, and the parent's close, the last as SQLite counts, took the -wal from under
-    it (attack215 F1: a child's committed sagas lost, later children "corrupt?")."""
+    it (attack215 F1: a child's committed sagas lost, later children "corrupt?"). Else it is
+    held from here, before its first connection (a fork as it opened: attack216 F3)."""
     try:
         here = _inode(Path(os.path.realpath(path)))
     except OSError:
         return
+    key = f"open {id(journal)}"
+    _HELD[key] = (here, os.getpid())
+    weakref.finalize(journal, _HELD.pop, key, None)  # (one refused, or never closed)
     for inode, pid in list(_HELD.values()):
         if inode == here and pid != os.getpid():
+            _HELD.pop(key, None)
             raise JournalError(
                 f"process {os.getpid()} was forked from process {pid} while it had {path} "
                 "open: SQLite's locks do not pass to a fork, so a journal opened here would "
@@ -221,17 +227,16 @@ def closing(mark: object, close: Callable[[], None]) -> None:
             else:
                 close()
                 if not isinstance(mark, Mark) and os.getpid() == getattr(mark, "_pid", None):
-                    _HELD.pop(f"read {id(mark)}", None)
+                    _HELD.pop(f"open {id(mark)}", None)
     finally:
         for signum in dict.fromkeys(kept):
             signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
-def closed_unless(con: sqlite3.Connection, path: Path, journal: object) -> Iterator[None]:
+def closed_unless(con: sqlite3.Connection, path: Path) -> Iterator[None]:
     """``con`` closed if the block raises (a read-only journal refused: said as a journal
-    that cannot be opened is, with its path); else the journal holds its file (``_HELD``: a
-    fork of this process is refused it, attack216 F1)."""
+    that cannot be opened is, with its path)."""
     try:
         yield
     except BaseException as exc:
@@ -239,8 +244,6 @@ def closed_unless(con: sqlite3.Connection, path: Path, journal: object) -> Itera
         if isinstance(exc, JournalError) and not isinstance(exc, Alone):
             raise JournalError(f"cannot open the journal {path}: {exc}") from None
         raise
-    with contextlib.suppress(OSError):
-        _HELD[f"read {id(journal)}"] = (_inode(Path(os.path.realpath(path))), os.getpid())
 
 
 def read_only(path: Path) -> Path | None:
