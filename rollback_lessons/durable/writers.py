@@ -32,10 +32,13 @@ from typing import Any
 
 from .._held import held
 from ..errors import JournalError
+from .files import connect
 from .owner import me, process_alive
+from .txn import transaction
 
 PREFIX = "writer "
-_MARKS = "SELECT key, value FROM meta WHERE substr(key, 1, 7) = 'writer '"
+_ARE_MARKS = f"substr(key, 1, {len(PREFIX)}) = '{PREFIX}'"
+_MARKS = f"SELECT key, value FROM meta WHERE {_ARE_MARKS}"
 
 
 class Alone(JournalError):
@@ -112,9 +115,9 @@ class Mark:
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done = gone, False
         self.leave = weakref.finalize(journal, _end, con, self)
-        if not _EXITING:  # (registered after weakref's own: run before the finalizers)
-            atexit.register(_EXITING.append, False)
-            _EXITING.append(True)
+        if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
+            atexit.register(_EXIT.__setitem__, "now", True)
+            _EXIT["hooked"] = True
         self.held = f"open {id(journal)}"  # (a fork of this process holds its connection:
         with contextlib.suppress(OSError):  # a file made as it opened, held from here)
             _HELD.setdefault(self.held, (_inode(self.path), pid))
@@ -135,7 +138,7 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     another PID namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file,
     refused). As the process ends, its connection is left to that end, the -wal with it: a
     thread may write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
-    exiting = len(_EXITING) > 1
+    exiting = _EXIT["now"]
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     try:
@@ -158,8 +161,8 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
         _tidy(mark.path)
 
 
-_EXITING: list[bool] = []
-"""Set (a second item) as the process ends, before the journals' finalizers run."""
+_EXIT = {"hooked": False, "now": False}
+"""``now`` is set as the process ends, before the journals' finalizers run."""
 _HELD: dict[str, tuple[tuple[int, int], int]] = {}
 """Each journal's file this process's connections hold, and the pid that opened it: a fork
 inherits them (``not_inherited``)."""
@@ -203,14 +206,12 @@ def _tidy(path: Path) -> None:
     """After the last connection closed: every mark goes, in a write that finds no -wal frame
     of anyone else's (a writer that began meanwhile keeps its own). Left as they were if it
     cannot (a lock, a full disk): the file is then refused alone, never taken for whole."""
-    from .files import connect, transaction
-
     with contextlib.suppress(sqlite3.Error, OSError):
         con = connect(path, LEAVE_WAIT)
         try:
             with transaction(con):
                 if lone(path) and con.execute(_MARKS).fetchone() is not None:
-                    con.execute(f"DELETE FROM meta WHERE substr(key, 1, 7) = '{PREFIX}'")
+                    con.execute(f"DELETE FROM meta WHERE {_ARE_MARKS}")
         finally:
             con.close()
 
