@@ -313,7 +313,7 @@ def explore(
     state: Mapping[str, Any] | Callable[[], Any] | None = None,
     *,
     max_faults: int = 2,
-    policies: Sequence[str] = ("continue",),
+    policies: Iterable[str] = ("continue",),
     restored: Restored = _equal,
     orders: bool = False,
 ) -> Exploration:
@@ -321,9 +321,9 @@ def explore(
     ``restored(before, after)`` says when the world is as it was (equality by default).
     With ``orders``, a saga with parallel groups is run in each of its completion orders
     (``completion_orders``: which branch finishes first), not only one after the other."""
-    check_input(saga, state, max_faults, policies, restored)
+    given = check_input(saga, state, max_faults, policies, restored)
     with _collector_paused():
-        return _explore(saga, state, max_faults, policies, restored, orders)
+        return _explore(saga, state, max_faults, given, restored, orders)
 
 
 @contextmanager
@@ -415,7 +415,7 @@ def assert_every_failure_handled(
     state: Mapping[str, Any] | Callable[[], Any] | None = None,
     *,
     max_faults: int = 2,
-    policies: Sequence[str] = ("continue",),
+    policies: Iterable[str] = ("continue",),
     restored: Restored = _equal,
     orders: bool = False,
 ) -> Exploration:

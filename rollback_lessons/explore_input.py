@@ -6,7 +6,8 @@ two equal strings: a refund that did nothing passed)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .events import describe
@@ -22,27 +23,46 @@ def check_input(
     saga: Any,
     state: Mapping[str, Any] | Callable[[], Any] | None,
     max_faults: Any,
-    policies: Sequence[Any],
+    policies: Iterable[Any],
     restored: Any,
-) -> None:
-    """One typed error for what ``explore`` cannot use, before anything runs."""
+) -> tuple[Any, ...]:
+    """One typed error for what ``explore`` cannot use, before anything runs; the policies
+    as a tuple, taken once (attack219 F1: a generator was used up by this check, and the
+    runs then saw none: "0 runs, 0 violate an invariant", a broken saga passed)."""
     if not isinstance(saga, Saga):
         raise TypeError(f"explore needs a Saga, got {type(saga).__name__}")
     if isinstance(max_faults, bool) or not isinstance(max_faults, int):
         raise TypeError(f"max_faults must be a whole number, got {max_faults!r}")
     if max_faults < 0:
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
-    if isinstance(policies, str) or not policies:  # (none: a check of nothing, passed: L1)
+    if isinstance(policies, str | bytes | Mapping) or not isinstance(policies, Iterable):
+        raise TypeError(f"policies must be a list of policy names, got {policies!r}")
+    given = tuple(policies)
+    if not given:  # (none: a check of nothing, passed: L1)
         raise ValueError(f"policies must name one policy or more, got {policies!r}")
-    for policy in policies:
+    for policy in given:
         resolve_policy(policy)  # (UnknownPolicyError, naming the ones there are)
-    if not callable(restored):
+    if not callable(restored) or not _takes_two(restored):
         raise TypeError(f"restored must be a function of (before, after), got {restored!r}")
     if isinstance(state, Mapping):
         try:
             snapshot(state)
         except Exception as exc:
             raise TypeError(uncopied(describe(exc))) from None
+    return given
+
+
+def _takes_two(restored: Callable[..., Any]) -> bool:
+    """Whether ``restored`` can be called with (before, after) (attack219 F2: one taking
+    one argument let the first run's steps happen, then raised Python's own TypeError);
+    a callable whose signature Python cannot read is taken at its word."""
+    try:
+        inspect.signature(restored).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:  # (no signature to read: some built-ins)
+        return True
+    return True
 
 
 def uncopied(why: str) -> str:

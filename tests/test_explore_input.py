@@ -61,6 +61,13 @@ def test_a_state_it_cannot_copy_given_as_it_is_is_refused_before_any_run():
         ({"max_faults": "2"}, TypeError, "whole number"),
         ({"max_faults": -1}, ValueError, "0 or more"),
         ({"policies": ()}, ValueError, "one policy or more"),
+        ({"policies": iter(())}, ValueError, "one policy or more"),
+        ({"policies": "continue"}, TypeError, "a list of policy names"),
+        ({"policies": {"continue": 1}}, TypeError, "a list of policy names"),
+        ({"policies": 3}, TypeError, "a list of policy names"),
+        # attack219 F2: Python's own TypeError once the first run's steps had happened
+        ({"restored": lambda after: True}, TypeError, "restored must be a function"),
+        ({"restored": lambda a, b, c: True}, TypeError, "restored must be a function"),
     ],
 )
 def test_what_it_cannot_use_is_one_typed_error_before_any_run(given, error, said):
@@ -72,3 +79,34 @@ def test_what_it_cannot_use_is_one_typed_error_before_any_run(given, error, said
     assert ran == []
     with pytest.raises(TypeError, match="needs a Saga"):
         explore(None)  # type: ignore[arg-type]
+
+
+def _charge_kept(world: list[str]) -> Saga:
+    """Its refund does nothing: every exploration of it must find runs not restored."""
+    return Saga(
+        [
+            Step("charge", lambda s: world.append("charge") or s.update(charged=1), lambda s: None),
+            Step("ship", lambda s: world.append("ship")),
+        ],
+        name="kept",
+    )
+
+
+@pytest.mark.parametrize(
+    "policies",
+    [
+        lambda: (p for p in ["continue"]),
+        lambda: iter(["continue", "retry"]),
+        lambda: {"continue"},
+        lambda: ["continue"],
+    ],
+    ids=["generator", "iterator", "set", "list"],
+)
+def test_policies_given_once_through_are_all_run(policies):
+    """attack219 F1: the input check used up a generator, the runs saw none, and a saga
+    whose refund did nothing passed with "0 runs, 0 violate an invariant"."""
+    world: list[str] = []
+    exploration = explore(_charge_kept(world), lambda: {"charged": 0}, policies=policies())
+    assert exploration.runs and world
+    with pytest.raises(AssertionError, match="not restored"):
+        assert_every_failure_handled(_charge_kept([]), {"charged": 0}, policies=policies())
