@@ -295,6 +295,12 @@ BANK = {
                 ("when car's step fails", "car's own step failed, so it has nothing"),
             ),
             Wrong(
+                OTHER,  # the list built, the return forgotten (learn220 F1: "your answer is []")
+                RULE + UPTO + "    done = [c[2] for c in chain[:n]]\n"
+                '    done if fault == "cancelled" else done[::-1]',
+                ("compensations returned None (read as none: is a `return` missing?), not",),
+            ),
+            Wrong(
                 HARD_CODED,  # the bounced email's compensations
                 'def compensations(chain, fault):\n    return ["refund", "release"]',
                 ("'refund' is not one of: 'return_car', 'void_policy'",),

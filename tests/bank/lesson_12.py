@@ -262,6 +262,16 @@ BANK = {
                 ),
             ),
             Wrong(
+                OTHER,  # the list built, the return forgotten (learn220 F1: "you predicted []")
+                "def undone_by_cancel(saga, moment):\n"
+                "    undone = [s for s in (*moment.done, *moment.running)\n"
+                "              if s not in moment.will_fail and saga[s].undo is not None]",
+                (
+                    "undone_by_cancel returned None (read as none: is a `return` missing?), and "
+                    "the engine undid",
+                ),
+            ),
+            Wrong(
                 OTHER,  # the running step taken for cut off
                 "def undone_by_cancel(saga, moment):\n"
                 "    return [s for s in moment.done if saga[s].undo is not None]",

@@ -230,8 +230,13 @@ def _check_cancel(undone_by_cancel: Any) -> str:
                     why.append(f"{n} never started: nothing starts after a cancel")
                 else:
                     why.append(f"{n} was not undone")
+            said = (  # (learn220 F1: a forgotten return was told "you predicted []")
+                "undone_by_cancel returned None (read as none: is a `return` missing?)"
+                if given is None
+                else f"you predicted {sorted(predicted)}"
+            )
             raise Incorrect(
-                f"{case}, you predicted {sorted(predicted)}, and the engine undid "
+                f"{case}, {said}, and the engine undid "
                 f"{sorted(case.truth)}: {'; '.join(why) or 'each step is undone once'}"
             )
 

@@ -362,6 +362,11 @@ def _check_rule(compensations: Any) -> str:
         if got == want:
             return
         said = f"{_where(chain, fault)}, your answer is {got}, not {want}"
+        if answer is None:  # (learn220 F1: a forgotten return was told "your answer is []")
+            said = (
+                f"{_where(chain, fault)}, compensations returned None (read as none: is a "
+                f"`return` missing?), not {want}"
+            )
         if sorted(got) == sorted(want):
             if fault == CANCEL:
                 raise Incorrect(
