@@ -4,6 +4,9 @@ server, silently: its done steps never undone, nor named. Now close names each s
 and what it did (``SagasLost``, ``runner.lost``), and its handle says so after."""
 
 import asyncio
+import contextlib
+import os
+import signal
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -211,3 +214,57 @@ def test_a_ctrl_c_in_closes_grace_still_stops_its_server_and_lets_the_file_go(tm
     assert said[1:3] == ["Ctrl-C in close", "closed again"], said
     assert said[3].startswith("again: rolled_back"), said
     assert "AbandonedCalls: close was cut" in done.stderr  # (b's undo, left on its thread)
+
+
+def _server_of(runner) -> int:
+    """The pid of the dev server (a child of this process) ``runner`` started."""
+    from rollback_lessons.runners.temporal import server as server_module
+
+    port = int(runner.address.rsplit(":", 1)[1])
+    pids = [
+        pid
+        for pid in server_module._server_processes(server_module.server_binary())
+        if port in {p for _, p in server_module.listening_sockets(pid)}
+    ]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+@pytest.mark.parametrize("how", [signal.SIGSTOP, signal.SIGKILL], ids=["frozen", "killed"])
+def test_close_names_the_unfinished_saga_of_a_server_that_no_longer_answers(how, monkeypatch):
+    """attack218 F1: the server frozen (SIGSTOP) or killed mid-saga, close's read of what ran
+    there timed out (its client retrying, no RPCError) and it named nothing: no warning,
+    ``runner.lost`` empty, a's effect standing, told by nobody. The saga is named by this
+    process's word."""
+    from rollback_lessons.runners.temporal import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "LOST_READ", 1.0)
+    world: list[str] = []
+
+    async def main():
+        runner = await TemporalRunner.start()
+        handle = await runner.start_saga(_saga(world, "unheard"), {})
+        await _until_b_failed(handle)
+        pid = _server_of(runner)
+        os.kill(pid, how)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await runner.close()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # (a frozen one left by a failed close)
+        try:
+            await handle.outcome()
+        except RunnerClosed as exc:
+            after = str(exc)
+        return runner, handle.run_id, caught, after
+
+    runner, run_id, caught, after = run_async(lambda: asyncio.wait_for(main(), 90))
+    lost = [str(w.message) for w in caught if issubclass(w.category, SagasLost)]
+    assert len(lost) == 1, [str(w.message) for w in caught]  # (without the fix: none)
+    assert f"saga {run_id}: its history unread, this process did: done: a;" in lost[0]
+    assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a")
+    assert list(runner.lost) == [run_id] and runner.lost[run_id].in_effect == ("a",)
+    assert "undone by nobody: a" in after
+    assert world == ["do a", "do b (fails)"]

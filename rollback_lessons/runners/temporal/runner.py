@@ -55,7 +55,7 @@ from .activities import (
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
-from .left import compensated, unfinished
+from .left import compensated, unfinished, unread
 from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan, check_task_queue
 from .local import start_local
@@ -419,8 +419,9 @@ class TemporalRunner(Closable):
         """Before its own in-memory server stops: every saga still running on it, named
         with what its record says it did (bounded: a server that does not answer)."""
         self._named = True
-        with contextlib.suppress(TimeoutError):  # (those read so far are named)
+        with contextlib.suppress(TimeoutError):  # (those read so far are named, and
             await asyncio.wait_for(unfinished(self.client, self._runs, self.lost), LOST_READ)
+        unread(self._runs, self.lost)  # those left unread that this process hosts)
         for run_id in self.lost:  # (nothing will run for it again: forget what it ran on)
             _release(run_id)
         if self.lost:
