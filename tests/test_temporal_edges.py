@@ -326,15 +326,31 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
     monkeypatch.setattr(runner_module.WorkflowEnvironment, "start_local", spawned)
     text = tmp_path / "notes.txt"
     text.write_text("not a database, but more than sixteen bytes long\n")
+    empty = tmp_path / "empty.db"  # (attack218 F2: mkstemp's, or a first start's cut short,
+    empty.touch()  # blamed on "another program's SQLite database")
     for db_file, why in [(tmp_path / "nowhere" / "t.db", f"its folder {tmp_path / 'nowhere'} "
                           "does not exist"), (tmp_path, "it is a directory"),
-                         (text, "it is not a SQLite database")]:  # fmt: skip
+                         (text, "it is not a SQLite database"),
+                         (empty, "it is an empty file (the server makes its file itself, "
+                          "and refuses one that exists without its tables; a first start cut "
+                          "short leaves one): delete it, or give a path where no file is yet"),
+                         ]:  # fmt: skip
         with pytest.raises(TemporalUnavailable) as refused:
             run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))
         assert str(refused.value) == (
             f"Temporal's dev server cannot keep its histories in {db_file} (db_file): {why}; "
             "nothing was started"
         )
+
+
+def test_a_db_file_the_server_cannot_open_is_said_so_not_another_programs():
+    """attack218 F2: SQLite's "unable to open database file" was told as "is it another
+    program's SQLite database?"."""
+    from rollback_lessons.runners.temporal.dbfile import not_its_database
+
+    line = "unable to create SQLite admin DB: unable to open database file (14)"
+    said = not_its_database("/proc/t.db", line)
+    assert "could not open or create the file there" in said and "another program" not in said
 
 
 def test_a_db_file_path_with_uri_characters_is_refused_creating_nothing(tmp_path, monkeypatch):

@@ -14,6 +14,12 @@ def not_its_database(db_file: str | os.PathLike[str], line: str) -> str:
     line (attack115 F2: a file Temporal itself half made, by a first start cut short, was
     blamed on "another program", and "give one only Temporal wrote")."""
     said = f"Temporal's dev server cannot keep its histories in {db_file} (db_file): it "
+    if "unable to open database file" in line:  # (SQLite's CANTOPEN, attack218 F2: not
+        return (  # "another program's" database)
+            f"{said}stopped at once, saying {line!r}: it could not open or create the file "
+            "there (a folder it may not write in, a file system that takes no database?): "
+            "give a path in a folder of your own."
+        )
     if half_made(db_file):
         return (
             f"{said}stopped at once, saying {line!r}: the file holds only part of Temporal's "
@@ -41,3 +47,11 @@ def half_made(db_file: str | os.PathLike[str]) -> bool:
             con.close()
     except (sqlite3.Error, OSError, ValueError):
         return False
+
+
+def size_of(path: str | os.PathLike[str]) -> int:
+    """The file's size, 0 where there is none."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
