@@ -24,6 +24,7 @@ import os
 import shlex
 import signal
 import sqlite3
+import sys
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -118,6 +119,8 @@ class Mark:
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
             atexit.register(_EXIT.__setitem__, "now", True)
             _EXIT["hooked"] = True
+        _LIVE[:] = [*(leave for leave in _LIVE if leave.alive), self.leave]
+        _at_pool_exit()
         self.held = f"open {id(journal)}"  # (a fork of this process holds its connection:
         with contextlib.suppress(OSError):  # a file made as it opened, held from here)
             _HELD.setdefault(self.held, (_inode(self.path), pid))
@@ -161,8 +164,32 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
         _tidy(mark.path)
 
 
-_EXIT = {"hooked": False, "now": False}
-"""``now`` is set as the process ends, before the journals' finalizers run."""
+_EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
+"""``now`` is set as the process ends, before the journals' finalizers run; ``pool``: the
+process that hooked its multiprocessing exit (``_at_pool_exit``)."""
+_LIVE: list[weakref.finalize[Any, Any]] = []
+"""The ends (``Mark.leave``) of this process's journals that write."""
+
+
+def _at_pool_exit() -> None:
+    """A worker of a fork pool (``multiprocessing``, ``ProcessPoolExecutor``) ends with
+    ``os._exit`` after multiprocessing's own exit function, never atexit's: its journals'
+    marks are taken away there (attack217 F1: they stayed, and the file another program
+    closed last, a ``.backup``'s sqlite3, and its copy, were refused though whole)."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _EXIT["pool"] == os.getpid():
+        return
+    _EXIT["pool"] = os.getpid()  # (a fork's registry starts empty: hooked again there)
+    util.Finalize(None, _leave_all, exitpriority=0)
+
+
+def _leave_all() -> None:
+    """As the process ends: each journal's end, its marks taken away, its connection left."""
+    _EXIT["now"] = True
+    for leave in list(_LIVE):
+        leave()
+
+
 _HELD: dict[str, tuple[tuple[int, int], int]] = {}
 """Each journal's file this process's connections hold, and the pid that opened it: a fork
 inherits them (``not_inherited``)."""
