@@ -417,3 +417,77 @@ def test_a_fork_after_its_parent_closed_the_journal_opens_it(tmp_path):
     child.start()
     child.join(30)
     assert said.read_text() == "opened"
+
+
+KEPT: list[Journal] = []
+"""A pool worker's journal, kept open to its end (as a worker's global would be)."""
+
+
+@pytest.mark.parametrize("pool", ["Pool", "ProcessPoolExecutor"])
+def test_a_fork_pools_workers_journals_leave_no_mark_and_a_backup_after_opens(tmp_path, pool):
+    """attack217 F1: a fork pool's workers, each with a journal of its own kept open, end
+    with os._exit after multiprocessing's exit function, never atexit's: their marks stayed,
+    and after ``.backup`` (its sqlite3 connection closing last, the -wal written back) the
+    copy and the file itself were refused, though whole and no process wrote. Their marks
+    now go as the workers end, the pool closed and joined as ever."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rollback_lessons import Saga, Step
+
+    path = tmp_path / "j.db"
+    Journal(path).close()
+
+    def init() -> None:
+        KEPT.append(Journal(path))
+        outcome = Saga([Step("a", lambda s: None)], name="w").run({}, journal=KEPT[-1])
+        assert str(outcome.status) == "committed"
+
+    context = multiprocessing.get_context("fork")
+    if pool == "Pool":
+        workers = context.Pool(2, initializer=init)
+        workers.map(abs, range(4))
+        workers.close()
+        workers.join()
+    else:
+        with ProcessPoolExecutor(2, mp_context=context, initializer=init) as executor:
+            list(executor.map(abs, range(4)))
+    assert _marks(path) == []
+    copy = tmp_path / "copy.db"
+    source, target = sqlite3.connect(path), sqlite3.connect(copy)
+    source.backup(target)
+    target.close()
+    source.close()  # (the last connection: the -wal written back and removed)
+    assert lone(path)
+    for whole in (path, copy):
+        with Journal(whole, readonly=True) as journal:
+            assert [s.status for s in journal.sagas()] == ["committed"] * len(journal.sagas())
+            assert journal.sagas()
+
+
+@pytest.mark.parametrize("run_id", [None, "mine"])
+def test_a_saga_begun_in_a_fork_through_its_parents_journal_is_refused_before_any_step(
+    tmp_path, run_id
+):
+    """attack217 F2: with a run_id its first write raised JournalForked told as "an undo or
+    a step forked"; without one, its run ended halted. Refused alike, before any step."""
+    from rollback_lessons import Saga, Step
+
+    path, said = tmp_path / "j.db", tmp_path / "said"
+    ran: list[str] = []
+    with Journal(path) as journal:
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            try:
+                saga = Saga([Step("a", lambda s: ran.append("a"))], name="f")
+                outcome = saga.run({}, journal=journal, run_id=run_id)
+                said.write_text(f"returned {outcome.status} {ran}")
+            except BaseException as exc:
+                said.write_text(f"{type(exc).__name__}: {exc} {ran}")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert journal.sagas() == []
+    line = said.read_text()
+    assert line.startswith("JournalForked: process ") and line.endswith("nothing ran []"), line
+    assert "a saga cannot be journalled through a Journal a fork inherited" in line

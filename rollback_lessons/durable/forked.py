@@ -42,6 +42,19 @@ def not_forked(pid: int, path: Path, opener: tuple[Any, ...] | None = None) -> N
         )
 
 
+def no_new_saga(pid: int, path: Path) -> None:
+    """Refuse a saga begun in a fork of the process that opened the journal, before any
+    step (attack217 F2: with a run_id its first write raised, told as an undo that forked;
+    without one, the run ended halted, its first write refused)."""
+    if os.getpid() != pid:
+        raise JournalForked(
+            f"process {os.getpid()} is a fork of process {pid}, which opened {path}: a saga "
+            "cannot be journalled through a Journal a fork inherited (its SQLite connection "
+            "is its parent's); open a Journal of its own in a process started with spawn or "
+            "forkserver, or fork before the journal is opened: nothing ran"
+        )
+
+
 def _runs(pid: int, opener: tuple[Any, ...] | None = None) -> bool:
     """Does the process that opened the journal still run (a fork's parent, or further up)?
     Told as ``recover`` tells an owner (``opener``: its pid, host, start time and space as

@@ -59,7 +59,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     healed,
     transaction,
 )
-from .forked import Closed, JournalForked, close, not_forked  # noqa: F401 (JournalForked)
+from .forked import Closed, JournalForked, close, no_new_saga, not_forked  # noqa: F401
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .reads import reading, unfinished_undos
 from .records import LOGGED, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
@@ -282,6 +282,7 @@ class Journal:
                 "be journalled in it (open it with Journal(path))"
             )
         check_text(name, "a journalled saga's name")
+        no_new_saga(self._pid, self.path)  # (a fork's: refused, run_id or not: attack217 F2)
         if saga_id is not None:
             check_run_id(saga_id, "a journalled saga's run_id")
         written = policy_data(policy) if policy is not None else None
