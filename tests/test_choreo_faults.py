@@ -17,6 +17,7 @@ from rollback_lessons.choreo import (
     Choreography,
     EventType,
     MemoryQueue,
+    book,
     run_crashing,
     violations,
 )
@@ -158,6 +159,7 @@ def test_a_compensation_a_service_applied_before_its_effect_is_a_violation():
         (lambda: explore_choreography([Booking("x"), Booking("x", card="bad")]), "'x' twice"),
         (lambda: explore_choreography([]), "one or more"),
         (lambda: explore_choreography(variants=()), "one or more"),
+        (lambda: explore_choreography(variants=iter(())), "one or more"),  # (attack225 F1)
     ],
 )
 def test_bookings_it_cannot_judge_are_refused_before_any_run(made, said):
@@ -166,3 +168,38 @@ def test_bookings_it_cannot_judge_are_refused_before_any_run(made, said):
     bookings, no variants: "0 broken" of nothing."""
     with pytest.raises(ValueError, match=said):
         made()
+
+
+@pytest.mark.parametrize(
+    "made, said",
+    [
+        (lambda: explore_choreography(variants=("naive",)), "variants: each a Variant"),
+        (lambda: explore_choreography(variants="SAFE"), "variants: a list of Variant"),
+        (lambda: explore_choreography(variants=(None,)), "got None, a NoneType"),
+        (lambda: explore_choreography([Booking("b1"), "b2"]), "bookings: each a Booking"),
+        (lambda: explore_choreography(Booking("b1")), "bookings: a list of Booking"),
+        (lambda: book(MemoryQueue(), ["b1"]), "got 'b1', a str"),
+        (lambda: book(MemoryQueue(), variant="naive"), "variants: each a Variant"),
+    ],
+)
+def test_what_is_not_a_booking_or_a_variant_is_a_typed_error_naming_it(made, said):
+    """attack225 F2: a bare AttributeError ("'str' object has no attribute 'outbox'")."""
+    with pytest.raises(TypeError, match=said):
+        made()
+
+
+def test_bookings_given_once_through_are_all_sent_and_judged():
+    """attack225 F1: a generator of bookings was used up by the id check: nothing was sent,
+    nothing judged, and the naive variant read "1 run, 0 broken" (90 runs, 32 broken as a
+    list); ``book`` handled no message."""
+    listed = explore_choreography(list(EVERY_PATH), variants=(NAIVE,)).runs
+    once = explore_choreography((b for b in EVERY_PATH), variants=iter((NAIVE,))).runs
+    assert len(once) == len(listed) > 1
+    assert [bool(r.broken) for r in once] == [bool(r.broken) for r in listed] and any(
+        r.broken for r in once
+    )
+    effects = book(MemoryQueue(), (b for b in EVERY_PATH)).effects()
+    assert {
+        booking for _, booking_effects in effects.items() for booking, _ in booking_effects
+    } == {b.id for b in EVERY_PATH}
+    assert violations(effects, EVERY_PATH) == {}

@@ -11,7 +11,7 @@ everything else is done. Each run is checked on the services' own records
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..outcome import Table
@@ -26,6 +26,7 @@ from .run import (
     Crash,
     Variant,
     distinct,
+    variants_of,
     violations,
 )
 
@@ -148,12 +149,10 @@ class ChoreoExploration:
 
 
 def explore_choreography(
-    bookings: Sequence[Booking] = EVERY_PATH, variants: Sequence[Variant] = (SAFE, NAIVE, IN_ORDER)
+    bookings: Iterable[Booking] = EVERY_PATH, variants: Iterable[Variant] = (SAFE, NAIVE, IN_ORDER)
 ) -> ChoreoExploration:
     """Run ``bookings`` under every single fault, for each variant, and check each run."""
-    distinct(bookings)
-    if not variants:
-        raise ValueError("variants: one or more are needed")
+    bookings, variants = distinct(bookings), variants_of(variants)
     runs = [
         run_once(bookings, fault, variant)[0]
         for variant in variants

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .events import ACTIONS, SERVICES, E, Message, Reaction
 from .queues import Queue
@@ -57,15 +58,40 @@ class Booking:
         return [Message(kind, self.id, data, f"{self.id}/{kind}") for kind in kinds]
 
 
-def distinct(bookings: Sequence[Booking]) -> Sequence[Booking]:
+def distinct(bookings: Iterable[Booking]) -> tuple[Booking, ...]:
     """``bookings``, one or more, each id once (two with one id are one message to the
-    services, an inbox absorbs the second, and the checker judged both: F5)."""
-    ids = [b.id for b in bookings]
+    services, an inbox absorbs the second, and the checker judged both: F5), as a tuple
+    taken once (attack225 F1: a generator was used up here, and nothing was sent or
+    judged: "0 broken"); anything but Bookings is a TypeError naming them (F2)."""
+    given = _each(bookings, Booking, "bookings", "Booking('b1')")
+    ids = [b.id for b in given]
     if not ids:
         raise ValueError("bookings: one or more are needed")
     if twice := sorted({i for i in ids if ids.count(i) > 1}):
         raise ValueError(f"bookings: each id once, got {', '.join(map(repr, twice))} twice")
-    return bookings
+    return given
+
+
+def variants_of(variants: Iterable[Variant]) -> tuple[Variant, ...]:
+    """``variants``, one or more, as a tuple taken once (attack225 F1, F2)."""
+    given = _each(variants, Variant, "variants", "SAFE, NAIVE or IN_ORDER")
+    if not given:
+        raise ValueError("variants: one or more are needed")
+    return given
+
+
+def _each(items: object, kind: type, name: str, such: str) -> tuple[Any, ...]:
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise TypeError(f"{name}: a list of {kind.__name__} objects ({such}), got {items!r}")
+    given = tuple(items)
+    for item in given:
+        if not isinstance(item, kind):
+            raise TypeError(
+                f"{name}: each a {kind.__name__} ({such}), got {item!r}, "
+                f"{'an' if type(item).__name__[0] in 'aeiouAEIOU' else 'a'} "
+                f"{type(item).__name__}"
+            )
+    return given
 
 
 EVERY_PATH = (
@@ -257,10 +283,11 @@ def violations(
 
 
 def book(
-    queue: Queue, bookings: Sequence[Booking] = EVERY_PATH, variant: Variant = SAFE
+    queue: Queue, bookings: Iterable[Booking] = EVERY_PATH, variant: Variant = SAFE
 ) -> Choreography:
     """Run ``bookings`` to the end in memory (for a lesson): the choreography, stopped."""
-    distinct(bookings)
+    bookings = distinct(bookings)
+    (variant,) = variants_of((variant,))
     choreo = Choreography(queue, variant)
     choreo.ask(bookings)
     choreo.run()
