@@ -99,6 +99,25 @@ def test_a_run_id_that_would_share_an_undos_key_is_refused_before_anything_runs(
         assert DBOS.get_workflow_status(str(bad)) is None
 
 
+def test_a_saga_whose_name_holds_a_colon_or_a_line_break_runs_under_a_run_id_it_reads_back(
+    dbos_runner,
+):
+    """attack223 F1: run without a run_id, the saga 'order:card' ran as 'order:card-<hex>',
+    an id ``check_run_id`` refuses: ``record`` and ``handle_for`` took it for a branch of a
+    saga 'order' and refused it (UnknownRun), its undo keys ambiguous; 'multi\nline' gave a
+    run id of two lines."""
+    from rollback_lessons.rules import check_run_id
+
+    for name in ("order:card", "multi\nline"):
+        saga = Saga(xyz_saga().steps, name=name)
+        outcome = dbos_runner.run(saga, xyz_state(), inject={"step3": "fail"})
+        check_run_id(outcome.run_id)
+        assert outcome.run_id.startswith(name.replace(":", "-").replace("\n", "-") + "-")
+        record = dbos_runner.record(outcome.run_id)
+        assert record.status is outcome.status and record.compensated == ("step2", "step1")
+        assert dbos_runner.handle_for(saga, outcome.run_id).outcome().status is outcome.status
+
+
 def test_a_state_that_is_not_a_mapping_is_refused_before_anything_runs(dbos_runner):
     """As ``saga.run`` refuses it (``rules.check_state``; attack22's L4: a raw
     AttributeError), before the workflow starts."""

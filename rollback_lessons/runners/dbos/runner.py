@@ -8,7 +8,6 @@ import logging
 import os
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from functools import partial
@@ -25,7 +24,7 @@ from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, saga_faults
 from ...outcome import Outcome, RunRecord
 from ...policies import PolicyLike, check_seconds, resolve_policy
-from ...rules import check_run_id, check_state
+from ...rules import check_run_id, check_state, default_run_id
 from ...saga import Saga, State
 from ...snapshots import before_run
 from .. import hosted
@@ -193,7 +192,7 @@ class DBOSRunner(Closable):
             raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)
-        run_id = run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}"
+        run_id = run_id or default_run_id(saga.name)
         ids.check(run_id, self.path)  # (before plan_of hosts a policy in code under it)
         self._started: str | None = run_id  # (a Ctrl-C in ``run`` names it)
         plan = plan_of(

@@ -4,13 +4,13 @@ and the plan in words (``plan_text``)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from ..._guards import check_completion
 from ..._numbers import plain_number
 from ...errors import InvalidPipelineError
 from ...policies import PolicyLike, check_seconds
+from ...rules import default_run_id
 from ...saga import Saga
 from ..hosted import SagaChanged
 from ..wire import SagaPlan, changed, needs_graph, plan_of
@@ -49,7 +49,7 @@ def plan_for(
             )
     plan = plan_of(
         saga,
-        run_id or f"{saga.name}-{uuid.uuid4().hex[:12]}",
+        run_id or default_run_id(saga.name),
         policy=policy,
         register=register,  # type: ignore[arg-type]
         undo_order=undo_order,  # type: ignore[arg-type]
