@@ -177,6 +177,28 @@ BANK = {
                 ),
             ),
             Wrong(
+                OTHER,  # one dead letter is enough: appends to an empty list only (learn226 F1)
+                "def run_with_rollback(steps, dead_letters):\n"
+                "    done = []\n"
+                "    for do, undo in steps:\n"
+                "        try:\n"
+                "            do()\n"
+                "        except Exception:\n"
+                "            for u in reversed(done):\n"
+                "                try:\n"
+                "                    u()\n"
+                "                except Exception as e:\n"
+                "                    if not dead_letters:\n"
+                "                        dead_letters.append(e)\n"
+                "            raise\n"
+                "        done.append(undo)",
+                (
+                    "earlier dead letters already in dead_letters",
+                    "holding 2 earlier, got nothing new: append the exception of each failed "
+                    "undo to it whatever it already holds",
+                ),
+            ),
+            Wrong(
                 BY_POSITION,  # skips the oldest undo; catches every exception (learn82 F1)
                 "def run_with_rollback(steps, dead_letters):\n"
                 "    done = []\n"

@@ -884,6 +884,15 @@ BANK = {
         ),
         wrong=(
             Wrong(
+                OTHER,  # lesson 03's undo policy, Retry(...), for a step's (learn226 N2)
+                "from rollback_lessons import Retry\n"
+                "charge_retry = Retry(RetryPolicy(max_attempts=4, initial_delay=0.1))",
+                (
+                    "give a RetryPolicy(...), got Retry (the RetryPolicy inside it: Retry(...) "
+                    "is the undo policy that retries undos",
+                ),
+            ),
+            Wrong(
                 OTHER,  # an override that does not take what RetryPolicy.retries is given
                 "class Any(RetryPolicy):\n"
                 "    def retries(self):\n"

@@ -283,9 +283,16 @@ def _check_loop(run_with_rollback: Any) -> str:
                 f"{earlier!r} must stay, first; append the new ones after them"
             )
         if not new and expected:  # (every undo ran: each failed one's error was caught)
+            said = f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: your "
+            if world.earlier:  # (learn226 F1: one appending only to an empty list was told
+                raise Incorrect(  # of "a new list" it never made)
+                    f"{said}loop caught the error of each failed undo, but the dead_letters "
+                    f"list it was given, holding {world.earlier} earlier, got nothing new: "
+                    "append the exception of each failed undo to it whatever it already "
+                    "holds (and to that very list: a new one is not the one the caller reads)"
+                )
             raise Incorrect(
-                f"{world}, dead_letters is {dead!r}; expected {[*earlier, *expected]!r}: your "
-                "loop caught the error of each failed undo, but "
+                f"{said}loop caught the error of each failed undo, but "
                 + left_unappended("dead_letters", "the exception of each failed undo")
             )
         if sorted(map(id, new)) != sorted(map(id, expected)):

@@ -339,9 +339,13 @@ def _gave_up(policy: RetryPolicy, failures: list[Exception], tried: Tried) -> st
 
 def _check_retry(charge_retry: Any) -> str:
     if not isinstance(charge_retry, RetryPolicy):
-        raise Incorrect(
-            f"give a RetryPolicy(...), as in lesson 03, got {type(charge_retry).__name__}"
+        inside = (  # (learn226 N2: "as in lesson 03" read as that Retry(...) endorsed)
+            " (the RetryPolicy inside it: Retry(...) is the undo policy that retries undos; "
+            "a step is retried by a RetryPolicy of its own)"
+            if type(charge_retry).__name__ == "Retry"
+            else ""
         )
+        raise Incorrect(f"give a RetryPolicy(...), got {type(charge_retry).__name__}{inside}")
     try:
         try_booking([], charge_retry)  # (a policy the charge step refuses is told so first)
     except InvalidPipelineError as exc:  # (learn73 F6: it was "did it replace a record")
