@@ -4,8 +4,10 @@ it answers. The machine itself, and every rule, is in ``machine.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple
 
+from .errors import InvalidPipelineError
 from .policies import RetryPolicy
 from .rules import Kind
 
@@ -108,6 +110,22 @@ Op = RunStep | RunUndo | Wait | Ask | Proceed | Raise | Finished
 
 ANSWERS: Final = ("retry", "fixed", "leave")
 """What a person may answer a halted rollback: retry the undo, fixed by hand, or leave it."""
+
+
+def check_answers(answers: Iterable[str]) -> tuple[str, ...]:
+    """A person's answers, in turn, taken once, each one of ``ANSWERS``: one line before
+    anything runs (attack224 F1: "retry" was read letter by letter, "answer 'r'")."""
+    if isinstance(answers, str | bytes) or not isinstance(answers, Iterable):
+        raise TypeError(
+            f"answers must be a list of a person's answers ({', '.join(ANSWERS)}), in turn, "
+            f"got {answers!r}"
+        )
+    given = tuple(answers)
+    for said in given:
+        if said not in ANSWERS:
+            raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+    return given
+
 
 CANCELLED_ASKING: Final = "its caller cancelled the run"
 """Why a person is not waited for once the run is cancelled (before or while asked): a

@@ -162,6 +162,8 @@ def test_bad_input_is_refused_before_an_execution_starts(runner):
     )
     with pytest.raises(InvalidPipelineError):
         runner.execute(xyz_saga(), xyz_state(), answers=["maybe"])
+    with pytest.raises(TypeError, match="answers must be a list"):  # (attack224 F1)
+        runner.execute(xyz_saga(), xyz_state(), answers="retry")
     with pytest.raises(InvalidPipelineError):
         runner.execute(xyz_saga(), xyz_state(), inject={"nope": "fail"})
     with pytest.raises(UnsupportedOnStepFunctions):

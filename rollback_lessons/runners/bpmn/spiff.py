@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ..._graph_drive import asked_of
 from ..._shutdown import exit_warned
-from ...errors import InvalidPipelineError
 from ...events import describe
 from ...faults import InjectionLike, saga_faults
 from ...graph import nesting
 from ...machine import Machine, Phase
-from ...operations import ANSWERS, Finished, Op, RunStep, RunUndo
+from ...operations import Finished, Op, RunStep, RunUndo, check_answers
 from ...outcome import Outcome
 from ...policies import PolicyLike, data_only
-from ...rules import check_state
+from ...rules import check_state, default_run_id
 from ...saga import Saga, State
 from ...schedule import GraphMachine
 from ...snapshots import before_run
@@ -133,11 +131,9 @@ def _explicit(
             f"the explicit BPMN form of a list runs each task once: it cannot retry "
             f"{', '.join(retried)} (a saga with parallel groups' form can)"
         )
-    for said in answers:
-        if said not in ANSWERS:
-            raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+    answers = check_answers(answers)
     faults = saga_faults(inject, saga)
-    run_id = f"{saga.name}-{uuid.uuid4().hex[:12]}"
+    run_id = default_run_id(saga.name)
     plan = plan_of(
         saga,
         run_id,

@@ -17,10 +17,10 @@ from ..._graph_drive import CancelLike, asked_of, first_of
 from ..._guards import check_completion
 from ...errors import InvalidPipelineError
 from ...faults import InjectionLike, saga_faults
-from ...operations import ANSWERS
+from ...operations import check_answers
 from ...outcome import Outcome
 from ...policies import PolicyLike, check_seconds, data_only
-from ...rules import check_state
+from ...rules import check_state, default_run_id
 from ...saga import Saga, State
 from ...schedule import GraphMachine
 from ...snapshots import before_run
@@ -146,14 +146,12 @@ class StepFunctionsRunner(Closable):
         if timeout is not None:  # (as the plain number it holds: a Decimal, attack108 F8)
             timeout = check_seconds(timeout, "timeout")
         faults = saga_faults(inject, saga)
-        for said in answers:
-            if said not in ANSWERS:
-                raise InvalidPipelineError(f"answer {said!r} is not one of: {', '.join(ANSWERS)}")
+        answers = check_answers(answers)
         check_completion(completion, saga.names)
         chosen = data_only(policy if policy is not None else saga.policy, ENGINE)
         check_retry_types([*(s.retry for s in saga.specs()), chosen.retry])  # type: ignore[union-attr]
-        suffix = uuid.uuid4().hex[:12]
-        run_id = f"{saga.name}-{suffix}"
+        run_id = default_run_id(saga.name)  # (its undo keys': attack223 F1)
+        suffix = run_id.rsplit("-", 1)[1]
         plan = plan_of(
             saga, run_id, policy=chosen, register=register,  # type: ignore[arg-type]
             undo_order=undo_order, graphs=True, engine=ENGINE,  # type: ignore[arg-type]
