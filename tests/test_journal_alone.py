@@ -491,3 +491,23 @@ def test_a_saga_begun_in_a_fork_through_its_parents_journal_is_refused_before_an
     line = said.read_text()
     assert line.startswith("JournalForked: process ") and line.endswith("nothing ran []"), line
     assert "a saga cannot be journalled through a Journal a fork inherited" in line
+
+
+def test_a_settle_in_a_fork_through_its_parents_journal_is_refused(tmp_path):
+    """attack221 F2: it wrote through the parent's connection, no JournalForked; once the
+    parent had closed, it said "settled", exit 0, and the settle was lost."""
+    path, said = tmp_path / "j.db", tmp_path / "said"
+    with Journal(path) as journal:
+        pid = os.fork()
+        if pid == 0:  # the child never returns into pytest
+            try:
+                journal.settle("r1", "refunded by hand")
+                said.write_text("settled")
+            except BaseException as exc:
+                said.write_text(f"{type(exc).__name__}: {exc}")
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    line = said.read_text()
+    assert line.startswith("JournalForked: process ") and line.endswith("nothing was settled")
+    assert "a saga cannot be settled through a Journal a fork inherited" in line

@@ -42,16 +42,19 @@ def not_forked(pid: int, path: Path, opener: tuple[Any, ...] | None = None) -> N
         )
 
 
-def no_new_saga(pid: int, path: Path) -> None:
-    """Refuse a saga begun in a fork of the process that opened the journal, before any
-    step (attack217 F2: with a run_id its first write raised, told as an undo that forked;
-    without one, the run ended halted, its first write refused)."""
+def no_new_saga(
+    pid: int, path: Path, what: str = "a saga cannot be journalled", nothing: str = "nothing ran"
+) -> None:
+    """Refuse a saga begun (or settled) in a fork of the process that opened the journal,
+    before anything (attack217 F2: with a run_id its first write raised, told as an undo
+    that forked; without one, the run ended halted; attack221 F2: a settle wrote through
+    the parent's connection, and was lost once the parent closed, "settled", exit 0)."""
     if os.getpid() != pid:
         raise JournalForked(
-            f"process {os.getpid()} is a fork of process {pid}, which opened {path}: a saga "
-            "cannot be journalled through a Journal a fork inherited (its SQLite connection "
-            "is its parent's); open a Journal of its own in a process started with spawn or "
-            "forkserver, or fork before the journal is opened: nothing ran"
+            f"process {os.getpid()} is a fork of process {pid}, which opened {path}: {what} "
+            "through a Journal a fork inherited (its SQLite connection is its parent's); "
+            "open a Journal of its own in a process started with spawn or forkserver, or fork "
+            f"before the journal is opened: {nothing}"
         )
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidNameError
 from ..rules import check_text
 from .files import JournalError, Written, _cell, healed, transaction
+from .forked import no_new_saga
 from .reads import reading
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
         raise InvalidNameError(f"a settle note must say what was done, got {note!r}")
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
+    no_new_saga(journal._pid, journal.path, "a saga cannot be settled", "nothing was settled")
     by, at = _who(), time.time()
     written = _Written()
     try:
