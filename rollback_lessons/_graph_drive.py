@@ -16,7 +16,7 @@ from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
 from ._results import ended
 from ._shutdown import LoopEnded, branch_cut, half_made, rescued, taken_back
-from .calls import call_sync, call_timed, check_observer
+from .calls import answering, call_sync, call_timed, check_observer
 from .events import describe
 from .faults import untraced
 from .machine import Phase
@@ -78,7 +78,7 @@ def asked_of(cancel: CancelLike | None) -> Callable[[], bool] | None:
     if not callable(asks):
         raise TypeError(f"cancel must be an Event (is_set()) or a function, got {cancel!r}")
     check_observer(asks, "cancel")  # (an async one's coroutine was read as True: 210 F1)
-    return asks  # type: ignore[no-any-return]
+    return answering(asks)  # (a coroutine it returns refused as it comes: 230 F1)
 
 
 ASKED_AT = (

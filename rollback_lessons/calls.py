@@ -107,12 +107,52 @@ def check_observer(fn: object, who: str = "on_event") -> None:
     nowhere), before anything runs."""
     if not callable(fn):
         raise TypeError(f"{who} must be callable, got {fn!r}")
-    if is_async(fn) or inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+    generator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    if is_async(fn) or generator or check_observer_call(fn):
         kind = "an async" if is_async(fn) else "a generator"
         raise TypeError(
             f"{who} is {kind} function: it is called, never awaited or iterated, so its body "
             "would never run; make it a plain function (it may start async work of its own)"
         )
+
+
+def check_observer_call(fn: object) -> bool:
+    """An object (through partials) whose ``__call__`` is a generator function (attack230
+    F2: refused as a bound generator method was, it heard no event)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, (types.FunctionType, types.MethodType)):
+        return False
+    call = getattr(type(fn), "__call__", None)  # noqa: B004
+    return (inspect.isgeneratorfunction(call) and not _legacy(call)) or (
+        inspect.isasyncgenfunction(call)
+    )
+
+
+def answering(asks: Callable[[], Any]) -> Callable[[], Any]:
+    """``asks`` (a cancel function, checked), whose answer is a coroutine, a generator or an
+    awaitable refused as it comes (closed, a TypeError: the run fails with it, as with any
+    error of its cancel function): an async check behind a plain function or a lambda was
+    read as True, every run cancelled before its first step (attack230 F1)."""
+
+    def asked() -> Any:
+        said = asks()
+        if (
+            said is True
+            or said is False
+            or not (
+                inspect.isawaitable(said) or inspect.isgenerator(said) or inspect.isasyncgen(said)
+            )
+        ):
+            return said
+        if inspect.iscoroutine(said) or inspect.isgenerator(said):
+            said.close()
+        raise TypeError(
+            f"the cancel function returned a {type(said).__name__}, not True or False "
+            "(an async function behind a plain one?): make it a plain function that answers"
+        )
+
+    return asked
 
 
 def call_sync(

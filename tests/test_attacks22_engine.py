@@ -4,8 +4,11 @@ before its fix."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import json
 import threading
+import warnings
 
 import pytest
 from conftest import examples
@@ -241,13 +244,20 @@ class _AsyncIsSet:
         return False
 
 
+class _GeneratorCall:  # (attack230 F2: refused as a bound generator method is)
+    def __call__(self, *args):
+        yield False
+
+
 @pytest.mark.parametrize("driver", ["run", "arun"])
 @pytest.mark.parametrize(
     "bad",
     [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")},
-     {"cancel": _async_no}, {"cancel": _generator_no}, {"cancel": _AsyncIsSet()}],
+     {"cancel": _async_no}, {"cancel": _generator_no}, {"cancel": _AsyncIsSet()},
+     {"cancel": _GeneratorCall()}, {"on_event": _GeneratorCall()}],
     ids=["cancel=123", "cancel=str", "completion=5", "completion=iter", "cancel=async",
-         "cancel=generator", "cancel=async-is_set"],
+         "cancel=generator", "cancel=async-is_set", "cancel=generator-call",
+         "on_event=generator-call"],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, bad, tmp_path):
     """``cancel=123`` was refused only after the saga's row was written (running, owned by
@@ -272,12 +282,48 @@ def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, b
             return saga.run({}, journal=j, run_id="r1", **kw)
         return asyncio.run(saga.arun({}, journal=j, run_id="r1", **kw))
 
-    refused = r"^(cancel must be an Event|cancel is an? \w+ function|completion must be a list)"
+    refused = (
+        r"^(cancel must be an Event|(cancel|on_event) is an? \w+ function"
+        r"|completion must be a list)"
+    )
     with pytest.raises(TypeError, match=refused):
         go(**bad)
     assert j.sagas() == [] and calls == []
     assert go().status is Status.COMMITTED and calls == ["do a", "do b"]
     j.close()
+
+
+def _wrapped(fn):
+    @functools.wraps(fn)
+    def plain():
+        return fn()
+
+    return plain
+
+
+@pytest.mark.parametrize("driver", ["run", "arun"])
+@pytest.mark.parametrize(
+    "disguised",
+    [lambda: _wrapped(_async_no), lambda: lambda: _async_no(), lambda: lambda: _generator_no()],
+    ids=["wraps-async", "lambda-async", "lambda-generator"],
+)
+def test_a_cancel_answering_a_coroutine_fails_the_run_never_cancels_it(driver, disguised):
+    """attack230 F1: an async check behind a plain function or a lambda passed the up-front
+    check, and its coroutine was read as True: every run cancelled before its first step,
+    the coroutine never closed. Its answer is refused as it comes: the run fails with a
+    TypeError, as with any error of its cancel function, before any step."""
+    calls: list[str] = []
+    saga = Saga([Step(n, lambda s, n=n: calls.append(n), lambda s: None) for n in "ab"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no "coroutine ... was never awaited")
+        if driver == "run":
+            outcome = saga.run({}, cancel=disguised())
+        else:
+            outcome = asyncio.run(saga.arun({}, cancel=disguised()))
+        gc.collect()
+    assert outcome.status is Status.ROLLED_BACK and calls == [], (outcome, calls)
+    assert isinstance(outcome.error, TypeError)
+    assert "returned a" in str(outcome.error) and "not True or False" in str(outcome.error)
 
 
 # -- M1: errors matched by their class, the same on every engine ---------------------------
