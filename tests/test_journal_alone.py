@@ -419,20 +419,11 @@ def test_a_fork_after_its_parent_closed_the_journal_opens_it(tmp_path):
     assert said.read_text() == "opened"
 
 
-def _spawned(path: str) -> None:
-    """A pool worker's initializer (importable: a spawned worker's), as ``init`` below."""
-    from rollback_lessons import Saga, Step
-
-    KEPT.append(Journal(path))
-    outcome = Saga([Step("a", lambda s: None)], name="w").run({}, journal=KEPT[-1])
-    assert str(outcome.status) == "committed"
-
-
 KEPT: list[Journal] = []
 """A pool worker's journal, kept open to its end (as a worker's global would be)."""
 
 
-@pytest.mark.parametrize("pool", ["Pool", "ProcessPoolExecutor", "with Pool", "with spawn Pool"])
+@pytest.mark.parametrize("pool", ["Pool", "ProcessPoolExecutor"])
 def test_a_fork_pools_workers_journals_leave_no_mark_and_a_backup_after_opens(tmp_path, pool):
     """attack217 F1: a fork pool's workers, each with a journal of its own kept open, end
     with os._exit after multiprocessing's exit function, never atexit's: their marks stayed,
@@ -452,15 +443,12 @@ def test_a_fork_pools_workers_journals_leave_no_mark_and_a_backup_after_opens(tm
         outcome = Saga([Step("a", lambda s: None)], name="w").run({}, journal=KEPT[-1])
         assert str(outcome.status) == "committed"
 
-    context = multiprocessing.get_context("spawn" if "spawn" in pool else "fork")
+    context = multiprocessing.get_context("fork")
     if pool == "Pool":
         workers = context.Pool(2, initializer=init)
         workers.map(abs, range(4))
         workers.close()
         workers.join()
-    elif pool.startswith("with"):  # (its end is terminate(): SIGTERM, attack221 F1)
-        with context.Pool(2, initializer=_spawned, initargs=(str(path),)) as workers:
-            workers.map(abs, range(4))
     else:
         with ProcessPoolExecutor(2, mp_context=context, initializer=init) as executor:
             list(executor.map(abs, range(4)))

@@ -25,7 +25,6 @@ import shlex
 import signal
 import sqlite3
 import sys
-import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -176,37 +175,19 @@ def _at_pool_exit() -> None:
     """A worker of a fork pool (``multiprocessing``, ``ProcessPoolExecutor``) ends with
     ``os._exit`` after multiprocessing's own exit function, never atexit's: its journals'
     marks are taken away there (attack217 F1: they stayed, and the file another program
-    closed last, a ``.backup``'s sqlite3, and its copy, were refused though whole); a
-    worker of any pool is ended by SIGTERM as its pool terminates: taken away then too,
-    where SIGTERM was left to its default (``_terminated``)."""
+    closed last, a ``.backup``'s sqlite3, and its copy, were refused though whole)."""
     util = sys.modules.get("multiprocessing.util")
     if util is None or _EXIT["pool"] == os.getpid():
         return
     _EXIT["pool"] = os.getpid()  # (a fork's registry starts empty: hooked again there)
     util.Finalize(None, _leave_all, exitpriority=0)
-    child = sys.modules["multiprocessing"].parent_process() is not None
-    main = threading.current_thread() is threading.main_thread()
-    if child and main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (a pool's
-        signal.signal(signal.SIGTERM, _terminated)  # terminate(), a with block's end: 221 F1)
-
-
-def _terminated(signum: int, frame: object) -> None:
-    """A worker's SIGTERM (``Pool.terminate``): its marks taken away, by a thread of its own
-    (one the journal's lock keeps waiting, if this thread holds it mid-write: the marks
-    stay then, as a crash leaves them), then the SIGTERM as it would have been, unhandled."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    leaving = threading.Thread(target=_leave_all, daemon=True)
-    leaving.start()
-    leaving.join(LEAVE_WAIT + 2.0)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _leave_all() -> None:
     """As the process ends: each journal's end, its marks taken away, its connection left."""
     _EXIT["now"] = True
     for leave in list(_LIVE):
-        with contextlib.suppress(Exception):
-            leave()
+        leave()
 
 
 _HELD: dict[str, tuple[tuple[int, int], int]] = {}
