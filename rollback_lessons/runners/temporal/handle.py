@@ -232,10 +232,11 @@ class SagaHandle:
             raise self._closed_error()
         try:
             return await ask(self.workflow, call, also)
-        except ServerLost as lost:  # its own dev server, no db_file: nothing to start again
-            if self.runner.env is None or self.runner.db_file is not None:
+        except ServerLost as lost:  # (its own dev server with no db_file: nothing to start
+            told = lost.told_by(self.runner.env is not None, self.runner.db_file)  # again)
+            if told is lost:
                 raise
-            raise lost.kept_nothing() from None
+            raise told from None
 
     def _closed_error(self) -> RunnerClosed:
         lost = self.runner.lost.get(self.run_id)

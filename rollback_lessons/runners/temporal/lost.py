@@ -285,13 +285,29 @@ class ServerLost(TemporalUnavailable):
     def kept_nothing(self) -> ServerLost:
         """The same, said of the runner's own dev server with no ``db_file`` (attack51 F5:
         told to start again a server that kept nothing)."""
-        said = str(self).replace(RESTART, KEPT_NOTHING)
+        return self._told(KEPT_NOTHING)
+
+    def told_by(self, own: bool, db_file: object) -> ServerLost:
+        """As a runner can tell it: its own dev server with no ``db_file`` kept nothing; a
+        server it reached at an address may have, or not (attack228 F1, F2: both were told
+        "Its history is in the server's database", in ``handle_for`` and on an address)."""
+        if own:
+            return self if db_file is not None else self.kept_nothing()
+        return self._told(ON_ADDRESS)
+
+    def _told(self, instead: str) -> ServerLost:
+        said = str(self).replace(RESTART, instead)
         return ServerLost(said, self.run_id, self.done, self.undone, self.failed)
 
 
 RESTART = (
     "Its history is in the server's database: start the server again on it (same db_file, "
     "port and task_queue) to finish the saga."
+)
+ON_ADDRESS = (
+    "If that server keeps its histories (a dev server given a database file, a cluster), "
+    "start it again on them (same port and task_queue) to finish the saga; a dev server "
+    "that kept them in memory took the saga with it: nothing will finish or undo it."
 )
 KEPT_NOTHING = (
     "Its history was in the memory of the dev server the runner started, with no db_file: "

@@ -272,6 +272,8 @@ class TemporalRunner(Closable):
         try:  # (ServerLost, or ServerSlow if the server answers now: ``lost.ask``)
             about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
             plan = await ask(workflow, self._plan_of(workflow), "Nothing was hosted.")
+        except ServerLost as lost:  # (as its handle tells it: attack228 F1)
+            raise lost.told_by(self.env is not None, self.db_file) from None
         except RPCError as exc:  # the server's own word: no such run
             raise hosted.UnknownRun(
                 f"the Temporal server at {self.address} has no saga {run_id!r}: nothing was hosted"
