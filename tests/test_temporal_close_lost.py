@@ -268,3 +268,49 @@ def test_close_names_the_unfinished_saga_of_a_server_that_no_longer_answers(how,
     assert list(runner.lost) == [run_id] and runner.lost[run_id].in_effect == ("a",)
     assert "undone by nobody: a" in after
     assert world == ["do a", "do b (fails)"]
+
+
+def test_two_runners_of_one_queue_name_each_name_only_their_own_calls_abandoned(tmp_path):
+    """attack228 F3: two runners of one process, each on a dev server of its own (two
+    db_files), both given task_queue "orders": closing one named the other's running call
+    abandoned (the calls under way were kept by the queue's name, process-wide), though it
+    went on and its saga ended as ever."""
+    import threading
+
+    from rollback_lessons.runners import hosted
+    from rollback_lessons.runners.temporal import AbandonedCalls
+    from rollback_lessons.runners.temporal.activities import step_started
+
+    release = threading.Event()
+
+    def slow(state) -> None:
+        release.wait(30)
+
+    def saga(name: str) -> Saga:
+        return Saga([Step("a", slow, lambda s: None)], name=name)
+
+    async def main():
+        one = await TemporalRunner.start(db_file=tmp_path / "1.db", task_queue="orders")
+        two = await TemporalRunner.start(db_file=tmp_path / "2.db", task_queue="orders")
+        try:
+            first = await one.start_saga(saga("one"), {})
+            second = await two.start_saga(saga("two"), {})
+            for handle in (first, second):
+                started = step_started(handle.run_id, "a")
+                assert await asyncio.to_thread(started.wait, 30)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await one.close()
+            release.set()
+            ended = await second.outcome()
+        finally:
+            release.set()
+            await two.close()
+        hosted.release(first.run_id)  # (kept for a runner started again on 1.db: none here)
+        return one.abandoned, first.run_id, second.run_id, caught, ended
+
+    abandoned, first, second, caught, ended = run_async(lambda: asyncio.wait_for(main(), 90))
+    assert len(abandoned) == 1 and first in abandoned[0] and second not in abandoned[0]
+    said = [str(w.message) for w in caught if issubclass(w.category, AbandonedCalls)]
+    assert len(said) == 1 and second not in said[0], said
+    assert ended.status is Status.COMMITTED

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -44,6 +44,19 @@ timing (``completion``): its turn, as ``saga.run(completion=...)`` gives it."""
 RUNNING: dict[str, dict[str, str]] = {}
 """The calls under way, by task queue (one per runner): what ``close`` reports as
 abandoned when a call does not end in time."""
+
+
+def running_of(task_queue: str, runs: Collection[str], *, forget: bool = False) -> tuple[str, ...]:
+    """The calls under way on ``task_queue`` of ``runs`` (a runner's: two runners of one
+    process may name their queues alike, on two servers: attack228 F3, one's close named the
+    other's call abandoned); ``forget``: dropped from ``RUNNING`` too."""
+    calls = RUNNING.get(task_queue, {})
+    mine = [key for key in list(calls) if key.rsplit("/", 1)[0] in runs]
+    said = tuple(calls[key] for key in mine if key in calls)
+    if forget:
+        for key in mine:
+            calls.pop(key, None)
+    return said
 
 
 @contextlib.contextmanager

@@ -46,12 +46,12 @@ from ..wire import SagaPlan
 from . import ending
 from .activities import (
     GATES,
-    RUNNING,
     AbandonedCalls,
     Threads,
     late_calls,
     run_action,
     run_undo,
+    running_of,
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
@@ -332,7 +332,7 @@ class TemporalRunner(Closable):
         self._executor.begin_close()  # no action begins from now on
         if self._in_its_loop():  # (not: its worker ended, or its loop did, as a close cut
             await self._worker_closed()  # by a Ctrl-C under asyncio.run: attack212 F1)
-        RUNNING.pop(self.task_queue, None)
+        running_of(self.task_queue, self._runs, forget=True)
         if self.env is not None and self.db_file is None and not self._named:
             await self._name_lost()
         await self._server_stopped()
@@ -391,7 +391,7 @@ class TemporalRunner(Closable):
     def _cut_running(self, exc: BaseException) -> None:
         """``close`` cut as it waited (a Ctrl-C, a SIGTERM's ``sys.exit``): the calls still
         running, left on their threads, named as the grace's end would (attack57 F4)."""
-        running = tuple(RUNNING.get(self.task_queue, {}).values())
+        running = running_of(self.task_queue, self._runs)
         if running and not self.abandoned:
             self.abandoned = self._told = running
             one = len(running) == 1  # (its, it; their, them: learn83 F7)
@@ -409,7 +409,7 @@ class TemporalRunner(Closable):
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
         calls = 0
         if not done:  # calls still running, or none: the worker waits on a server gone
-            self.abandoned = tuple(RUNNING.get(self.task_queue, {}).values())
+            self.abandoned = running_of(self.task_queue, self._runs)
             if calls := self._executor.abandon():  # their activities fail: it can stop
                 done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
             if not done:
