@@ -104,12 +104,12 @@ def test_a_killed_writers_file_without_its_wal_is_refused_and_nothing_is_undone(
     seen.close()  # the checkpoint in its step b left it running there, though it committed)
     assert status == "running"
     for readonly in (False, True):
-        with pytest.raises(JournalError, match="did not close it, and its -wal is not beside"):
+        with pytest.raises(JournalError, match="did not close it, or could not take its mark away as it did, and its -wal is not beside"):
             Journal(alone, readonly=readonly)
     done = _recover(tmp_path, alone)
     assert done.returncode == 2 and done.stdout == ""
     [line] = done.stderr.splitlines()
-    assert "a copy of the file alone or a backup taken while it ran, or its -wal deleted" in line
+    assert "a copy of the file alone, a backup taken while it ran, or its -wal was deleted" in line
     assert "Traceback" not in line
     assert _undone(tmp_path) == []  # (it undid the committed 'second': a, b, c)
     if how == "copy of the file alone":  # the journal itself, with its -wal: nothing to do
@@ -511,3 +511,34 @@ def test_a_settle_in_a_fork_through_its_parents_journal_is_refused(tmp_path):
     line = said.read_text()
     assert line.startswith("JournalForked: process ") and line.endswith("nothing was settled")
     assert "a saga cannot be settled through a Journal a fork inherited" in line
+
+
+HOLD_LONG = HOLD.replace("time.sleep(1)", "time.sleep(3)")
+
+
+@pytest.mark.parametrize("how", ["its wait ran out", "interrupted"])
+def test_a_close_after_its_wait_ran_out_or_an_interrupt_tries_its_marks_once(tmp_path, how):
+    """attack229 F1: ``recover --wait 30`` given a Ctrl-C ended only when another process let
+    go of the lock, 18 s on (a second Ctrl-C unheard), and ``--wait W`` took W + max(W, 5) s:
+    the close waited again, signals held, to take the marks away. After an interrupt, or its
+    own wait run out, it tries once: its mark is left (the safe side) while the other holds
+    the lock, where it waited for that one to let go."""
+    path = tmp_path / "j.db"
+    journal = Journal(path, timeout=0.3)
+    journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # (its mark)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LONG, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        if how == "its wait ran out":
+            with pytest.raises(Exception, match="locked"):
+                journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+            journal.close()
+        else:
+            with pytest.raises(KeyboardInterrupt), journal:
+                raise KeyboardInterrupt
+        left = _marks(path)
+    finally:
+        holder.wait(30)
+    assert len(left) == 1, left

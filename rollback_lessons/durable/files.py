@@ -16,7 +16,7 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -124,18 +124,31 @@ class Waiting(sqlite3.Connection):
 
     wait = 0.0
 
+    gave_up = False
+    """Its last wait for a lock ran out: its close tries once (attack229 F1)."""
+    stopping: Sequence[int] = ()
+    """Signals held meanwhile (``writers.closing``): one ends the wait (attack229 F1)."""
+
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         try:
             return super().execute(sql, parameters)
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or self.wait * 1000 <= TURN_MS:
+            if "locked" not in str(exc):
+                raise
+            if self.wait * 1000 <= TURN_MS:
+                self.gave_up = True
                 raise
         deadline = time.monotonic() + self.wait - TURN_MS / 1000  # (one turn waited)
         while True:  # (a statement refused for a lock did nothing: tried again as it was)
             try:
-                return super().execute(sql, parameters)
+                done = super().execute(sql, parameters)
+                self.gave_up = False
+                return done
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                if "locked" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline or self.stopping:
+                    self.gave_up = True
                     raise
 
 

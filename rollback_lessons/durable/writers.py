@@ -90,14 +90,15 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
         who = marks[0][1]
         by = "a process" if who is None else f"process {who[0]} on {who[1]}"
         name = shlex.quote(str(path))
-        raise Alone(
+        raise Alone(  # (attack229 F2: "did not close it" of one that could not write)
             f"cannot open the journal {path}: it was last written by {by}, which did not "
-            "close it, and its -wal is not beside it (a copy of the file alone or a backup "
-            "taken while it ran, or its -wal deleted): its newest writes are missing, a saga "
-            "shown unfinished may have ended, and recover would undo it. Use it with its -wal; "
-            "if another program wrote that back into it (the sqlite3 shell closed it last), "
-            f"say so: sqlite3 {name} "
-            f"\"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+            "close it, or could not take its mark away as it did, and its -wal is not beside "
+            "it: if this is a copy of the file alone, a backup taken while it ran, or its -wal "
+            "was deleted, its newest writes are missing, a saga shown unfinished may have "
+            "ended, and recover would undo it. Use it with its -wal; if it is whole (another "
+            "program, the sqlite3 shell, closed it last and wrote the -wal back into it, or "
+            "that process ran out of disk as it ended), say so: "
+            f"sqlite3 {name} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
         )
     return [key for key, who in marks if _ended(who) is True]
 
@@ -115,6 +116,7 @@ class Mark:
         self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done = gone, False
+        self.kept: list[int] = []  # (signals its close holds: ``closing``)
         self.leave = weakref.finalize(journal, _end, con, self)
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
             atexit.register(_EXIT.__setitem__, "now", True)
@@ -141,7 +143,7 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     another PID namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file,
     refused). As the process ends, its connection is left to that end, the -wal with it: a
     thread may write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
-    exiting = _EXIT["now"]
+    exiting, hurry = _EXIT["now"], _hurried(con)
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     try:
@@ -151,8 +153,9 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
-            if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d))
-                con.wait = max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
+            if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
+                con.wait = 0.0 if hurry else max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
+                con.stopping = mark.kept  # type: ignore[attr-defined]  # (but once, interrupted)
                 con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
         if exiting:
             return
@@ -161,7 +164,15 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     finally:
         mark.lock.release()
     if lone(mark.path):
-        _tidy(mark.path)
+        _tidy(mark.path, 0.0 if hurry else LEAVE_WAIT, mark.kept)
+
+
+def _hurried(con: sqlite3.Connection) -> bool:
+    """A close that waits for no lock (one try, its marks left if it cannot: the safe side):
+    an interrupt on its way (a Ctrl-C, a ``sys.exit``), or its last wait for a lock ran out
+    (attack229 F1: recover's close waited ``--wait`` again, max 5 s, signals held)."""
+    exc = sys.exc_info()[1]
+    return getattr(con, "gave_up", False) or (exc is not None and not isinstance(exc, Exception))
 
 
 _EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
@@ -229,12 +240,13 @@ LEAVE_WAIT = 5.0
 ``timeout``."""
 
 
-def _tidy(path: Path) -> None:
+def _tidy(path: Path, wait: float = LEAVE_WAIT, kept: list[int] | None = None) -> None:
     """After the last connection closed: every mark goes, in a write that finds no -wal frame
     of anyone else's (a writer that began meanwhile keeps its own). Left as they were if it
     cannot (a lock, a full disk): the file is then refused alone, never taken for whole."""
     with contextlib.suppress(sqlite3.Error, OSError):
-        con = connect(path, LEAVE_WAIT)
+        con = connect(path, wait)
+        con.stopping = kept or []  # type: ignore[attr-defined]
         try:
             with transaction(con):
                 if lone(path) and con.execute(_MARKS).fetchone() is not None:
@@ -251,6 +263,7 @@ def closing(mark: object, close: Callable[[], None]) -> None:
     try:
         with held(kept):
             if isinstance(mark, Mark) and mark.pid == os.getpid() and mark.leave.alive:
+                mark.kept = kept  # (a signal ends its wait for a lock: attack229 F1)
                 mark.leave()
             else:
                 close()
