@@ -304,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _starting.started()  # a Ctrl-C is KeyboardInterrupt again, caught here
-        for said in ("DONE", "TOLD"):  # (an earlier main's, in process)
+        for said in ("DONE", "TOLD", "ENTERED"):  # (an earlier main's, in process)
             getattr(sys.modules.get(_COMMAND), said, []).clear()
         if sys.stdout is None:  # started with it closed (>&-): nothing is done
             _warn(
@@ -335,7 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit) as exc:  # (any sys.exit but argparse's; a
         ending = [interrupted_by(exc)[1], b""]  # second signal as its line is written,
         with telling(ending):  # held: attack66 F3; ends it as that blocks: attack71 F2)
-            return _interrupted(exc, ending)
+            words = list(sys.argv[1:] if argv is None else argv)  # (a settle's before it
+            return _interrupted(exc, ending, words[:2] == ["journal", "settle"])  # began)
     finally:
         STDOUT.target = None  # (a store, no call: no instant for a Ctrl-C here, attack121 F1)
 
@@ -343,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _COMMAND = "rollback_lessons.durable.command"
 
 
-def _interrupted(exc: BaseException, ending: list[Any] | None = None) -> int:
+def _interrupted(exc: BaseException, ending: list[Any] | None = None, settle: bool = False) -> int:
     """A Ctrl-C or a ``sys.exit``: one line; cut short, never a success; heard once the
     command had finished (its work done and said: ``durable.command.DONE``), said so, with
     its own status (attack60 F2: "the command did not finish", of a settle written)."""
@@ -358,6 +359,9 @@ def _interrupted(exc: BaseException, ending: list[Any] | None = None) -> int:
     else:
         line = (f"interrupted ({what})" if isinstance(exc, KeyboardInterrupt) else
                 f"interrupted: {what}; the command did not finish")  # fmt: skip
+        if settle and not getattr(sys.modules.get(_COMMAND), "ENTERED", None):  # (as its
+            line += " before the settle was written: nothing was settled"  # arguments were
+            # read, or the command loaded: attack229 F3)
     if ending is not None:  # (what a further signal says, if the line blocks: attack71 F2)
         ending[:] = [status, f"rollback-lessons: {one_line(line)}\n".encode(errors="replace")]
     _warn(line)

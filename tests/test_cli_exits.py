@@ -135,6 +135,33 @@ def test_a_sys_exit_in_every_other_command_is_one_line_and_a_failure(tmp_path, m
     assert "before the settle was written: nothing was settled" in lines[2]
 
 
+@pytest.mark.parametrize("where", ["its arguments read", "its command loading"])
+def test_a_ctrl_c_before_a_settle_began_says_nothing_was_settled(
+    tmp_path, monkeypatch, capsys, where
+):
+    """attack229 F3: a Ctrl-C as the settle's arguments were read, or its command loaded,
+    said only "interrupted (Ctrl-C)", not that nothing was settled."""
+    import types
+
+    path = _crashed(tmp_path)
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        if where == "its arguments read":
+            patch.setattr(cli, "build_parser", cut)
+        else:  # (the module half made, as an import is when a Ctrl-C cuts it)
+            patch.setitem(sys.modules, cli._COMMAND, types.ModuleType(cli._COMMAND))
+            patch.setattr(cli, "_main", cut)
+        assert main(["journal", "settle", str(path), "s", "--note", "by hand"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted (Ctrl-C)" in err
+    assert "before the settle was written: nothing was settled" in err, err
+    main(["journal", "show", str(path)])
+    assert "by hand" not in capsys.readouterr().out
+
+
 def test_argparse_own_exits_stay_what_they_were(capsys):
     """--help: its text, exit 0; a usage error: argparse's lines, SystemExit(2)."""
     assert main(["--help"]) == 0

@@ -17,6 +17,7 @@ def journal_command(args: argparse.Namespace) -> int:
     """``journal show``, ``journal settle`` and ``recover``: each error one line, exit 2."""
     settling = args.command == "journal" and args.journal_command == "settle"
     try:  # (a signal as these load: a settle says nothing was settled, attack68 L1)
+        ENTERED.append(True)  # (before: ``cli._interrupted`` says so, attack229 F3)
         import sqlite3
 
         from .._held import telling
@@ -141,6 +142,10 @@ def journal_command(args: argparse.Namespace) -> int:
 DONE: list[tuple[int, str]] = []
 """The command's status and what it did, once its work is done and said: a Ctrl-C or a
 ``sys.exit`` heard after (as it returns) is said so, the status kept (``cli._interrupted``)."""
+
+ENTERED: list[bool] = []
+"""Set as the command begins: an interrupt before it (its arguments read, this module
+loaded) is told by ``cli._interrupted``, a settle's as nothing settled."""
 
 TOLD: list[int] = []
 """The status of an interrupt the command told in its line: a signal heard after (as it
