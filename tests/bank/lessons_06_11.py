@@ -889,7 +889,7 @@ BANK = {
                 "charge_retry = Retry(RetryPolicy(max_attempts=4, initial_delay=0.1))",
                 (
                     "give a RetryPolicy(...), got Retry (the RetryPolicy inside it: Retry(...) "
-                    "is the undo policy that retries undos",
+                    "is the undo policy that retries undos; a step is retried by a RetryPolicy)",
                 ),
             ),
             Wrong(

@@ -276,6 +276,7 @@ register(q1, q2)
 # -- 10.3: retry what a retry can fix ------------------------------------------------------
 
 OUTAGE = 3  # calls: this gateway's outages last up to three (lesson 10's lasted up to two)
+UNDO_POLICY = "Retry(...) is the undo policy that retries undos; a step is retried by a RetryPolicy"
 WAIT_BUDGET = 2.0  # seconds of backoff a booking may spend on a gateway's outage
 
 
@@ -339,13 +340,9 @@ def _gave_up(policy: RetryPolicy, failures: list[Exception], tried: Tried) -> st
 
 def _check_retry(charge_retry: Any) -> str:
     if not isinstance(charge_retry, RetryPolicy):
-        inside = (  # (learn226 N2: "as in lesson 03" read as that Retry(...) endorsed)
-            " (the RetryPolicy inside it: Retry(...) is the undo policy that retries undos; "
-            "a step is retried by a RetryPolicy of its own)"
-            if type(charge_retry).__name__ == "Retry"
-            else ""
-        )
-        raise Incorrect(f"give a RetryPolicy(...), got {type(charge_retry).__name__}{inside}")
+        kind = type(charge_retry).__name__  # (learn226 N2: "as in lesson 03" said of Retry)
+        inside = f" (the RetryPolicy inside it: {UNDO_POLICY})" if kind == "Retry" else ""
+        raise Incorrect(f"give a RetryPolicy(...), got {kind}{inside}")
     try:
         try_booking([], charge_retry)  # (a policy the charge step refuses is told so first)
     except InvalidPipelineError as exc:  # (learn73 F6: it was "did it replace a record")

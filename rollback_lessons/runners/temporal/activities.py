@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -24,6 +24,7 @@ from ...verdicts import after_effect
 from .. import hosted, remote
 from ..error_record import ErrorRecord, cut_text, lineage
 from .ends import IN_DOUBT, NOT_CALLED, past_step_timeout
+from .running import running
 from .workflow import ACTION, UNDO, StepCall
 
 BENIGN = ApplicationErrorCategory.BENIGN  # a step's failure is data: logged at DEBUG, no WARNING
@@ -40,36 +41,6 @@ def step_started(run_id: str, step: str) -> threading.Event:
 GATES: dict[str, Callable[[str], None]] = {}
 """By run id: what an action waits on before it is called, when its run plays a chosen
 timing (``completion``): its turn, as ``saga.run(completion=...)`` gives it."""
-
-RUNNING: dict[str, dict[str, str]] = {}
-"""The calls under way, by task queue (one per runner): what ``close`` reports as
-abandoned when a call does not end in time."""
-
-
-def running_of(task_queue: str, runs: Collection[str], *, forget: bool = False) -> tuple[str, ...]:
-    """The calls under way on ``task_queue`` of ``runs`` (a runner's: two runners of one
-    process may name their queues alike, on two servers: attack228 F3, one's close named the
-    other's call abandoned); ``forget``: dropped from ``RUNNING`` too."""
-    calls = RUNNING.get(task_queue, {})
-    mine = [key for key in list(calls) if key.rsplit("/", 1)[0] in runs]
-    said = tuple(calls[key] for key in mine if key in calls)
-    if forget:
-        for key in mine:
-            calls.pop(key, None)
-    return said
-
-
-@contextlib.contextmanager
-def _running(what: str) -> Iterator[None]:
-    info = activity.info()
-    calls = RUNNING.setdefault(info.task_queue, {})
-    key = f"{info.workflow_id}/{info.activity_id}"
-    calls[key] = f"{what} (run {info.workflow_id})"
-    try:
-        yield
-    finally:
-        calls.pop(key, None)
-
 
 Call = tuple[str, str, int]
 """A call: ``"action"`` or ``"undo"``, its step, its attempt."""
@@ -169,7 +140,7 @@ def run_action(call: StepCall) -> None:
             began(call)
             step_started(call.run_id, call.step).set()
             fault = run.faults.get(call.step, NO_FAULTS).action
-            with _running(f"the action of {call.step!r}"):
+            with running(f"the action of {call.step!r}"):
                 act = functools.partial(remote.run_action, run.saga, call.step, run.state,
                                         fault, remote.kept(call.run_id))  # fmt: skip
                 future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
@@ -252,7 +223,7 @@ def run_undo(call: StepCall) -> None:
     try:  # (a cancel its heartbeats hear never cuts the call short: its end is reported)
         with (
             activity.shield_thread_cancel_exception(),
-            _running(f"attempt {call.attempt} of the undo of {call.step!r}"),
+            running(f"attempt {call.attempt} of the undo of {call.step!r}"),
         ):
             try:
                 if call.timeout is not None and (call.step in _timed_out(run) or _runs_on(call)):

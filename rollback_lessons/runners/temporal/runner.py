@@ -51,7 +51,6 @@ from .activities import (
     late_calls,
     run_action,
     run_undo,
-    running_of,
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
@@ -69,6 +68,7 @@ from .lost import (  # noqa: F401 (the package's names)
 from .pinned import pin_runtime
 from .plan import check_same, plan_for
 from .plan import plan_text as plan_text
+from .running import running_of
 from .server import (  # noqa: F401 (TemporalUnavailable: the package's name)
     TemporalUnavailable,
     check_db_file,
