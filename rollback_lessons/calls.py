@@ -56,9 +56,15 @@ def _async_call(fn: object) -> bool:
         fn = fn.func
     if isinstance(fn, (types.FunctionType, types.MethodType)):
         return False  # (its __call__ is the function's own: told above)
-    # looked up on its type, as a call does (a class's own async __call__ is its instances')
-    call = getattr(type(fn), "__call__", None)  # noqa: B004
-    return inspect.iscoroutinefunction(call) or _legacy(call)
+    # looked up on its type, as a call does (a class's own async __call__ is its instances'),
+    # and bound (a partialmethod's is its function only so: attack234 F4)
+    return any(inspect.iscoroutinefunction(call) or _legacy(call) for call in _calls(fn))
+
+
+def _calls(fn: object) -> tuple[object, ...]:
+    """``fn``'s ``__call__``, on its type and bound (an instance's, not a class's)."""
+    bound = getattr(fn, "__call__", None) if not isinstance(fn, type) else None  # noqa: B004
+    return getattr(type(fn), "__call__", None), bound  # noqa: B004
 
 
 def _legacy(fn: object) -> bool:
@@ -91,7 +97,8 @@ def check_callable(
         raise TypeError(f"{what(role, step)} must be callable, got {fn!r}")
     # inspect looks through functools.partial, which is how Saga binds the state
     legacy = _legacy(fn)
-    if (inspect.isgeneratorfunction(fn) and not legacy) or inspect.isasyncgenfunction(fn):
+    generator = (inspect.isgeneratorfunction(fn) and not legacy) or inspect.isasyncgenfunction(fn)
+    if generator or check_observer_call(fn):  # (an object's __call__ too: attack234 F5)
         raise TypeError(
             f"{what(role, step)} is a generator function: calling it would not run its body. "
             "Make it a plain function (return a value instead of yielding it)"
@@ -123,20 +130,21 @@ def check_observer_call(fn: object) -> bool:
         fn = fn.func
     if isinstance(fn, (types.FunctionType, types.MethodType)):
         return False
-    call = getattr(type(fn), "__call__", None)  # noqa: B004
-    return (inspect.isgeneratorfunction(call) and not _legacy(call)) or (
-        inspect.isasyncgenfunction(call)
-    )
+    return any(_generator(call) for call in _calls(fn))
 
 
-def answering(asks: Callable[[], Any]) -> Callable[[], Any]:
+def _generator(fn: object) -> bool:
+    return (inspect.isgeneratorfunction(fn) and not _legacy(fn)) or inspect.isasyncgenfunction(fn)
+
+
+def answering(asks: Callable[..., Any], who: str = "the cancel function") -> Callable[..., Any]:
     """``asks`` (a cancel function, checked), whose answer is a coroutine, a generator or an
     awaitable refused as it comes (closed, a TypeError: the run fails with it, as with any
     error of its cancel function): an async check behind a plain function or a lambda was
     read as True, every run cancelled before its first step (attack230 F1)."""
 
-    def asked() -> Any:
-        said = asks()
+    def asked(*args: Any) -> Any:
+        said = asks(*args)
         if (
             said is True
             or said is False
@@ -148,7 +156,7 @@ def answering(asks: Callable[[], Any]) -> Callable[[], Any]:
         if inspect.iscoroutine(said) or inspect.isgenerator(said):
             said.close()
         raise TypeError(
-            f"the cancel function returned a {type(said).__name__}, not True or False "
+            f"{who} returned a {type(said).__name__}, not True or False "
             "(an async function behind a plain one?): make it a plain function that answers"
         )
 

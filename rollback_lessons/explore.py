@@ -321,9 +321,9 @@ def explore(
     ``restored(before, after)`` says when the world is as it was (equality by default).
     With ``orders``, a saga with parallel groups is run in each of its completion orders
     (``completion_orders``: which branch finishes first), not only one after the other."""
-    given = check_input(saga, state, max_faults, policies, restored)
+    given, judge = check_input(saga, state, max_faults, policies, restored, orders)
     with _collector_paused():
-        return _explore(saga, state, max_faults, given, restored, orders)
+        return _explore(saga, state, int(max_faults), given, judge, orders)
 
 
 @contextmanager

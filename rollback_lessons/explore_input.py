@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .calls import answering, check_observer
 from .events import describe
 from .policies import resolve_policy
 from .saga import Saga
@@ -25,14 +26,17 @@ def check_input(
     max_faults: Any,
     policies: Iterable[Any],
     restored: Any,
-) -> tuple[Any, ...]:
+    orders: Any = False,
+) -> tuple[tuple[Any, ...], Callable[..., Any]]:
     """One typed error for what ``explore`` cannot use, before anything runs; the policies
     as a tuple, taken once (attack219 F1: a generator was used up by this check, and the
     runs then saw none: "0 runs, 0 violate an invariant", a broken saga passed)."""
     if not isinstance(saga, Saga):
         raise TypeError(f"explore needs a Saga, got {type(saga).__name__}")
-    if isinstance(max_faults, bool) or not isinstance(max_faults, int):
+    if isinstance(max_faults, bool) or not hasattr(type(max_faults), "__index__"):
         raise TypeError(f"max_faults must be a whole number, got {max_faults!r}")
+    if orders not in (True, False):  # (attack234 F3: "no" ran every order)
+        raise TypeError(f"orders must be True or False, got {orders!r}")
     if max_faults < 0:
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
     if isinstance(policies, str | bytes | Mapping) or not isinstance(policies, Iterable):
@@ -42,14 +46,15 @@ def check_input(
         raise ValueError(f"policies must name one policy or more, got {policies!r}")
     for policy in given:
         resolve_policy(policy)  # (UnknownPolicyError, naming the ones there are)
-    if not callable(restored) or not _takes_two(restored):
+    if not callable(restored) or isinstance(restored, type) or not _takes_two(restored):
         raise TypeError(f"restored must be a function of (before, after), got {restored!r}")
+    check_observer(restored, "restored")  # (attack234 F1: its coroutine read as True, passed)
     if isinstance(state, Mapping):
         try:
             snapshot(state)
         except Exception as exc:
             raise TypeError(uncopied(describe(exc))) from None
-    return given
+    return given, answering(restored, "restored")  # (a coroutine, a generator: refused)
 
 
 def _takes_two(restored: Callable[..., Any]) -> bool:

@@ -4,7 +4,8 @@ it answers. The machine itself, and every rule, is in ``machine.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from .errors import InvalidPipelineError
@@ -114,8 +115,10 @@ ANSWERS: Final = ("retry", "fixed", "leave")
 
 def check_answers(answers: Iterable[str]) -> tuple[str, ...]:
     """A person's answers, in turn, taken once, each one of ``ANSWERS``: one line before
-    anything runs (attack224 F1: "retry" was read letter by letter, "answer 'r'")."""
-    if isinstance(answers, str | bytes) or not isinstance(answers, Iterable):
+    anything runs (attack224 F1: "retry" was read letter by letter, "answer 'r'"; attack234
+    F2: a set's order, its hash seed's, changed the outcome; a mapping's keys were taken)."""
+    unordered = isinstance(answers, str | bytes | Mapping | AbstractSet)
+    if unordered or not isinstance(answers, Iterable):
         raise TypeError(
             f"answers must be a list of a person's answers ({', '.join(ANSWERS)}), in turn, "
             f"got {answers!r}"

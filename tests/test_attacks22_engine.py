@@ -249,15 +249,23 @@ class _GeneratorCall:  # (attack230 F2: refused as a bound generator method is)
         yield False
 
 
+class _PartialGeneratorCall:  # (attack234 F4: a partialmethod, seen bound only)
+    def _answer(self, *args):
+        yield False
+
+    __call__ = functools.partialmethod(_answer)
+
+
 @pytest.mark.parametrize("driver", ["run", "arun"])
 @pytest.mark.parametrize(
     "bad",
     [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")},
      {"cancel": _async_no}, {"cancel": _generator_no}, {"cancel": _AsyncIsSet()},
-     {"cancel": _GeneratorCall()}, {"on_event": _GeneratorCall()}],
+     {"cancel": _GeneratorCall()}, {"on_event": _GeneratorCall()},
+     {"cancel": _PartialGeneratorCall()}, {"on_event": _PartialGeneratorCall()}],
     ids=["cancel=123", "cancel=str", "completion=5", "completion=iter", "cancel=async",
          "cancel=generator", "cancel=async-is_set", "cancel=generator-call",
-         "on_event=generator-call"],
+         "on_event=generator-call", "cancel=partialmethod", "on_event=partialmethod"],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, bad, tmp_path):
     """``cancel=123`` was refused only after the saga's row was written (running, owned by
@@ -422,3 +430,19 @@ def test_a_ctrl_c_while_the_block_waits_for_a_step_reports_it_leaked(register):
     assert any("'car' still ran" in n for n in raised.value.__notes__)
     assert len(ended) == 1 and isinstance(ended[0], StepStillRunning)
     assert "ended after its block did" in str(ended[0])
+
+
+@pytest.mark.parametrize("made", [_GeneratorCall, _PartialGeneratorCall])
+def test_an_action_or_undo_whose_call_is_a_generator_is_refused_before_anything(made):
+    """attack234 F5: a generator function was refused as a step's action or undo before
+    anything ran; an object whose __call__ is one ran the steps before it, then failed."""
+    calls: list[str] = []
+    first = Step("first", lambda s: calls.append("first"), lambda s: calls.append("undo"))
+    with pytest.raises(TypeError, match="action of step 'x' is a generator function"):
+        Saga([first, Step("x", made())]).run({})
+    with pytest.raises(TypeError, match="undo of step 'x' is a generator function"):
+        Saga([first, Step("x", lambda s: None, made())]).run({})
+    with pytest.raises(TypeError, match="undo of step 'x' is a generator function"):
+        with Rollback() as rb:
+            rb.do("x", lambda: calls.append("x"), made())
+    assert calls == []

@@ -408,8 +408,10 @@ def test_a_person_resolves_the_incident_of_a_halted_undo():
     assert fixed.status.value == "rolled_back" and "car" in fixed.compensated
     with pytest.raises(InvalidPipelineError, match="not one of"):
         run_explicit(trip(), {}, policy="halt", answers=["shrug"])
-    with pytest.raises(TypeError, match="answers must be a list of a person's answers"):
-        run_explicit(trip(), {}, policy="halt", answers="retry")  # (attack224 F1: "'r'")
+    for unordered in ("retry", {"fixed", "leave"}, {"fixed": 1}):  # (attack224 F1: "'r'";
+        with pytest.raises(TypeError, match="answers must be a list of a person's answers"):
+            run_explicit(trip(), {}, policy="halt", answers=unordered)  # attack234 F2: a set's
+            # order its hash seed's, a dict's keys)
     once = run_explicit(trip(), {}, inject={"charge": "fail", "car": "undo_fails_once"},
                         policy="halt", answers=(a for a in ["retry"]))  # fmt: skip
     assert once.status.value == "rolled_back" and "car" in once.compensated

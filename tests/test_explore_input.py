@@ -50,6 +50,19 @@ def test_a_state_it_cannot_copy_given_as_it_is_is_refused_before_any_run():
     assert ran == []
 
 
+async def _async_restored(before, after) -> bool:
+    return before == after
+
+
+def _generator_restored(before, after):
+    yield before == after
+
+
+class _Judge:
+    def __init__(self, before, after) -> None:
+        self.same = before == after
+
+
 @pytest.mark.parametrize(
     "given, error, said",
     [
@@ -68,6 +81,11 @@ def test_a_state_it_cannot_copy_given_as_it_is_is_refused_before_any_run():
         # attack219 F2: Python's own TypeError once the first run's steps had happened
         ({"restored": lambda after: True}, TypeError, "restored must be a function"),
         ({"restored": lambda a, b, c: True}, TypeError, "restored must be a function"),
+        # attack234 F1: its coroutine, its generator, its instance read as True: passed
+        ({"restored": _async_restored}, TypeError, "restored is an async function"),
+        ({"restored": _generator_restored}, TypeError, "restored is a generator function"),
+        ({"restored": _Judge}, TypeError, "restored must be a function"),
+        ({"orders": "no"}, TypeError, "orders must be True or False"),  # (F3: ran them all)
     ],
 )
 def test_what_it_cannot_use_is_one_typed_error_before_any_run(given, error, said):
@@ -110,3 +128,21 @@ def test_policies_given_once_through_are_all_run(policies):
     assert exploration.runs and world
     with pytest.raises(AssertionError, match="not restored"):
         assert_every_failure_handled(_charge_kept([]), {"charged": 0}, policies=policies())
+
+
+def test_a_restored_answering_a_coroutine_fails_its_judging_and_a_numpy_count_is_taken():
+    """attack234 F1, F3: a restored behind a plain function that answers a coroutine was read
+    as True (a broken undo passed); max_faults=numpy.int64(1) was refused."""
+    import numpy
+
+    async def same(before, after) -> bool:
+        return before == after
+
+    with pytest.raises(TypeError, match="restored returned a coroutine, not True or False"):
+        explore(_charge_kept([]), {"charged": 0}, restored=lambda b, a: same(b, a))
+
+    def tried(exploration):
+        return [(run.faults, run.policy, run.violations) for run in exploration.runs]
+
+    numbered = explore(_charge_kept([]), {"charged": 0}, max_faults=numpy.int64(1))
+    assert tried(numbered) == tried(explore(_charge_kept([]), {"charged": 0}, max_faults=1))
