@@ -32,6 +32,7 @@ from rollback_lessons.runners.temporal import (
     TemporalUnavailable,
 )
 from rollback_lessons.runners.temporal import runner as runner_module
+from rollback_lessons.runners.temporal import running as running_module
 from rollback_lessons.runners.temporal import server as server_module
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
@@ -58,7 +59,7 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
             # runner closed while one runs (a loaded machine) never starts the undo
             while not any(
                 "the undo of 'a'" in call
-                for call in runner_module.RUNNING.get(runner.task_queue, {}).values()
+                for call in running_module.RUNNING.get(runner.task_queue, {}).values()
             ):
                 await asyncio.sleep(0.05)
         return runner, handle.run_id
@@ -70,7 +71,7 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         # attack163 F1: SagasLost named a "undone by nobody", its undo still running
         [lost] = [str(w.message) for w in warned if w.category.__name__ == "SagasLost"]
         assert lost.endswith("undone by nobody: none; or by its undo still running: a"), lost
-        assert runner.task_queue not in runner_module.RUNNING
+        assert not running_module.RUNNING.get(runner.task_queue)
         hosted.release(run_id)  # its workflow never ended: forget what it ran on
     finally:
         forever.set()

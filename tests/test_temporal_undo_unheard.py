@@ -15,7 +15,7 @@ import pytest
 from temporalio import activity
 
 from rollback_lessons import Saga, Status, Step
-from rollback_lessons.runners.temporal import TemporalRunner
+from rollback_lessons.runners.temporal import TemporalRunner, running
 from rollback_lessons.runners.temporal import activities as acts
 
 pytestmark = pytest.mark.usefixtures("no_run_left_behind")
@@ -26,7 +26,7 @@ SOONER = 3.0  # (the worker's wait ends this long before the server's timeout)
 
 def _saga(log: list[str], at_once: list[int]) -> Saga:
     def asked_again(mine: str) -> bool:  # another activity of this undo in this process
-        calls = [item for each in list(acts.RUNNING.values()) for item in list(each.items())]
+        calls = [item for each in list(running.RUNNING.values()) for item in list(each.items())]
         return any("undo of 'slow'" in what and not key.endswith(f"/{mine}") for key, what in calls)
 
     def slow_undo(state) -> None:
