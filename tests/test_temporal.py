@@ -712,7 +712,7 @@ def test_an_undo_slower_than_step_timeout_runs_once_and_the_next_waits_for_it():
     and reports its end (never a second call at once), and the next undo starts only then."""
     from temporalio import activity
 
-    from rollback_lessons.runners.temporal.activities import RUNNING
+    from rollback_lessons.runners.temporal.running import RUNNING
 
     log: list[str] = []
     at_once = [0, 0]  # now, most
