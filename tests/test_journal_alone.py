@@ -542,3 +542,46 @@ def test_a_close_after_its_wait_ran_out_or_an_interrupt_tries_its_marks_once(tmp
     finally:
         holder.wait(30)
     assert len(left) == 1, left
+
+
+HOLD_MOMENT = HOLD.replace("time.sleep(1)", "time.sleep(0.5)")
+
+
+@pytest.mark.parametrize("how", ["a commit after its wait ran out", "a generator's close"])
+def test_a_close_that_is_no_interrupt_still_waits_for_a_moments_lock(tmp_path, how):
+    """attack232: a wait once run out kept the close from waiting for good (F1), and a close
+    in a generator's close (or a task's cancel) was taken for an interrupt's (F2): the mark
+    was left in a whole file, refused once another connection closed it last."""
+    path = tmp_path / "j.db"
+    journal = Journal(path, timeout=0.3)
+    touch = [("UPDATE meta SET value = value WHERE key = 'app'", ())]
+    journal.write(touch)
+    if how.startswith("a commit"):
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(Exception, match="locked"):
+            journal.write(touch)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        journal.write(touch)  # (its wait no longer ran out)
+
+    def closing_in_a_generator():
+        try:
+            yield
+        finally:
+            journal.close()
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_MOMENT, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        if how.startswith("a commit"):
+            journal.close()
+        else:
+            closer = closing_in_a_generator()
+            next(closer)
+            closer.close()  # (GeneratorExit in flight as it closes)
+    finally:
+        holder.wait(30)
+    assert _marks(path) == []

@@ -58,6 +58,8 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
             written.committed = True
         if mark is not None:
             mark.done = True
+        if getattr(con, "gave_up", False):  # (a wait that ran out before: its close waits
+            con.gave_up = False  # type: ignore[attr-defined]  # again, attack232 F1)
     except BaseException as exc:
         if type(exc) is GeneratorExit:  # (closed by the gc: a Ctrl-C cut the ``with``'s exit,
             raise  # ``heal`` rolled it back, its connection may be closed since)

@@ -171,8 +171,8 @@ def _hurried(con: sqlite3.Connection) -> bool:
     """A close that waits for no lock (one try, its marks left if it cannot: the safe side):
     an interrupt on its way (a Ctrl-C, a ``sys.exit``), or its last wait for a lock ran out
     (attack229 F1: recover's close waited ``--wait`` again, max 5 s, signals held)."""
-    exc = sys.exc_info()[1]
-    return getattr(con, "gave_up", False) or (exc is not None and not isinstance(exc, Exception))
+    exc = sys.exc_info()[1]  # (a task's cancel, a generator's close: no interrupt, 232 F2)
+    return getattr(con, "gave_up", False) or isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
 _EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
