@@ -266,8 +266,28 @@ def test_close_names_the_unfinished_saga_of_a_server_that_no_longer_answers(how,
     assert f"saga {run_id}: its history unread, this process did: done: a;" in lost[0]
     assert lost[0].endswith("so still in effect, or perhaps, undone by nobody: a")
     assert list(runner.lost) == [run_id] and runner.lost[run_id].in_effect == ("a",)
+    told = str(runner.lost[run_id])  # (attack233 F4: "the server terminated ... its history says")
+    assert "its history unread" in told and "terminated" not in told and "says done" not in told
     assert "undone by nobody: a" in after
     assert world == ["do a", "do b (fails)"]
+
+
+def test_a_server_lost_is_told_as_the_runner_knows_it():
+    """attack233 F2, F3: its own dev server with no db_file, frozen, was said gone ("nothing
+    will finish or undo the saga"), then the saga went on; killed, the cancel's line said
+    both that and "outcome() tells once the server is back"."""
+    from rollback_lessons.runners.temporal.handle import CANCEL_FATE
+    from rollback_lessons.runners.temporal.lost import RESTART, ServerLost
+
+    lost = ServerLost.of("r1", ConnectionError("down"), CANCEL_FATE)
+    assert RESTART in str(lost) and CANCEL_FATE in str(lost)
+    gone = lost.told_by(True, None, lambda: True)
+    assert "it went with the server" in str(gone) and CANCEL_FATE not in str(gone)
+    silent = lost.told_by(True, None, lambda: False)
+    assert "does not answer: if it answers again, the saga goes on" in str(silent)
+    assert CANCEL_FATE in str(silent) and "it went with the server" not in str(silent)
+    assert lost.told_by(True, "t.db", lambda: True) is lost
+    assert "If that server keeps its histories" in str(lost.told_by(False, None, lambda: True))
 
 
 def test_two_runners_of_one_queue_name_each_name_only_their_own_calls_abandoned(tmp_path):

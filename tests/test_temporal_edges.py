@@ -59,7 +59,7 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
             # runner closed while one runs (a loaded machine) never starts the undo
             while not any(
                 "the undo of 'a'" in call
-                for call in running_module.RUNNING.get(runner.task_queue, {}).values()
+                for call in running_module.RUNNING.get(id(runner._executor), {}).values()
             ):
                 await asyncio.sleep(0.05)
         return runner, handle.run_id
@@ -71,7 +71,7 @@ def test_leaving_the_runner_returns_when_an_undo_never_does():
         # attack163 F1: SagasLost named a "undone by nobody", its undo still running
         [lost] = [str(w.message) for w in warned if w.category.__name__ == "SagasLost"]
         assert lost.endswith("undone by nobody: none; or by its undo still running: a"), lost
-        assert not running_module.RUNNING.get(runner.task_queue)
+        assert not running_module.RUNNING.get(id(runner._executor))
         hosted.release(run_id)  # its workflow never ended: forget what it ran on
     finally:
         forever.set()
@@ -329,7 +329,8 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
     text = tmp_path / "notes.txt"
     text.write_text("not a database, but more than sixteen bytes long\n")
     empty = tmp_path / "empty.db"  # (attack218 F2: mkstemp's, or a first start's cut short,
-    empty.touch()  # blamed on "another program's SQLite database")
+    empty.touch()  # blamed on "another program's SQLite database"; attack233 F5: a -wal
+    (tmp_path / "empty.db-wal").write_bytes(b"not SQLite's" * 40)  # not SQLite's let it by)
     for db_file, why in [(tmp_path / "nowhere" / "t.db", f"its folder {tmp_path / 'nowhere'} "
                           "does not exist"), (tmp_path, "it is a directory"),
                          (text, "it is not a SQLite database"),
@@ -1297,8 +1298,8 @@ def test_every_call_cut_short_on_a_live_server_is_server_slow_never_lost(on_temp
     assert said["resolve"].endswith("The answer was sent; whether the saga took it is not "
                                     "known (pending() says whether it still asks).")  # fmt: skip
     assert said["handle_for"].endswith("Nothing was hosted.")
-    assert "stopped answering" in said["lost"]  # (its own server, no db_file: kept nothing)
-    assert "went with the server, nothing will finish or undo the saga" in said["lost"]
+    assert "stopped answering" in said["lost"]  # (its own server, no db_file, alive here:
+    assert "does not answer: if it answers again, the saga goes on" in said["lost"]  # 233 F2)
     assert outcome.status is Status.HALTED and outcome.pending == ("a",)
 
 

@@ -140,7 +140,7 @@ def run_action(call: StepCall) -> None:
             began(call)
             step_started(call.run_id, call.step).set()
             fault = run.faults.get(call.step, NO_FAULTS).action
-            with running(f"the action of {call.step!r}"):
+            with running(f"the action of {call.step!r}", _executor()):
                 act = functools.partial(remote.run_action, run.saga, call.step, run.state,
                                         fault, remote.kept(call.run_id))  # fmt: skip
                 future = _start(run, call.run_id, ("action", call.step, call.attempt), act)
@@ -223,7 +223,7 @@ def run_undo(call: StepCall) -> None:
     try:  # (a cancel its heartbeats hear never cuts the call short: its end is reported)
         with (
             activity.shield_thread_cancel_exception(),
-            running(f"attempt {call.attempt} of the undo of {call.step!r}"),
+            running(f"attempt {call.attempt} of the undo of {call.step!r}", _executor()),
         ):
             try:
                 if call.timeout is not None and (call.step in _timed_out(run) or _runs_on(call)):
@@ -310,6 +310,11 @@ def _undo_call(run: hosted.Hosted, call: StepCall, end: float) -> Future[ErrorRe
 _HERE = threading.local()  # the activity's thread: the close of the runner running it
 
 
+def _executor() -> object:
+    """The executor (``Threads``) whose thread runs this activity."""
+    return getattr(_HERE, "executor", None)
+
+
 def closing() -> Future[None]:
     """Done once the runner whose worker runs this activity began to close (``Threads``)."""
     closed: Future[None] | None = getattr(_HERE, "closed", None)
@@ -354,7 +359,7 @@ class Threads(ThreadPoolExecutor):
         def work() -> None:
             if not future.set_running_or_notify_cancel():
                 return  # (its start was cut: ``_Cut``)
-            _HERE.closed = self.closed
+            _HERE.closed, _HERE.executor = self.closed, self
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:

@@ -49,9 +49,12 @@ def half_made(db_file: str | os.PathLike[str]) -> bool:
         return False
 
 
-def size_of(path: str | os.PathLike[str]) -> int:
-    """The file's size, 0 where there is none."""
+def wal_begun(path: str | os.PathLike[str]) -> bool:
+    """A -wal SQLite began (its magic number first): an empty file beside it is a database
+    under way, not one to refuse (attack233 F5: any file there let an empty one through,
+    and the server then removed it, blamed on "another program's SQLite database")."""
     try:
-        return os.stat(path).st_size
+        with open(path, "rb") as file:
+            return file.read(4) in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
     except OSError:
-        return 0
+        return False

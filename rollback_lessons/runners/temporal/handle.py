@@ -27,7 +27,7 @@ from ..closed import RunnerClosed
 from ..heard import Heard
 from ..wire import outcome_of, record_of
 from .activities import GATES, IN_FLIGHT, step_started
-from .left import gone_unsaid, said
+from .left import gone_unsaid, said, server_gone
 from .limits import TOO_LARGE, OutcomeTooLarge
 from .lost import (
     RunDeleted,
@@ -233,7 +233,8 @@ class SagaHandle:
         try:
             return await ask(self.workflow, call, also)
         except ServerLost as lost:  # (its own dev server with no db_file: nothing to start
-            told = lost.told_by(self.runner.env is not None, self.runner.db_file)  # again)
+            told = lost.told_by(self.runner.env is not None, self.runner.db_file,  # again)
+                                lambda: server_gone(self.runner.address))  # fmt: skip
             if told is lost:
                 raise
             raise told from None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from temporalio.client import WorkflowHandle
@@ -284,25 +284,35 @@ class ServerLost(TemporalUnavailable):
 
     def kept_nothing(self) -> ServerLost:
         """The same, said of the runner's own dev server with no ``db_file`` (attack51 F5:
-        told to start again a server that kept nothing)."""
-        return self._told(KEPT_NOTHING)
+        told to start again a server that kept nothing), what else it said dropped: nothing
+        comes back (attack233 F3: "outcome() tells once the server is back")."""
+        return self._told(KEPT_NOTHING, alone=True)
 
-    def told_by(self, own: bool, db_file: object) -> ServerLost:
-        """As a runner can tell it: its own dev server with no ``db_file`` kept nothing; a
-        server it reached at an address may have, or not (attack228 F1, F2: both were told
-        "Its history is in the server's database", in ``handle_for`` and on an address)."""
+    def told_by(self, own: bool, db_file: object, gone: Callable[[], bool]) -> ServerLost:
+        """As a runner can tell it: its own dev server with no ``db_file`` kept nothing once
+        it is ``gone``, and may answer again while it runs (attack233 F2: a frozen one was
+        said gone, and the saga went on); a server reached at an address may keep its
+        histories, or not (attack228 F1, F2: "Its history is in the server's database")."""
         if own:
-            return self if db_file is not None else self.kept_nothing()
+            if db_file is not None:
+                return self
+            return self.kept_nothing() if gone() else self._told(SILENT)
         return self._told(ON_ADDRESS)
 
-    def _told(self, instead: str) -> ServerLost:
-        said = str(self).replace(RESTART, instead)
+    def _told(self, instead: str, alone: bool = False) -> ServerLost:
+        said = str(self).split(RESTART)[0] + instead if alone else str(self)
+        said = said.replace(RESTART, instead)
         return ServerLost(said, self.run_id, self.done, self.undone, self.failed)
 
 
 RESTART = (
     "Its history is in the server's database: start the server again on it (same db_file, "
     "port and task_queue) to finish the saga."
+)
+SILENT = (
+    "Its history is in the memory of the dev server the runner started, with no db_file, "
+    "which runs and does not answer: if it answers again, the saga goes on; once it is gone, "
+    "the saga went with it, and nothing will finish or undo it."
 )
 ON_ADDRESS = (
     "If that server keeps its histories (a dev server given a database file, a cluster), "

@@ -54,7 +54,7 @@ from .activities import (
 )
 from .dblock import DbLock
 from .handle import SagaHandle, _release
-from .left import compensated, unfinished, unread
+from .left import compensated, server_gone, unfinished, unread
 from .left import warning as lost_warning
 from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan, check_task_queue
 from .local import start_local
@@ -273,7 +273,9 @@ class TemporalRunner(Closable):
             about = await ask(workflow, workflow.describe(), "Nothing was hosted.")
             plan = await ask(workflow, self._plan_of(workflow), "Nothing was hosted.")
         except ServerLost as lost:  # (as its handle tells it: attack228 F1)
-            raise lost.told_by(self.env is not None, self.db_file) from None
+            raise lost.told_by(
+                self.env is not None, self.db_file, lambda: server_gone(self.address)
+            ) from None
         except RPCError as exc:  # the server's own word: no such run
             raise hosted.UnknownRun(
                 f"the Temporal server at {self.address} has no saga {run_id!r}: nothing was hosted"
@@ -332,7 +334,7 @@ class TemporalRunner(Closable):
         self._executor.begin_close()  # no action begins from now on
         if self._in_its_loop():  # (not: its worker ended, or its loop did, as a close cut
             await self._worker_closed()  # by a Ctrl-C under asyncio.run: attack212 F1)
-        running_of(self.task_queue, self._runs, forget=True)
+        running_of(self._executor, forget=True)
         if self.env is not None and self.db_file is None and not self._named:
             await self._name_lost()
         await self._server_stopped()
@@ -391,7 +393,7 @@ class TemporalRunner(Closable):
     def _cut_running(self, exc: BaseException) -> None:
         """``close`` cut as it waited (a Ctrl-C, a SIGTERM's ``sys.exit``): the calls still
         running, left on their threads, named as the grace's end would (attack57 F4)."""
-        running = running_of(self.task_queue, self._runs)
+        running = running_of(self._executor)
         if running and not self.abandoned:
             self.abandoned = self._told = running
             one = len(running) == 1  # (its, it; their, them: learn83 F7)
@@ -409,7 +411,7 @@ class TemporalRunner(Closable):
         done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
         calls = 0
         if not done:  # calls still running, or none: the worker waits on a server gone
-            self.abandoned = running_of(self.task_queue, self._runs)
+            self.abandoned = running_of(self._executor)
             if calls := self._executor.abandon():  # their activities fail: it can stop
                 done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
             if not done:

@@ -1,36 +1,30 @@
-"""The calls under way in this process's workers, by task queue and run: what a runner's
-``close`` names abandoned when a call does not end in its grace (its own runs' only: two
-runners of one process may name their queues alike, on two servers: attack228 F3)."""
+"""The calls under way in this process's workers, by the runner's executor (``Threads``)
+that runs them: what a runner's ``close`` names abandoned when a call does not end in its
+grace: those its own worker runs, and only those (attack228 F3: two runners of one process
+whose queues bore one name, on two servers, each named the other's; attack233 F1: one
+sharing a queue on one server abandoned a call of another's run, named none)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 
 from temporalio import activity
 
-RUNNING: dict[str, dict[str, str]] = {}
-"""The calls under way, by task queue (one per runner): what ``close`` reports as
-abandoned when a call does not end in time."""
+RUNNING: dict[int, dict[str, str]] = {}
+"""The calls under way, by the ``id`` of the executor that runs them (one per runner)."""
 
 
-def running_of(task_queue: str, runs: Collection[str], *, forget: bool = False) -> tuple[str, ...]:
-    """The calls under way on ``task_queue`` of ``runs`` (a runner's: two runners of one
-    process may name their queues alike, on two servers: attack228 F3, one's close named the
-    other's call abandoned); ``forget``: dropped from ``RUNNING`` too."""
-    calls = RUNNING.get(task_queue, {})
-    mine = [key for key in list(calls) if key.rsplit("/", 1)[0] in runs]
-    said = tuple(calls[key] for key in mine if key in calls)
-    if forget:
-        for key in mine:
-            calls.pop(key, None)
-    return said
+def running_of(executor: object, *, forget: bool = False) -> tuple[str, ...]:
+    """The calls under way on ``executor``'s threads; ``forget``: dropped from ``RUNNING``."""
+    calls = RUNNING.pop(id(executor), {}) if forget else RUNNING.get(id(executor), {})
+    return tuple(list(calls.values()))
 
 
 @contextlib.contextmanager
-def running(what: str) -> Iterator[None]:
+def running(what: str, executor: object) -> Iterator[None]:
     info = activity.info()
-    calls = RUNNING.setdefault(info.task_queue, {})
+    calls = RUNNING.setdefault(id(executor), {})
     key = f"{info.workflow_id}/{info.activity_id}"
     calls[key] = f"{what} (run {info.workflow_id})"
     try:

@@ -30,7 +30,7 @@ from temporalio.service import RetryConfig
 
 from ...errors import RollbackLessonsError
 from .. import port_in_use, reaper
-from .dbfile import not_its_database, size_of
+from .dbfile import not_its_database, wal_begun
 from .pinned import leave_python, pin
 
 T = TypeVar("T")
@@ -130,7 +130,7 @@ def check_db_file(db_file: str | os.PathLike[str]) -> None:
             why = exc.strerror or str(exc)
         else:
             why = "it is not a SQLite database" if head and head != SQLITE_HEADER else None
-            if not head and not size_of(f"{path}-wal"):  # (attack218 F2: blamed
+            if not head and not wal_begun(f"{path}-wal"):  # (attack218 F2: blamed
                 why = (  # on "another program's SQLite database", "give a new file")
                     "it is an empty file (the server makes its file itself, and refuses one "
                     "that exists without its tables; a first start cut short leaves one): "
