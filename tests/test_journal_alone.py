@@ -585,3 +585,44 @@ def test_a_close_that_is_no_interrupt_still_waits_for_a_moments_lock(tmp_path, h
     finally:
         holder.wait(30)
     assert _marks(path) == []
+
+
+HOLD_TEN = HOLD.replace("time.sleep(1)", "time.sleep(10)")
+UNCLOSED = """
+import signal, sys, time
+from rollback_lessons.durable.journal import Journal
+journal = Journal(sys.argv[1], timeout=60)
+journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+print("written", flush=True)
+sys.stdin.readline()  # (until the other holds the lock)
+if sys.argv[2] == "signal":  # (a Ctrl-C as its end waits)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    signal.signal(signal.SIGALRM, lambda *a: signal.raise_signal(signal.SIGINT))
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("how", ["sys.exit", "a Ctrl-C as it waits"])
+def test_a_journal_left_unclosed_at_exit_waits_for_a_lock_5_s_at_most(tmp_path, how):
+    """attack235 F1, F2: left unclosed, a journal's end at the process's exit waited its
+    whole timeout (30 s, or what it was given) for another process's lock, and a Ctrl-C in
+    that wait was a traceback ("Exception ignored in atexit callback"). It waits 5 s at most
+    (LEAVE_WAIT), a signal ending it, said nowhere: the process ends with its own status."""
+    path = tmp_path / "j.db"
+    ending = subprocess.Popen(
+        [sys.executable, "-c", UNCLOSED, str(path), "signal" if "Ctrl-C" in how else "exit"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert ending.stdout.readline() == "written\n"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TEN, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        _, err = ending.communicate("go\n", timeout=30)
+        held_on = holder.poll() is None  # (it ended while the other still held the lock)
+    finally:
+        holder.kill()
+        holder.wait(30)
+    assert ending.returncode == 1 and err == "", err
+    assert held_on

@@ -116,7 +116,7 @@ class Mark:
         self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done = gone, False
-        self.kept: list[int] = []  # (signals its close holds: ``closing``)
+        self.kept: list[int] = _UNCLOSED  # (signals its close holds: ``closing``'s)
         self.leave = weakref.finalize(journal, _end, con, self)
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
             atexit.register(_EXIT.__setitem__, "now", True)
@@ -154,9 +154,14 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
-                con.wait = 0.0 if hurry else max(wait or 0.0, LEAVE_WAIT)  # type: ignore[attr-defined]
-                con.stopping = mark.kept  # type: ignore[attr-defined]  # (but once, interrupted)
-                con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})", keys)
+                unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
+                longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
+                con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]  # its end:
+                kept: list[int] = []  # 5 s at most, a signal ending it: attack235 F1, F2)
+                con.stopping = kept if unclosed else mark.kept  # type: ignore[attr-defined]
+                marks_out = f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})"
+                with held(kept) if unclosed else contextlib.nullcontext():
+                    con.execute(marks_out, keys)
         if exiting:
             return
         con.close()
@@ -164,7 +169,9 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     finally:
         mark.lock.release()
     if lone(mark.path):
-        _tidy(mark.path, 0.0 if hurry else LEAVE_WAIT, mark.kept)
+        kept_here: list[int] = []  # (collected unclosed: a signal ends its wait, said nowhere)
+        with held(kept_here) if mark.kept is _UNCLOSED else contextlib.nullcontext():
+            _tidy(mark.path, 0.0 if hurry else LEAVE_WAIT, kept_here or mark.kept)
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
@@ -175,6 +182,9 @@ def _hurried(con: sqlite3.Connection) -> bool:
     return getattr(con, "gave_up", False) or isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
+_UNCLOSED: list[int] = []
+"""A mark's ``kept`` until ``closing`` gives it its own: its end is the journal collected
+unclosed, or the process's end."""
 _EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
 """``now`` is set as the process ends, before the journals' finalizers run; ``pool``: the
 process that hooked its multiprocessing exit (``_at_pool_exit``)."""
