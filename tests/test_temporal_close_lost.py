@@ -334,3 +334,19 @@ def test_two_runners_of_one_queue_name_each_name_only_their_own_calls_abandoned(
     said = [str(w.message) for w in caught if issubclass(w.category, AbandonedCalls)]
     assert len(said) == 1 and second not in said[0], said
     assert ended.status is Status.COMMITTED
+
+
+def test_a_server_lost_names_the_steps_still_running_here():
+    """attack236 F2: a step whose action ran on here as the server died was named nowhere in
+    ServerLost ("still in effect: a"), its effect standing for good."""
+    from concurrent.futures import Future
+
+    from rollback_lessons.runners.temporal.activities import IN_FLIGHT
+    from rollback_lessons.runners.temporal.lost import ServerLost
+
+    IN_FLIGHT["r2"] = {("action", "b", 1): Future()}
+    try:
+        said = str(ServerLost.of("r2", ConnectionError("down")))
+    finally:
+        IN_FLIGHT.pop("r2", None)
+    assert "running here (its effect may land): b; so still in effect: b." in said

@@ -331,12 +331,16 @@ def test_a_db_file_the_server_cannot_use_is_named_before_the_server_starts(tmp_p
     empty = tmp_path / "empty.db"  # (attack218 F2: mkstemp's, or a first start's cut short,
     empty.touch()  # blamed on "another program's SQLite database"; attack233 F5: a -wal
     (tmp_path / "empty.db-wal").write_bytes(b"not SQLite's" * 40)  # not SQLite's let it by)
+    header_only = tmp_path / "header.db"  # (attack236 F1: a -wal with SQLite's magic, no frame)
+    header_only.touch()
+    (tmp_path / "header.db-wal").write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
     for db_file, why in [(tmp_path / "nowhere" / "t.db", f"its folder {tmp_path / 'nowhere'} "
                           "does not exist"), (tmp_path, "it is a directory"),
                          (text, "it is not a SQLite database"),
-                         (empty, "it is an empty file (the server makes its file itself, "
+                         *((made, "it is an empty file (the server makes its file itself, "
                           "and refuses one that exists without its tables; a first start cut "
-                          "short leaves one): delete it, or give a path where no file is yet"),
+                          "short leaves one): delete it, or give a path where no file is yet")
+                           for made in (empty, header_only)),
                          ]:  # fmt: skip
         with pytest.raises(TemporalUnavailable) as refused:
             run_async(lambda db_file=db_file: TemporalRunner.start(db_file=db_file))

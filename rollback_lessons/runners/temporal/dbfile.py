@@ -53,8 +53,12 @@ def wal_begun(path: str | os.PathLike[str]) -> bool:
     """A -wal SQLite began (its magic number first): an empty file beside it is a database
     under way, not one to refuse (attack233 F5: any file there let an empty one through,
     and the server then removed it, blamed on "another program's SQLite database")."""
-    try:
+    try:  # (a frame at least after its header: attack236 F1, the magic alone let it by)
         with open(path, "rb") as file:
-            return file.read(4) in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+            head = file.read(32)
+            size = os.fstat(file.fileno()).st_size
     except OSError:
         return False
+    if len(head) < 32 or head[:4] not in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83"):
+        return False
+    return size >= 32 + 24 + int.from_bytes(head[8:12], "big")

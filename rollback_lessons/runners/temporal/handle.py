@@ -198,8 +198,8 @@ class SagaHandle:
                 slow = True
             try:  # a run over is asked by a Query (its worker replays its history)
                 took = await self._ask(self.workflow.query("taken", number), UNKNOWN)
-            except RPCError as exc:  # no such run now: its answer's fate is not known
-                raise ServerLost.of(self.run_id, exc, UNKNOWN) from None
+            except RPCError as exc:  # the server's own "no such run" (attack236 F3: told
+                raise RunDeleted.of(self.run_id, exc) from None  # "start it again")
             if took is not None or not slow:  # settled, or over
                 return None if took is None else str(took)
             await asyncio.sleep(0.2)  # (then asked again: its workflow task is retried)

@@ -264,16 +264,21 @@ class ServerLost(TemporalUnavailable):
     @classmethod
     def of(cls, run_id: str, error: RPCError | BaseException, also: str = "") -> ServerLost:
         """``also``: what else the caller must know (an answer sent, its fate unknown)."""
+        from .activities import IN_FLIGHT  # (its calls still running here: attack236 F2)
+
         run = hosted.find(run_id)
         done, undone, failed = run.effects() if run is not None else ((), (), ())
         perhaps = [s for s in dict.fromkeys(failed) if run is not None and s in run.effected]
-        left = [s for s in dict.fromkeys((*done, *perhaps)) if s not in undone]
+        ran = [s for kind, s, _ in list(IN_FLIGHT.get(run_id, {})) if kind == "action"]
+        ran = [s for s in dict.fromkeys(ran) if s not in (*done, *undone)]
+        left = [s for s in dict.fromkeys((*done, *perhaps, *ran)) if s not in undone]
         names = _names
         return cls(
             f"the Temporal server stopped answering during saga {run_id} "
             f"({getattr(error, 'message', None) or error}). "
             f"This process did: {names(done)}; undid: {names(undone)}; failed: "
-            f"{names(failed)}; so still in effect: {names(left)}"
+            f"{names(failed)}; running here (its effect may land): {names(ran)}; so still "
+            f"in effect: {names(left)}"
             f"{f' (perhaps: failed after its effect: {names(perhaps)})' if perhaps else ''}"
             f". {RESTART}{' ' + also if also else ''}",
             run_id,
