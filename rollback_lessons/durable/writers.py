@@ -25,6 +25,7 @@ import shlex
 import signal
 import sqlite3
 import sys
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -143,7 +144,20 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     another PID namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file,
     refused). As the process ends, its connection is left to that end, the -wal with it: a
     thread may write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
-    exiting, hurry = _EXIT["now"], _hurried(con)
+    cut: list[int] = []  # (signals held as an unclosed journal's end waited: attack237)
+    try:
+        _ending(con, mark, cut)
+    finally:
+        if cut:  # (the ends after it at the process's end wait no more; a SIGTERM left to
+            _EXIT["cut"] = True  # its default ends the process as it would have; a Ctrl-C,
+            if signal.SIGTERM in cut and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGTERM)  # raised in a finalizer, Python only
+            # reports and drops: it ends the wait, nothing more)
+
+
+def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
+    exiting = _EXIT["now"]
+    hurry = _hurried(con) or (exiting and _EXIT["cut"])  # (after a signal at the end)
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     try:
@@ -156,11 +170,13 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
-                con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]  # its end:
-                kept: list[int] = []  # 5 s at most, a signal ending it: attack235 F1, F2)
-                con.stopping = kept if unclosed else mark.kept  # type: ignore[attr-defined]
+                if exiting:  # its end: 5 s at most, a signal ending it, attack235 F1, F2; at
+                    until = _EXIT.setdefault("until", time.monotonic() + LEAVE_WAIT)  # the
+                    longest = max(0.0, until - time.monotonic())  # process's end, 5 s for all
+                con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
+                con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
                 marks_out = f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})"
-                with held(kept) if unclosed else contextlib.nullcontext():
+                with held(cut) if unclosed else contextlib.nullcontext():
                     con.execute(marks_out, keys)
         if exiting:
             return
@@ -169,9 +185,9 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     finally:
         mark.lock.release()
     if lone(mark.path):
-        kept_here: list[int] = []  # (collected unclosed: a signal ends its wait, said nowhere)
-        with held(kept_here) if mark.kept is _UNCLOSED else contextlib.nullcontext():
-            _tidy(mark.path, 0.0 if hurry else LEAVE_WAIT, kept_here or mark.kept)
+        unclosed = mark.kept is _UNCLOSED  # (collected unclosed: a signal ends its wait)
+        with held(cut) if unclosed else contextlib.nullcontext():
+            _tidy(mark.path, 0.0 if hurry or cut else LEAVE_WAIT, cut if unclosed else mark.kept)
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
@@ -185,7 +201,7 @@ def _hurried(con: sqlite3.Connection) -> bool:
 _UNCLOSED: list[int] = []
 """A mark's ``kept`` until ``closing`` gives it its own: its end is the journal collected
 unclosed, or the process's end."""
-_EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
+_EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None, "cut": False}
 """``now`` is set as the process ends, before the journals' finalizers run; ``pool``: the
 process that hooked its multiprocessing exit (``_at_pool_exit``)."""
 _LIVE: list[weakref.finalize[Any, Any]] = []
