@@ -95,7 +95,7 @@ def combinations(saga: Saga, max_faults: int = 2) -> list[Faults]:
     undo fault per step), from none at all, smallest first."""
     space = single_faults(saga)
     found: list[Faults] = [()]
-    for size in range(1, max_faults + 1):
+    for size in range(1, min(max_faults, len(space)) + 1):  # (none bigger: attack238 F3)
         for combo in itertools.combinations(space, size):
             kinds = [(step, fault in ACTION_FAULTS) for step, fault in combo]
             if len(set(kinds)) == len(kinds):

@@ -7,6 +7,7 @@ two equal strings: a refund that did nothing passed)."""
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ def check_input(
         raise TypeError(f"max_faults must be a whole number, got {max_faults!r}")
     if orders not in (True, False):  # (attack234 F3: "no" ran every order)
         raise TypeError(f"orders must be True or False, got {orders!r}")
-    if max_faults < 0:
+    if operator.index(max_faults) < 0:  # (one with __index__ only: attack238 F2)
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
     if isinstance(policies, str | bytes | Mapping) or not isinstance(policies, Iterable):
         raise TypeError(f"policies must be a list of policy names, got {policies!r}")

@@ -262,10 +262,12 @@ class _PartialGeneratorCall:  # (attack234 F4: a partialmethod, seen bound only)
     [{"cancel": 123}, {"cancel": "yes"}, {"completion": 5}, {"completion": iter("ab")},
      {"cancel": _async_no}, {"cancel": _generator_no}, {"cancel": _AsyncIsSet()},
      {"cancel": _GeneratorCall()}, {"on_event": _GeneratorCall()},
-     {"cancel": _PartialGeneratorCall()}, {"on_event": _PartialGeneratorCall()}],
+     {"cancel": _PartialGeneratorCall()}, {"on_event": _PartialGeneratorCall()},
+     {"cancel": staticmethod(_async_no)}, {"on_event": staticmethod(_async_no)}],
     ids=["cancel=123", "cancel=str", "completion=5", "completion=iter", "cancel=async",
          "cancel=generator", "cancel=async-is_set", "cancel=generator-call",
-         "on_event=generator-call", "cancel=partialmethod", "on_event=partialmethod"],
+         "on_event=generator-call", "cancel=partialmethod", "on_event=partialmethod",
+         "cancel=staticmethod-async", "on_event=staticmethod-async"],
 )  # fmt: skip
 def test_bad_arguments_are_refused_before_the_journal_takes_the_run_id(driver, bad, tmp_path):
     """``cancel=123`` was refused only after the saga's row was written (running, owned by
