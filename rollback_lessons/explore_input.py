@@ -55,7 +55,24 @@ def check_input(
             snapshot(state)
         except Exception as exc:
             raise TypeError(uncopied(describe(exc))) from None
-    return given, answering(restored, "restored")  # (a coroutine, a generator: refused)
+    return given, _judged(answering(restored, "restored"))  # (a coroutine: refused)
+
+
+def _judged(restored: Callable[..., Any]) -> Callable[..., Any]:
+    """``restored``, whose answer must be True or False (attack238 F4: a mock's, or "no",
+    was read as restored by its truth, and a saga whose undos did nothing passed)."""
+
+    def judge(before: Any, after: Any) -> Any:
+        said = restored(before, after)
+        kind = type(said)  # (numpy's bool_ too)
+        if kind.__name__ in ("bool", "bool_") or (kind is int and said in (0, 1)):
+            return said
+        raise TypeError(
+            f"restored returned {type(said).__name__} {repr(said)[:60]}, not True or False: "
+            "it answers whether the world is as it was"
+        )
+
+    return judge
 
 
 def _takes_two(restored: Callable[..., Any]) -> bool:

@@ -170,3 +170,20 @@ def test_a_count_by_index_alone_and_a_count_past_every_fault_are_taken():
     assert tried(explore(_charge_kept([]), {"charged": 0}, max_faults=10**9)) == every
     with pytest.raises(ValueError, match="0 or more"):
         explore(_charge_kept([]), {"charged": 0}, max_faults=_Count(-1))
+
+
+@pytest.mark.parametrize("answer", ["no", None, [], 2], ids=["str", "None", "list", "2"])
+def test_a_restored_answering_neither_true_nor_false_is_refused_as_it_judges(answer):
+    """attack238 F4: a mock's answer, or "no", was read by its truth: a saga whose undos did
+    nothing passed "0 violate an invariant"."""
+    with pytest.raises(TypeError, match="not True or False: it answers whether the world"):
+        explore(_charge_kept([]), {"charged": 0}, restored=lambda before, after: answer)
+
+
+def test_a_restored_answering_numpys_bool_is_taken():
+    import numpy
+
+    exploration = explore(
+        _charge_kept([]), {"charged": 0}, restored=lambda b, a: numpy.bool_(b == a)
+    )
+    assert any(run.violations for run in exploration.runs)
