@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import warnings
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from temporalio.client import WorkflowExecutionStatus
@@ -247,22 +247,10 @@ class Unread(SagaTerminated):
     process's worker did for it, as far as it knows (attack233 F4: told as a history the
     server gave, of a saga it terminated)."""
 
-    @classmethod
-    def of(cls, run_id: str, reason: str, history: Table,  # type: ignore[override]
-           running: Sequence[tuple[str, str]] = (),
-           effected: Collection[str] = ()) -> SagaTerminated:  # fmt: skip
-        made = SagaTerminated.of(run_id, reason, history, running, effected)
-        said = (
-            str(made)
-            .replace(
-                f"the Temporal server terminated saga {run_id} before it ended",
-                f"saga {run_id} was left unfinished, its history unread",
-            )
-            .replace("Its history says done:", "This process did: done:")
-        )
-        perhaps = tuple(s for s in made.in_effect if s not in (*made.done, *made.unknown))
-        return cls(said, run_id, made.done, made.undone, made.failed, made.unknown, perhaps,
-                   made.undoing)  # fmt: skip
+    OPENING = (
+        "saga {run_id} was left unfinished, its history unread ({reason}): nothing more runs "
+        "or is undone. This process did:"
+    )
 
 
 def server_gone(address: str) -> bool:

@@ -205,6 +205,12 @@ class SagaTerminated(RollbackLessonsError):
             s for s in (*done, *unknown, *failed_after_effect) if s not in undone
         )
 
+    OPENING = (
+        "the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
+        "more runs or is undone. Its history says"
+    )
+    """How its account begins (``left.Unread``: a history never read says so)."""
+
     @classmethod
     def of(cls, run_id: str, reason: str, history: Table,
            running: Sequence[tuple[str, str]] = (),
@@ -237,8 +243,8 @@ class SagaTerminated(RollbackLessonsError):
         left = [s for s in (*done, *unknown, *perhaps) if s not in undone]
         undoing = [s for s in left if ("undo", s) in running]  # (its call on a thread here)
         return cls(
-            f"the Temporal server terminated saga {run_id} before it ended ({reason}): nothing "
-            f"more runs or is undone. Its history says done: {_names(done)}; undone: "
+            cls.OPENING.format(run_id=run_id, reason=reason)
+            + f" done: {_names(done)}; undone: "
             f"{_names(undone)}; failed (perhaps after their effect): {_names(failed)}; "
             f"running or timed out (their effect may land): {_names(unknown)}; undos running "
             f"or timed out (they may undo yet): {_names(undoing)}; so still in effect, or "
