@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 import time
 import types
@@ -33,13 +34,17 @@ def _plain(fn: object) -> bool:
     fn = getattr(fn, "__func__", fn)
     if type(fn) is not _FUNCTION:
         return False
-    return not fn.__code__.co_flags & _NOT_PLAIN
+    return not fn.__code__.co_flags & _NOT_PLAIN and not (fn.__dict__ and _marked(fn))
 
 
 def plain(fn: object) -> bool:
     """A plain Python function, told by its type and code flags alone: the common case, and
     the one ``make bench`` times (a with-block of lambdas)."""
-    return type(fn) is _FUNCTION and not fn.__code__.co_flags & _NOT_PLAIN  # type: ignore[attr-defined]
+    return (
+        type(fn) is _FUNCTION
+        and not fn.__code__.co_flags & _NOT_PLAIN  # type: ignore[attr-defined]
+        and not (fn.__dict__ and _marked(fn))
+    )
 
 
 def is_async(fn: object) -> bool:
@@ -47,13 +52,36 @@ def is_async(fn: object) -> bool:
     object whose ``__call__`` is one (a partial of it too)? (The one rule the engines and the
     exercises tell async-ness by.)"""
     fn = _bare(fn)
-    return not _plain(fn) and (inspect.iscoroutinefunction(fn) or _legacy(fn) or _async_call(fn))
+    return not _plain(fn) and (
+        inspect.iscoroutinefunction(fn) or _legacy(fn) or _async_call(fn) or _marked(fn)
+    )
 
 
 def _bare(fn: object) -> object:
-    """The function a ``staticmethod`` object holds (callable, as such, since Python 3.10;
-    inspect looks through it for nothing: attack238 F1)."""
-    return fn.__func__ if isinstance(fn, staticmethod) else fn
+    """The callable under partials and ``staticmethod`` objects (callable, as such, since
+    Python 3.10; inspect looks through neither a staticmethod nor one inside a partial, as
+    Saga binds a Step's action: attack238 F1)."""
+    while True:
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif isinstance(fn, staticmethod):
+            fn = fn.__func__
+        else:
+            return fn
+
+
+def _marked(fn: object) -> bool:
+    """A plain function marked as a coroutine function: ``mock.create_autospec`` of an async
+    one (asyncio's ``_is_coroutine``: it returns AsyncMock's coroutine) or
+    ``inspect.markcoroutinefunction`` (3.12) (attack238: taken as an on_event or action)."""
+    kept = getattr(fn, "__dict__", None)
+    if not kept:
+        return False
+    if "_is_coroutine_marker" in kept:
+        return True
+    asyncio = sys.modules.get("asyncio")  # (not imported here: a mark needs it loaded)
+    mark = getattr(getattr(asyncio, "coroutines", None), "_is_coroutine", None)
+    return mark is not None and kept.get("_is_coroutine") is mark
 
 
 def _async_call(fn: object) -> bool:
@@ -102,9 +130,12 @@ def check_callable(
         return
     if not callable(fn):
         raise TypeError(f"{what(role, step)} must be callable, got {fn!r}")
-    # inspect looks through functools.partial, which is how Saga binds the state
-    legacy = _legacy(fn)
-    generator = (inspect.isgeneratorfunction(fn) and not legacy) or inspect.isasyncgenfunction(fn)
+    # Saga binds the state with functools.partial (a staticmethod inside it: _bare)
+    bare = _bare(fn)
+    legacy = _legacy(bare)
+    generator = (inspect.isgeneratorfunction(bare) and not legacy) or inspect.isasyncgenfunction(
+        bare
+    )
     if generator or check_observer_call(fn):  # (an object's __call__ too: attack234 F5)
         raise TypeError(
             f"{what(role, step)} is a generator function: calling it would not run its body. "

@@ -9,6 +9,7 @@ import gc
 import json
 import threading
 import warnings
+from unittest import mock
 
 import pytest
 from conftest import examples
@@ -448,3 +449,39 @@ def test_an_action_or_undo_whose_call_is_a_generator_is_refused_before_anything(
         with Rollback() as rb:
             rb.do("x", lambda: calls.append("x"), made())
     assert calls == []
+
+
+async def _async_step(state=None) -> None:
+    return None
+
+
+def _generator_step(state=None):
+    yield None
+
+
+@pytest.mark.parametrize(
+    "made",
+    [lambda: staticmethod(_async_step), lambda: staticmethod(_generator_step),
+     lambda: mock.create_autospec(_async_step)],
+    ids=["staticmethod-async", "staticmethod-generator", "autospec-async"],
+)  # fmt: skip
+def test_a_wrapped_async_or_generator_function_is_refused_when_the_step_is_made(made):
+    """attack238: a staticmethod of an async or generator function (inspect sees through
+    neither it nor a partial around it, as Saga binds the state) and create_autospec of an
+    async function (a plain function that returns AsyncMock's coroutine) were taken as a
+    Step's action, undo or on_event: the step rolled back as it ran, the observer heard
+    nothing. Each is refused before anything runs, as the bare function is."""
+    calls: list[str] = []
+    with pytest.raises(TypeError, match=r"action of step 'x' is an? (async|generator) function"):
+        Step("x", made())
+    with pytest.raises(TypeError, match=r"undo of step 'x' is an? (async|generator) function"):
+        Step("x", lambda s: None, made())
+    with pytest.raises(TypeError, match=r"^on_event is an? (async|generator) function"):
+        Saga([Step("a", lambda s: calls.append("a"))], on_event=made()).run({})
+    with pytest.raises(TypeError, match=r"undo of step 'x' is an? (async|generator) function"):
+        with Rollback() as rb:
+            rb.do("x", lambda: calls.append("x"), made())
+    assert calls == []
+    with Rollback() as rb:  # (a sync function's autospec is a plain function, taken)
+        rb.do("x", lambda: calls.append("x"), mock.create_autospec(lambda: None))
+    assert calls == ["x"]
