@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .._numbers import plain_number
@@ -179,7 +178,7 @@ class Journal:
         for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
             grouped.setdefault(sql, []).append(storable(params))
         written = written if written is not None else Written()
-        with self._lock:
+        with self._lock, writers.tracking(self._mark, grouped, written):  # (its sagas open)
             try:
                 heal(self._con)  # (one a Ctrl-C left open: attack55 F2)
                 if not sync:
@@ -244,6 +243,7 @@ class Journal:
                     claimed.append(saga)
                 else:
                     skipped.append((saga, reason))
+            self._mark.open.update(s.id for s in claimed)  # (open until recover ends them)
             self._con.executemany(
                 "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
                 " claim_space = ?, claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
@@ -438,12 +438,7 @@ class Journal:
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

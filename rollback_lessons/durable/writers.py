@@ -116,7 +116,8 @@ class Mark:
         self.key, self.pid, self.lock = PREFIX + uuid.uuid4().hex, pid, lock
         self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
-        self.gone, self.done = gone, False
+        self.gone, self.done, self.leaving = gone, False, False
+        self.open: set[str] = set()  # (the sagas it began or claimed, not yet ended)
         self.kept: list[int] = _UNCLOSED  # (signals its close holds: ``closing``'s)
         self.leave = weakref.finalize(journal, _end, con, self)
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
@@ -129,11 +130,53 @@ class Mark:
             _HELD.setdefault(self.held, (_inode(self.path), pid))
 
     def statements(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """What a write adds until one has committed (``done``)."""
+        """What a write adds until one has committed (``done``); a write after which no saga
+        of this journal is open (``leaving``) takes the mark away, and the next puts it back
+        (``done`` unset before its COMMIT: a Ctrl-C as that returns leaves it so)."""
+        gone = [("DELETE FROM meta WHERE key = ?", (key,)) for key in self.gone]
+        if self.leaving:
+            self.done = False
+            return [*gone, ("DELETE FROM meta WHERE key = ?", (self.key,))]
         if self.done:
             return []
-        mine = ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (self.key, self.value))
-        return [*(("DELETE FROM meta WHERE key = ?", (key,)) for key in self.gone), mine]
+        return [
+            *gone,
+            ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (self.key, self.value)),
+        ]
+
+
+_STARTS = "INSERT INTO sagas "
+"""A saga's first row (its id the first value): ``records.JournalRun``'s."""
+
+
+def _ends(sql: str) -> bool:
+    """A saga's last status (its id the last value): its owner's end or commit, recover's."""
+    return sql.startswith("UPDATE sagas SET status") and "ended = ?" in sql
+
+
+@contextlib.contextmanager
+def tracking(
+    mark: Mark | None, grouped: dict[str, list[tuple[Any, ...]]], written: Any
+) -> Iterator[None]:
+    """A journal's write, whose sagas begun are open from before its COMMIT and whose sagas
+    ended are no longer open once it committed (``written``): the end of the last one open
+    takes the mark away with it (another write leaves it till then, or till its close).
+    Whatever the file alone shows then, every saga of this process in it has ended, and its
+    next write marks the file again first (a pool worker terminated, a process killed idle,
+    a backup taken as it idles: whole; a claimed saga is open until recover ends it)."""
+    if mark is None:
+        yield
+        return
+    starts = {row[0] for sql, rows in grouped.items() if sql.startswith(_STARTS) for row in rows}
+    ends = {row[-1] for sql, rows in grouped.items() if _ends(sql) for row in rows}
+    new = starts - mark.open
+    mark.open |= new  # (before its COMMIT: a Ctrl-C as that lands keeps them open)
+    mark.leaving = bool(ends) and not mark.open - ends  # (a saga's end: the last open)
+    try:
+        yield
+    finally:
+        mark.leaving = False
+        mark.open -= ends if written.committed else new
 
 
 def _end(con: sqlite3.Connection, mark: Mark) -> None:

@@ -1,0 +1,245 @@
+"""A journal's mark goes with the end of the last saga it had open, and comes back with its
+next write: a file found alone (a copy, a backup, the -wal gone after a process was killed
+with nothing open) is whole for every process that had no saga open at that instant, and
+refused while one had one open. The invariant the marks keep, checked at every commit of
+random runs: a saga of this process shown unfinished in the file is never without its
+mark (else recover, given the file alone, would undo a saga that ended since)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import examples
+
+from rollback_lessons import Rollback, Saga, Step
+from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.durable.writers import PREFIX
+
+REGISTRY = Registry()
+WORLD: list[str] = []
+
+
+@compensation("idle_undo", REGISTRY)
+def undo(step: str, fails: bool = False, idempotency_key: str | None = None) -> None:
+    if fails:
+        raise OSError(f"undo of {step} refused")
+    WORLD.append(f"undo {step}")
+
+
+def _marks(path: Path) -> list[str]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [k for (k,) in con.execute("SELECT key FROM meta") if k.startswith(PREFIX)]
+    finally:
+        con.close()
+
+
+def _alone(journal: Journal, to: Path) -> Path:
+    """The journal's file as a copy of it alone would be: every commit written back first
+    (a checkpoint, as SQLite's own come), then the file copied without its -wal."""
+    journal._con.execute("PRAGMA wal_checkpoint(FULL)")
+    to.mkdir(exist_ok=True)
+    return Path(shutil.copy(journal.path, to / "j.db"))
+
+
+def _steps(names: str, fail: str = "", undo_fails: str = "") -> list[Step]:
+    def act(name: str):
+        def do(state: dict) -> None:
+            if name == fail:
+                raise LookupError(f"{name} refused")
+            WORLD.append(f"do {name}")
+
+        return do
+
+    return [Step(n, act(n), undo.bind(step=n, fails=n in undo_fails)) for n in names]
+
+
+def test_a_copy_alone_taken_while_its_writer_idles_opens_one_taken_mid_saga_is_refused(tmp_path):
+    """Each saga's end takes the mark away (a backup of a service's journal between its
+    sagas is whole: it was refused while the service ran); one taken while a saga is open
+    is refused, and recover given it undoes nothing."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        outcome = Saga(_steps("ab")).run({}, journal=journal, run_id="first")
+        assert str(outcome.status) == "committed" and _marks(path) == []
+        with Journal(_alone(journal, tmp_path / "idle"), readonly=True) as copy:
+            assert {s.id: s.status for s in copy.sagas()} == {"first": "committed"}
+        with Rollback(journal=journal, run_id="second") as rb:
+            rb.do("x", lambda: WORLD.append("do x"), undo.bind(step="x"))
+            assert len(_marks(path)) == 1
+            during = _alone(journal, tmp_path / "during")
+            with pytest.raises(JournalError, match="did not close it"):
+                Journal(during)
+        assert _marks(path) == []
+    WORLD.clear()
+    with pytest.raises(JournalError, match="did not close it"):
+        recover(Journal(during), REGISTRY)
+    assert WORLD == []  # (the committed 'second' never undone)
+
+
+def test_the_mark_stays_until_the_last_open_saga_of_the_journal_ends(tmp_path):
+    """Two blocks open at once on one journal: the first's end leaves the mark (the other
+    is open), the second's takes it away."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        first = Rollback(journal=journal, run_id="first")
+        second = Rollback(journal=journal, run_id="second")
+        with first as one:
+            one.do("a", lambda: None, undo.bind(step="a"))
+            with second as two:
+                two.do("b", lambda: None, undo.bind(step="b"))
+            assert len(_marks(path)) == 1  # (the second ended, the first is open)
+            with pytest.raises(JournalError, match="did not close it"):
+                Journal(_alone(journal, tmp_path / "one open"))
+        assert _marks(path) == []
+        journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        assert len(_marks(path)) == 1  # (a write of no saga's: marked until its close)
+    assert _marks(path) == []
+
+
+KILLED_IDLE = """
+import os, signal, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import compensation
+
+@compensation("idle_undo")
+def undo(step, fails=False, idempotency_key=None):
+    pass
+
+journal = Journal(sys.argv[1])
+saga = Saga([Step(n, lambda s: None, undo.bind(step=n)) for n in "ab"])
+assert str(saga.run({}, journal=journal, run_id="done").status) == "committed"
+if sys.argv[2] == "mid-saga":
+    def die(state):
+        os.kill(os.getpid(), signal.SIGKILL)
+    Saga([Step("c", lambda s: None, undo.bind(step="c")), Step("d", die)]).run(
+        {}, journal=journal, run_id="cut")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("when", ["idle", "mid-saga"])
+def test_a_process_killed_idle_leaves_a_whole_file_one_killed_mid_saga_a_refused_one(
+    tmp_path, when
+):
+    """A worker killed between sagas (a pool terminated, a container stopped) left its mark:
+    once another program closed the file last (the -wal written back), every open refused
+    the whole file. Killed idle it is read at once; killed mid-saga it is refused until the
+    journal, with its -wal, is recovered."""
+    path = tmp_path / "j.db"
+    killed = subprocess.run([sys.executable, "-c", KILLED_IDLE, str(path), when], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    other = sqlite3.connect(path)  # (the sqlite3 shell, say: closed last, the -wal written
+    other.execute("SELECT count(*) FROM sagas").fetchall()  # back and removed)
+    other.close()
+    assert not Path(f"{path}-wal").exists()
+    if when == "idle":
+        with Journal(path, readonly=True) as journal:
+            assert {s.id: s.status for s in journal.sagas()} == {"done": "committed"}
+        return
+    with pytest.raises(JournalError, match="did not close it"):
+        Journal(path)
+
+
+def _crashed_saga(path: Path) -> None:
+    """A saga left running by a process killed mid-saga, its -wal beside the file."""
+    killed = subprocess.run([sys.executable, "-c", KILLED_IDLE, str(path), "mid-saga"],
+                            check=False)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+
+
+def _checked(journal: Journal, seen: list[bool]) -> None:
+    """After every write of ``journal``: a saga of this process (begun or claimed) shown
+    unfinished in the file is never without this journal's mark."""
+    write, me = journal.write, os.getpid()
+
+    def checked_write(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        finally:
+            with journal._lock:
+                con = journal._con
+                unfinished = con.execute(
+                    "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
+                    " AND (owner_pid = ? AND claim_pid IS NULL OR claim_pid = ?)",
+                    (me, me),
+                ).fetchall()
+                marked = con.execute(
+                    "SELECT 1 FROM meta WHERE key = ?", (journal._mark.key,)
+                ).fetchone()
+                seen.append(not unfinished or bool(marked))  # (an assert here would be a
+                # failed write to the run, which goes on: read after)
+
+    journal.write = checked_write  # type: ignore[method-assign]
+
+
+async def _paused(action, state: dict) -> None:
+    await asyncio.sleep(0)
+    action(state)
+
+
+async def _together(journal: Journal, rng: random.Random, n: int) -> None:
+    async def one(i: int) -> None:
+        names = "".join(rng.sample("abcdef", rng.randint(1, 4)))
+        fail = rng.choice([*names, "", ""])
+        steps = [  # (each step awaits: the sagas' writes interleave)
+            Step(s.name, lambda state, s=s: _paused(s.action, state), s.undo)
+            for s in _steps(names, fail)
+        ]
+        saga = Saga(steps, policy=rng.choice(["continue", "halt"]))
+        await saga.arun({}, journal=journal, run_id=f"async-{n}-{i}")
+
+    await asyncio.gather(*(one(i) for i in range(rng.randint(2, 4))))
+
+
+@pytest.mark.parametrize("seed", range(examples(6)))
+def test_no_commit_shows_a_saga_of_this_process_unfinished_without_its_mark(tmp_path, seed):
+    """Random runs on one journal: sagas run, rolled back, halted, dead-lettered, run
+    together with arun, blocks nested, and a recover of a crashed saga among them; after
+    every write, the invariant; at the end, no mark of a journal left with nothing open."""
+    rng, seen = random.Random(seed), []  # (per write: marked, or none open)
+    path = tmp_path / "j.db"
+    if seed % 2:
+        _crashed_saga(path)
+    with Journal(path) as journal:
+        _checked(journal, seen)
+        for n in range(rng.randint(3, 6)):
+            kind = rng.choice(["run", "arun", "block", "recover"])
+            names = "".join(rng.sample("abcdef", rng.randint(1, 4)))
+            fail = rng.choice([*names, "", ""])
+            if kind == "run":
+                policy = rng.choice(["continue", "halt"])
+                undo_fails = rng.choice(["", names[:1]])
+                saga = Saga(_steps(names, fail, undo_fails), policy=policy)
+                saga.run({}, journal=journal, run_id=f"run-{n}")
+            elif kind == "arun":
+                asyncio.run(_together(journal, rng, n))
+            elif kind == "block":
+                with pytest.raises(LookupError) if fail else _nothing():
+                    with Rollback(journal=journal, run_id=f"block-{n}") as rb:
+                        for step in _steps(names, fail):
+                            rb.do(step.name, lambda step=step: step.action({}), step.undo)
+            else:
+                recover(journal, REGISTRY)
+        assert seen and all(seen), f"unmarked after write {seen.index(False) + 1} of {len(seen)}"
+    assert _marks(path) == []
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
