@@ -12,7 +12,7 @@ from typing import Any
 from . import _forward
 from ._forward import cut, home_asked
 from ._numbers import plain_number
-from ._results import awaitable, awaited, checked
+from ._results import awaitable, awaited, checked, ran_on
 from .calls import ON_LOOP, late, refused, timed_out, what
 
 
@@ -111,9 +111,9 @@ async def acall_timed(
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
-    except BaseException:
-        box.cancel()
-        raise
+    except BaseException as exc:  # (a cancel, asyncio.run's end: the call runs on there)
+        await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
+        raise ran_on(exc, True, box)  # noqa: B904  (its end told first, never made again)
     if box not in done:
         box.cancel()
         late(owner, role, step, keep=True)
@@ -123,6 +123,20 @@ async def acall_timed(
         left = max(timeout - (loop.time() - start), 0.0)
         return await within(awaited(result, role, step), left, role, step, owner, shown=timeout)
     return result if result is None else checked(result, role, step)  # (a generator: F2)
+
+
+async def _thread_end(box: Any, left: float, owner: object, role: str, step: str) -> None:
+    """The end of a call in its helper thread, whose wait a cancel cut, awaited within what
+    is left of its timeout (``ran_on``: the driver tells that end, never makes the call
+    again: attack240 F1, made again beside it after a second Ctrl-C, two refunds at once).
+    Past it, or a second cancel: left running, never made again in the run."""
+    import asyncio
+
+    with contextlib.suppress(BaseException):  # (a second cancel: the first is raised)
+        await asyncio.wait({box}, timeout=max(left, 0.0))
+    if not box.done():
+        box.cancel()  # (its end unknown: in doubt)
+        late(owner, role, step, keep=True)
 
 
 def _target(loop: Any, box: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

@@ -1,0 +1,77 @@
+"""A synchronous undo with an ``undo_timeout``, called by ``arun`` or ``AsyncRollback`` in
+its helper thread, whose wait two Ctrl-Cs cut (the second ending ``asyncio.run``): the
+call runs on in its thread. It was made again at once beside it (a journal holds the undo:
+"made again where that is harmless"): two refunds at the same time (attack240 F1). Now its
+end is awaited within its timeout and told (done, one call), or, past it, the undo is left
+pending in doubt, never made again in the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CHILD = """
+import asyncio, json, os, signal, sys, threading, time
+from rollback_lessons import AsyncRollback, Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+form, sleep = sys.argv[2], float(sys.argv[3])
+calls, lock, running, peak = [], threading.Lock(), [0], [0]
+registry = Registry()
+
+def refund(step, idempotency_key=None):
+    with lock:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        calls.append(step)
+    if len(calls) == 1:
+        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
+    time.sleep(sleep)
+    with lock:
+        running[0] -= 1
+
+undo = registry.add("refund", refund).bind(step="d")
+
+async def fails(state=None):
+    raise ValueError("declined")
+
+async def main(journal):
+    if form == "arun":
+        saga = Saga([Step("d", lambda s: None, undo, undo_timeout=0.1),
+                     Step("f", lambda s: fails())])
+        await saga.arun({}, journal=journal, run_id="r1")
+    else:
+        async with AsyncRollback(journal=journal, run_id="r1") as rb:
+            await rb.do("d", lambda: None, undo, undo_timeout=0.1)
+            await rb.do("f", fails)
+
+journal = Journal(sys.argv[1])
+try:
+    asyncio.run(main(journal))
+except BaseException as exc:
+    status = str(getattr(getattr(exc, "outcome", None), "status", None))
+time.sleep(sleep + 0.2)  # (a call left running ends meanwhile)
+rows = journal._con.execute("SELECT step, state FROM undos WHERE step = 'd'").fetchall()
+journal.close()
+print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows": rows}))
+"""
+
+
+@pytest.mark.parametrize("form", ["arun", "AsyncRollback"])
+@pytest.mark.parametrize("sleep", [0.05, 0.3], ids=["within its timeout", "past it"])
+def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(tmp_path, form, sleep):
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, str(sleep)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said["peak"] == 1 and said["calls"] == 1, (said, done.stderr[-2000:])
+    if sleep < 0.1:  # (its end awaited and told: done, the rollback ran to its end)
+        assert said["rows"] == [["d", "done"]] and said["status"] == "rolled_back", said
+    else:  # (left running past its timeout: in doubt, for recover, never made again here)
+        assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
