@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,11 +80,11 @@ def test_a_copy_alone_taken_while_its_writer_idles_opens_one_taken_mid_saga_is_r
             rb.do("x", lambda: WORLD.append("do x"), undo.bind(step="x"))
             assert len(_marks(path)) == 1
             during = _alone(journal, tmp_path / "during")
-            with pytest.raises(JournalError, match="did not close it"):
+            with pytest.raises(JournalError, match="which runs on, writes it"):
                 Journal(during)
         assert _marks(path) == []
     WORLD.clear()
-    with pytest.raises(JournalError, match="did not close it"):
+    with pytest.raises(JournalError, match="which runs on, writes it"):
         recover(Journal(during), REGISTRY)
     assert WORLD == []  # (the committed 'second' never undone)
 
@@ -100,7 +101,7 @@ def test_the_mark_stays_until_the_last_open_saga_of_the_journal_ends(tmp_path):
             with second as two:
                 two.do("b", lambda: None, undo.bind(step="b"))
             assert len(_marks(path)) == 1  # (the second ended, the first is open)
-            with pytest.raises(JournalError, match="did not close it"):
+            with pytest.raises(JournalError, match="which runs on, writes it"):
                 Journal(_alone(journal, tmp_path / "one open"))
         assert _marks(path) == []
         journal.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
@@ -243,3 +244,93 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+HOLDS_OPEN = """
+import os, sys, time
+from rollback_lessons import Rollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import compensation
+
+@compensation("idle_undo")
+def undo(step, fails=False, idempotency_key=None):
+    pass
+
+path, inside, go = sys.argv[1:]
+with Journal(path) as journal:
+    with Rollback(journal=journal, run_id="open") as rb:
+        rb.do("a", lambda: None, undo.bind(step="a"))
+        open(inside, "w").close()
+        while not os.path.exists(go):
+            time.sleep(0.02)
+"""
+
+
+def test_a_checkpoint_truncate_beside_a_live_saga_neither_loses_its_mark_nor_reads_it_whole(
+    tmp_path,
+):
+    """attack241 F1: a checkpoint(TRUNCATE) by another connection leaves an empty -wal while a
+    writer has a saga open; another journal closing then took that for its own close being
+    the last (SQLite removes the -wal only then) and took away every mark, the live writer's
+    too: a copy of the file alone was read, and recover undid the saga its writer then
+    committed. Now a journal's close tidies only where the -wal is gone, and only the marks
+    it saw as it closed. F2: the live journal found with its -wal empty is refused in a line
+    that says its writer runs on (not to delete its mark)."""
+    path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
+    writer = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
+    try:
+        while not inside.exists():
+            assert writer.poll() is None
+            time.sleep(0.02)
+        other = Journal(path)
+        truncate = sqlite3.connect(path)
+        truncate.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        truncate.close()
+        assert Path(f"{path}-wal").stat().st_size == 0
+        with pytest.raises(
+            JournalError, match=f"process {writer.pid} on .*, which runs on, writes it"
+        ):
+            Journal(path, readonly=True)
+        other.close()
+        assert len(_marks(path)) == 1  # (the writer's, its saga open)
+        (tmp_path / "copy").mkdir()
+        copy = Path(shutil.copy(path, tmp_path / "copy" / "j.db"))
+    finally:
+        go.touch()
+        assert writer.wait(30) == 0
+    WORLD.clear()
+    with pytest.raises(JournalError, match="did not close it"):
+        recover(Journal(copy), REGISTRY)
+    assert WORLD == []  # (the committed saga 'open' never undone)
+    with Journal(path, readonly=True) as journal:
+        assert {s.id: s.status for s in journal.sagas()} == {"open": "committed"}
+
+
+def test_a_saga_let_go_and_ended_by_another_recover_leaves_the_mark_with_the_next_end(tmp_path):
+    """attack241 F3: a saga this process let go (a Ctrl-C caught as its rollback began: it
+    writes nothing more of it, another process's recover ends it) stayed open here for
+    good: no later end took the mark away, every backup between sagas refused."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+
+        def ctrl_c(event) -> None:
+            if event.kind == "rollback_start":
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            with Rollback(journal=journal, run_id="let go", on_event=ctrl_c) as rb:
+                rb.do("a", lambda: None, undo.bind(step="a"))
+                raise ValueError("declined")
+        with Journal(path) as elsewhere:  # (as another process's recover would)
+            assert [r.saga_id for r in recover(elsewhere, REGISTRY).recovered] == ["let go"]
+        Saga(_steps("b")).run({}, journal=journal, run_id="next")
+        assert _marks(path) == []
+        backup = sqlite3.connect(tmp_path / "backup.db")
+        with sqlite3.connect(path) as source:
+            source.backup(backup)
+        backup.close()
+        with Journal(tmp_path / "backup.db", readonly=True) as copy:
+            assert {s.id: s.status for s in copy.sagas()} == {
+                "let go": "rolled_back",
+                "next": "committed",
+            }

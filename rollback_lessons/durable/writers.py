@@ -36,6 +36,7 @@ from .._held import held
 from ..errors import JournalError
 from .files import connect
 from .owner import me, process_alive
+from .records import RELEASE
 from .txn import transaction
 
 PREFIX = "writer "
@@ -91,6 +92,17 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
         who = marks[0][1]
         by = "a process" if who is None else f"process {who[0]} on {who[1]}"
         name = shlex.quote(str(path))
+        if who is not None and _ended(who) is False:  # (a -wal a checkpoint(TRUNCATE)
+            raise Alone(  # emptied, or one deleted and made again: not told apart, 241 F2)
+                f"cannot open the journal {path}: process {who[0]} on {who[1]}, which runs "
+                "on, writes it (a saga of it may be running), and no -wal with its writes is "
+                "beside it: if this "
+                "is a copy of the file alone or a backup taken while it ran, its newest writes "
+                "are missing (a saga shown unfinished may have ended, and recover would undo "
+                "it): use the journal itself; if it is the journal itself, its -wal was emptied "
+                "(a checkpoint(TRUNCATE)) or deleted: open it again once that process has "
+                "written again or closed it. Never take away the mark of a running process"
+            )
         raise Alone(  # (attack229 F2: "did not close it" of one that could not write)
             f"cannot open the journal {path}: it was last written by {by}, which did not "
             "close it, or could not take its mark away as it did, and its -wal is not beside "
@@ -169,6 +181,8 @@ def tracking(
         return
     starts = {row[0] for sql, rows in grouped.items() if sql.startswith(_STARTS) for row in rows}
     ends = {row[-1] for sql, rows in grouped.items() if _ends(sql) for row in rows}
+    ends |= {row[0] for row in grouped.get(RELEASE, ())}  # (let go: it writes no more of
+    # it, recover ends it elsewhere: attack241 F3, open for good, every backup refused)
     new = starts - mark.open
     mark.open |= new  # (before its COMMIT: a Ctrl-C as that lands keeps them open)
     mark.leaving = bool(ends) and not mark.open - ends  # (a saga's end: the last open)
@@ -203,6 +217,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
     hurry = _hurried(con) or (exiting and _EXIT["cut"])  # (after a signal at the end)
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
+    left: list[str] = []  # (the other marks in the file as it closes: ``_tidy``'s to take)
     try:
         wait = getattr(con, "wait", None)
         with contextlib.suppress(sqlite3.Error):
@@ -210,6 +225,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
+            left = [key for key, _ in marks if key not in keys]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
@@ -227,10 +243,11 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         _HELD.pop(mark.held, None)
     finally:
         mark.lock.release()
-    if lone(mark.path):
-        unclosed = mark.kept is _UNCLOSED  # (collected unclosed: a signal ends its wait)
-        with held(cut) if unclosed else contextlib.nullcontext():
-            _tidy(mark.path, 0.0 if hurry or cut else LEAVE_WAIT, cut if unclosed else mark.kept)
+    if left and not os.path.exists(f"{mark.path}-wal"):  # (SQLite removes it at the last
+        unclosed = mark.kept is _UNCLOSED  # close only: an empty one, a checkpoint's
+        with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
+            wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
+            _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
@@ -309,17 +326,19 @@ LEAVE_WAIT = 5.0
 ``timeout``."""
 
 
-def _tidy(path: Path, wait: float = LEAVE_WAIT, kept: list[int] | None = None) -> None:
-    """After the last connection closed: every mark goes, in a write that finds no -wal frame
-    of anyone else's (a writer that began meanwhile keeps its own). Left as they were if it
-    cannot (a lock, a full disk): the file is then refused alone, never taken for whole."""
+def _tidy(path: Path, wait: float, kept: list[int], left: list[str]) -> None:
+    """After the last connection closed: the marks ``left`` in the file as it closed (no
+    process had it open then) go, in a write that finds no -wal frame of anyone else's; a
+    writer that began meanwhile keeps its own. Left as they were if it cannot (a lock, a
+    full disk): the file is then refused alone, never taken for whole."""
     with contextlib.suppress(sqlite3.Error, OSError):
         con = connect(path, wait)
-        con.stopping = kept or []  # type: ignore[attr-defined]
+        con.stopping = kept  # type: ignore[attr-defined]
         try:
             with transaction(con):
-                if lone(path) and con.execute(_MARKS).fetchone() is not None:
-                    con.execute(f"DELETE FROM meta WHERE {_ARE_MARKS}")
+                if lone(path):
+                    con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(left))})",
+                                left)  # fmt: skip
         finally:
             con.close()
 
