@@ -31,8 +31,11 @@ async def within(
     task = _forward.engine_task(_kept(awaitable))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
-    except BaseException:
+    except BaseException as exc:
         task.cancel()  # this run is cancelled itself: so is its call
+        end = await _task_end(task, timeout, owner, role, step)  # (one that runs on)
+        if end is not None:
+            ran_on(exc, True, end)  # (its end told first, never made again)
         raise
     if task in done:
         if task.cancelled():  # (its own task's cancel, asked in the call, a signal handler's:
@@ -58,6 +61,49 @@ async def within(
         late(owner, role, step, keep=True, on_loop=True)
         said += f" (the call was left running {ON_LOOP}, and may still complete)"
     raise TimeoutError(said)
+
+
+async def _task_end(task: Any, grace: float, owner: object, role: str, step: str) -> Any:
+    """The end of a call whose wait a cancel cut (asyncio.run's end, a second Ctrl-C), its
+    own task cancelled: one that swallows it is awaited a grace as long as its timeout, and
+    its end, a future, given back (``ran_on``: the driver tells it, never makes the call
+    again: attack242 F1, made again beside it, two refunds at once); past it, or a second
+    cancel, left running, never made again in the run, in doubt (a future cancelled). None
+    where it stopped (cut: made again where a journal holds it, as ever) or raised an
+    interrupt."""
+    import asyncio
+
+    await _end_within(task, grace)
+    end = asyncio.get_running_loop().create_future()
+    if not task.done():
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
+        late(owner, role, step, keep=True, on_loop=True)
+        end.cancel()  # (its end not known: in doubt, left pending, as a thread's)
+        return end
+    if task.cancelled() or (task.exception() is None and task.result()[0]):
+        return None
+    if task.exception() is not None:
+        end.set_exception(task.exception())
+    else:
+        end.set_result(task.result()[1])
+    return end
+
+
+async def _end_within(waiting: Any, seconds: float) -> None:
+    """Wait ``seconds`` at most for ``waiting`` to end, through the cancels asyncio.run's end
+    sends every task (the wait bounded); an interrupt (a second Ctrl-C) gives it up, the
+    first one raised by the caller."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(seconds, 0.0)
+    while not waiting.done() and (left := deadline - loop.time()) > 0:
+        try:
+            await asyncio.wait({waiting}, timeout=left)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:
+            return
 
 
 def cut_short(owner: object) -> BaseException:
@@ -130,10 +176,8 @@ async def _thread_end(box: Any, left: float, owner: object, role: str, step: str
     is left of its timeout (``ran_on``: the driver tells that end, never makes the call
     again: attack240 F1, made again beside it after a second Ctrl-C, two refunds at once).
     Past it, or a second cancel: left running, never made again in the run."""
-    import asyncio
 
-    with contextlib.suppress(BaseException):  # (a second cancel: the first is raised)
-        await asyncio.wait({box}, timeout=max(left, 0.0))
+    await _end_within(box, left)
     if not box.done():
         box.cancel()  # (its end unknown: in doubt)
         late(owner, role, step, keep=True)

@@ -1,9 +1,10 @@
-"""A synchronous undo with an ``undo_timeout``, called by ``arun`` or ``AsyncRollback`` in
-its helper thread, whose wait two Ctrl-Cs cut (the second ending ``asyncio.run``): the
-call runs on in its thread. It was made again at once beside it (a journal holds the undo:
-"made again where that is harmless"): two refunds at the same time (attack240 F1). Now its
-end is awaited within its timeout and told (done, one call), or, past it, the undo is left
-pending in doubt, never made again in the run."""
+"""An undo with an ``undo_timeout`` (a synchronous one, which ``arun`` and ``AsyncRollback``
+call in a helper thread; an async one that swallows a cancel), whose wait two Ctrl-Cs cut
+(the second ending ``asyncio.run``): the call runs on. It was made again at once beside it
+(a journal holds the undo: "made again where that is harmless"): two refunds at the same
+time (attack240 F1, attack242 F1). Now its end is awaited (within its timeout, or a grace
+as long) and told (done, one call), or, past it, the undo is left pending in doubt, never
+made again in the run."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ import asyncio, json, os, signal, sys, threading, time
 from rollback_lessons import AsyncRollback, Registry, Saga, Step
 from rollback_lessons.durable.journal import Journal
 
-form, sleep = sys.argv[2], float(sys.argv[3])
+form, sleep, kind = sys.argv[2], float(sys.argv[3]), sys.argv[4]
 calls, lock, running, peak = [], threading.Lock(), [0], [0]
 registry = Registry()
+
+def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's frame)
+    os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
+    time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
 
 def refund(step, idempotency_key=None):
     with lock:
@@ -28,14 +34,29 @@ def refund(step, idempotency_key=None):
         peak[0] = max(peak[0], running[0])
         calls.append(step)
     if len(calls) == 1:
-        os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
-        time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
+        threading.Thread(target=ctrl_c_twice).start()
     time.sleep(sleep)
     with lock:
         running[0] -= 1
 
-undo = registry.add("refund", refund).bind(step="d")
+async def refund_async(step, idempotency_key=None):  # (swallows every cancel: runs on)
+    with lock:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        calls.append(step)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + sleep
+    if len(calls) == 1:
+        threading.Thread(target=ctrl_c_twice).start()
+    while loop.time() < end:
+        try:
+            await asyncio.sleep(end - loop.time())
+        except asyncio.CancelledError:
+            pass
+    with lock:
+        running[0] -= 1
+
+undo = registry.add("refund", refund if kind == "sync" else refund_async).bind(step="d")
 
 async def fails(state=None):
     raise ValueError("declined")
@@ -62,11 +83,17 @@ print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows"
 """
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 @pytest.mark.parametrize("form", ["arun", "AsyncRollback"])
 @pytest.mark.parametrize("sleep", [0.05, 0.3], ids=["within its timeout", "past it"])
-def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(tmp_path, form, sleep):
+def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(
+    tmp_path, form, sleep, kind
+):
+    """attack242 F1: the async twin, an ``async def`` undo that swallows the cancel (in a
+    task of its own, past ``within``'s wait), made again beside itself alike: its end is
+    awaited a grace as long as its timeout, told, or left in doubt."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, str(sleep)],
+        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, str(sleep), kind],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     said = json.loads(done.stdout.splitlines()[-1])
