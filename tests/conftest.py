@@ -658,6 +658,7 @@ def as_killed(journal) -> None:
     journal._con.close()
     con = sqlite3.connect(journal.path)
     try:
+        con.execute("UPDATE sagas SET writer = NULL")
         con.execute("DELETE FROM meta WHERE key LIKE 'writer %'")
         con.commit()
     finally:

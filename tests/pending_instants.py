@@ -126,7 +126,7 @@ def snapshotting(folder: str, tracer: Tracer) -> Any:
     return write
 
 
-NOT_A_COPY = "DELETE FROM meta WHERE key LIKE 'writer %'"
+NOT_A_COPY = ("UPDATE sagas SET writer = NULL", "DELETE FROM meta WHERE key LIKE 'writer %'")
 """What makes a copy of the moment a crash at that instant: the file with its -wal, whose
 writers' marks go (``writers``); a copy of a journal its writer runs on holds its mark, and
 is refused."""
@@ -140,7 +140,8 @@ def copied(path: str, folder: str) -> str:
     try:
         source.backup(target)
         target.execute("PRAGMA journal_mode=DELETE")
-        target.execute(NOT_A_COPY)
+        for sql in NOT_A_COPY:
+            target.execute(sql)
         target.commit()
     finally:
         source.close()

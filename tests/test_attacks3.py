@@ -233,7 +233,7 @@ def test_the_steps_own_undo_timeout_is_kept_in_the_journal(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         saga.run({}, journal=journal, run_id="t", on_event=crash_at_undo)
     assert {u.step: u.timeout for u in journal.pending_undos()["t"]} == {"a": 2.5, "b": None}
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
 
 
 def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path):
@@ -247,6 +247,7 @@ def test_a_schema_4_journal_gains_the_undo_timeout_column_and_recovers(tmp_path)
     con.execute("ALTER TABLE sagas DROP COLUMN graph")  # (schema 6)
     con.execute("ALTER TABLE sagas DROP COLUMN owner_space")  # (schema 7)
     con.execute("ALTER TABLE sagas DROP COLUMN claim_space")
+    con.execute("ALTER TABLE sagas DROP COLUMN writer")  # (schema 8)
     con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     con.commit()
     con.close()

@@ -139,10 +139,13 @@ def test_the_refusal_says_how_to_accept_a_file_another_program_wrote_back(tmp_pa
     with pytest.raises(JournalError) as refused:
         Journal(path)
     said = str(refused.value).rsplit("say so: ", 1)[1]
-    assert said == f"sqlite3 {path} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+    assert said == (
+        f"sqlite3 {path} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'; "
+        'UPDATE sagas SET writer = NULL"'
+    )
     said = said.split(" ", 2)[2]
     other = sqlite3.connect(path)
-    other.execute(said.strip('"'))
+    other.executescript(said.strip('"'))
     other.commit()
     other.close()
     done = _recover(tmp_path, path)

@@ -8,6 +8,7 @@ mark (else recover, given the file alone, would undo a saga that ended since).""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -256,13 +257,15 @@ from rollback_lessons.durable.registry import compensation
 def undo(step, fails=False, idempotency_key=None):
     pass
 
-path, inside, go = sys.argv[1:]
+path, inside, go = sys.argv[1:4]
 with Journal(path) as journal:
     with Rollback(journal=journal, run_id="open") as rb:
         rb.do("a", lambda: None, undo.bind(step="a"))
         open(inside, "w").close()
         while not os.path.exists(go):
             time.sleep(0.02)
+    if sys.argv[4:] == ["kill"]:  # (committed, then killed: its -wal's writes left there)
+        os.kill(os.getpid(), 9)
 """
 
 
@@ -334,3 +337,82 @@ def test_a_saga_let_go_and_ended_by_another_recover_leaves_the_mark_with_the_nex
                 "let go": "rolled_back",
                 "next": "committed",
             }
+
+
+def test_a_copy_torn_across_a_checkpoint_is_refused_by_the_saga_it_shows_held(tmp_path):
+    """attack244 F1: a copy read as SQLite wrote pages back (cp, 128 KiB at a time) paired
+    an old page of meta, no mark, with a newer page of sagas, one open: read, and recover
+    undid a saga its writer then committed (3 of 900 copies). Each unfinished saga names
+    the journal holding it (sagas.writer), so the tear shows: refused. Emulated here: a
+    copy of the moment a saga is open, its meta page as it was before (no mark)."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        with Rollback(journal=journal, run_id="open") as rb:
+            rb.do("a", lambda: None, undo.bind(step="a"))
+            torn = tmp_path / "torn.db"
+            source, target = sqlite3.connect(path), sqlite3.connect(torn)
+            source.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+            target.execute(f"DELETE FROM meta WHERE key LIKE '{PREFIX}%'")  # (meta as before)
+            target.commit()
+            source.close()
+            target.close()
+    WORLD.clear()
+    for readonly in (False, True):
+        with pytest.raises(JournalError, match="'open' is shown unfinished, held by a journal"):
+            Journal(torn, readonly=readonly)
+    assert WORLD == []
+
+
+def test_a_close_after_the_wal_was_deleted_keeps_a_running_writers_mark(tmp_path):
+    """attack244 F2: the -wal deleted while a writer runs (it writes on into the unlinked
+    one); another journal's close found no -wal and took its close for the last: the running
+    writer's mark went, and recover undid the saga it then committed, exit 0. A close never
+    takes away the mark of a process that runs."""
+    path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
+    Journal(path).close()  # (made)
+    other = Journal(path)  # (opened, never written: it leaves no mark of its own)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go), "kill"]
+    )
+    try:
+        while not inside.exists():
+            assert writer.poll() is None
+            time.sleep(0.02)
+        checkpoint = sqlite3.connect(path)  # (the writer's saga in the file, its mark too)
+        checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        checkpoint.close()
+        Path(f"{path}-wal").unlink()
+        other.close()
+        assert any(json.loads(v)["pid"] == writer.pid for v in _mark_values(path))
+    finally:
+        go.touch()
+        assert writer.wait(30) == -signal.SIGKILL  # (its commit in the -wal deleted)
+    WORLD.clear()
+    with pytest.raises(JournalError, match="did not close it"):
+        recover(Journal(path), REGISTRY)
+    assert WORLD == []  # (the committed saga 'open' never undone)
+
+
+def _mark_values(path: Path) -> list[str]:
+    con = sqlite3.connect(f"file:{path}?immutable=1", uri=True)  # (the file alone, as it is)
+    try:
+        return [v for k, v in con.execute("SELECT key, value FROM meta") if k.startswith(PREFIX)]
+    finally:
+        con.close()
+
+
+def test_a_recover_that_takes_a_dead_writers_saga_takes_its_mark_away(tmp_path):
+    """attack244 F3: a service with the journal open recovers the saga of a writer killed
+    meanwhile, and runs on: the dead writer's mark stayed (marks of the dead went only as a
+    journal opened or closed), and every backup was refused though every saga had ended."""
+    path = tmp_path / "j.db"
+    with Journal(path) as service:
+        service.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])
+        _crashed_saga(path)  # (killed after the service opened: not among its ended marks)
+        assert [r.saga_id for r in recover(service, REGISTRY).recovered] == ["cut"]
+        Saga(_steps("b")).run({}, journal=service, run_id="after")
+        assert _marks(path) == []  # (the dead writer's gone with the claim, its own with
+        service.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # the end)
+        assert _marks(path) == [service._mark.key]
+    assert _marks(path) == []

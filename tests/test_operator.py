@@ -98,6 +98,7 @@ def _corrupt_a_page(path) -> None:
     -wal written back here by hand first, which the journal is told, as its refusal of a
     file found without one says: ``writers``.)"""
     con = sqlite3.connect(path)
+    con.execute("UPDATE sagas SET writer = NULL")
     con.execute("DELETE FROM meta WHERE key LIKE 'writer %'")
     con.commit()
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -362,6 +362,7 @@ def test_an_owner_whose_program_this_user_cannot_read_is_not_said_only_running(
             space = me()[3].split(" exec ")[0] + f" exec {owner.process_exec(proc.pid)}"
             with sqlite3.connect(path) as con:  # (by hand, its -wal written back: said so,
                 con.execute("UPDATE sagas SET owner_space = ?", (space,))  # as the journal's
+                con.execute("UPDATE sagas SET writer = NULL")
                 con.execute("DELETE FROM meta WHERE key LIKE 'writer %'")  # refusal says)
             con.close()
         else:  # (read as another user reads it)

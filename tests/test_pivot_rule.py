@@ -736,13 +736,14 @@ def test_a_journal_written_before_policies_were_kept_says_what_recover_used(tmp_
     con.execute("ALTER TABLE sagas DROP COLUMN graph")  # (schema 6)
     con.execute("ALTER TABLE sagas DROP COLUMN owner_space")  # (schema 7)
     con.execute("ALTER TABLE sagas DROP COLUMN claim_space")
+    con.execute("ALTER TABLE sagas DROP COLUMN writer")  # (schema 8)
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     with Journal(path) as journal:  # (its owner's PID namespace unrecorded: --force)
         [recovered] = recover(journal, registry, force=True)
     assert FALLBACK in recovered.notes and "continue" in FALLBACK
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
 
 
 def test_the_machine_resumes_with_the_policy_it_is_given():

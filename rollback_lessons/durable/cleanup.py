@@ -87,6 +87,6 @@ _HELD = (  # this process's claims, read (no lock waited for) before any is give
 )
 _RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
     "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
-    " claim_space = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
+    " claim_space = NULL, writer = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
     " AND status IN ('running', 'rolling_back')"
 )

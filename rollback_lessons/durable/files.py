@@ -29,7 +29,7 @@ from .txn import Written, begin, heal, healed, transaction  # noqa: F401 (its na
 from .walcheck import wal_damage
 
 APP = "rollback-lessons"
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 FINISHED = ("committed", "rolled_back", "rollback_incomplete", "halted")
 _IDS = _UNFINISHED = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back')"
 
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS sagas (
     claim_gen INTEGER NOT NULL DEFAULT 0,
     policy TEXT,
     undo_order TEXT NOT NULL DEFAULT 'reverse', graph TEXT,  -- graph: a graph's dependencies
-    owner_space TEXT, claim_space TEXT  -- the PID namespace and boot their pids are from
+    owner_space TEXT, claim_space TEXT,  -- the PID namespace and boot their pids are from
+    writer TEXT  -- the mark of the journal that holds it unfinished (``writers``)
 );
 CREATE INDEX IF NOT EXISTS sagas_status ON sagas (status);
 CREATE TABLE IF NOT EXISTS events (
@@ -111,8 +112,9 @@ _MIGRATE_4_TO_5 = [
 _MIGRATE_5_TO_6 = ["ALTER TABLE sagas ADD COLUMN graph TEXT"]  # a graph's dependencies (JSON)
 # where the owner's and the claimer's pids name them (owner.process_space); NULL: before
 _MIGRATE_6_TO_7 = [f"ALTER TABLE sagas ADD COLUMN {who}_space TEXT" for who in ("owner", "claim")]
+_MIGRATE_7_TO_8 = ["ALTER TABLE sagas ADD COLUMN writer TEXT"]  # (``writers``: a torn copy)
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5,
-               5: _MIGRATE_5_TO_6, 6: _MIGRATE_6_TO_7}  # fmt: skip
+               5: _MIGRATE_5_TO_6, 6: _MIGRATE_6_TO_7, 7: _MIGRATE_7_TO_8}  # fmt: skip
 
 
 class Waiting(sqlite3.Connection):

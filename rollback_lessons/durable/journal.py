@@ -243,11 +243,11 @@ class Journal:
                     claimed.append(saga)
                 else:
                     skipped.append((saga, reason))
-            self._mark.open.update(s.id for s in claimed)  # (open until recover ends them)
+            writers.claiming(self._mark, self._con, [s.id for s in claimed])  # (its mark's)
             self._con.executemany(
-                "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?,"
-                " claim_space = ?, claimed_at = ?, claim_gen = claim_gen + 1 WHERE id = ?",
-                [(pid, host, started, space, time.time(), s.id) for s in claimed],
+                "UPDATE sagas SET claim_pid = ?, claim_host = ?, claim_started = ?, claim_space"
+                " = ?, claimed_at = ?, claim_gen = claim_gen + 1, writer = ? WHERE id = ?",
+                [(pid, host, started, space, time.time(), self._mark.key, s.id) for s in claimed],
             )
             gens = dict(self._con.execute(f"SELECT id, claim_gen FROM sagas WHERE id IN ({_IDS})"))
             seqs = self._last_seqs_locked()

@@ -23,6 +23,9 @@ RELEASE = (
     " COALESCE(MAX(seq), 0) + 1, 'released', NULL, ?2 FROM events WHERE saga_id = ?1"
 )
 
+LET_GO = "UPDATE sagas SET writer = NULL WHERE id = ?"
+"""A saga no journal holds: let go (released), or its writer's mark taken away (``writers``)."""
+
 if TYPE_CHECKING:
     from .journal import Journal
 
@@ -68,12 +71,13 @@ class JournalRun:
         if new:
             pid, host, started, space = me()
             row = (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph)
+            writer = getattr(getattr(journal, "_mark", None), "key", None)  # (its mark's)
             self._pending.append(
                 (
                     "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started, policy, undo_order, graph, owner_space) VALUES (?, ?,"
-                    " 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, space),
+                    " owner_started, policy, undo_order, graph, owner_space, writer) VALUES"
+                    " (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, space, writer),
                 )
             )
 
@@ -229,7 +233,7 @@ class JournalRun:
         pid, host, started, space = me()
         owner = {"pid": pid, "host": host, "started": started, "space": space}
         self.journal.write(
-            [(RELEASE, (self.saga_id, stored(owner)))],
+            [(RELEASE, (self.saga_id, stored(owner))), (LET_GO, (self.saga_id,))],
             fences={self.saga_id: self.gen},
         )
 

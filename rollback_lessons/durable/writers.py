@@ -88,6 +88,14 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
     otherwise the keys of the marks of processes that ended (their writes are all here: the
     file with its ``-wal``)."""
     marks = [(key, _who(value)) for key, value in con.execute(_MARKS).fetchall()]
+    if alone and not marks and (held := _held_unfinished(con)) and lone(path):
+        raise Alone(  # (a copy read across a checkpoint: an old page of meta, a newer one of
+            f"cannot open the journal {path}: its saga {held!r} is shown unfinished, held by "
+            "a journal whose mark is not in the file: this file is torn (a copy taken as "  # its
+            "SQLite wrote pages back into it) or a part of it is missing; a saga shown "  # sagas,
+            "unfinished may have ended, and recover would undo it: use the journal itself, "
+            "with its -wal, or a copy taken with sqlite3's .backup"  # attack244 F1)
+        )
     if alone and marks and lone(path):
         who = marks[0][1]
         by = "a process" if who is None else f"process {who[0]} on {who[1]}"
@@ -111,9 +119,44 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
             "ended, and recover would undo it. Use it with its -wal; if it is whole (another "
             "program, the sqlite3 shell, closed it last and wrote the -wal back into it, or "
             "that process ran out of disk as it ended), say so: "
-            f"sqlite3 {name} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+            f"sqlite3 {name} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'; "
+            'UPDATE sagas SET writer = NULL"'
         )
     return [key for key, who in marks if _ended(who) is True]
+
+
+def _held_unfinished(con: sqlite3.Connection) -> str | None:
+    """A saga shown unfinished that a journal holds (its mark's key in ``sagas.writer``):
+    in a whole file, its mark is there too (set with the saga, taken away after it ends or
+    is let go). None where the schema has no such column yet (written before version 8)."""
+    try:
+        row = con.execute(
+            "SELECT id FROM sagas WHERE writer IS NOT NULL AND status IN ('running',"
+            " 'rolling_back') LIMIT 1"
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
+
+
+def _out(keys: list[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Marks taken away, the sagas they held unfinished let go first (``sagas.writer``): a
+    cut between leaves the mark, which refuses the file alone (the safe side)."""
+    if not keys:
+        return []
+    among = f"({', '.join('?' * len(keys))})"
+    return [(f"UPDATE sagas SET writer = NULL WHERE writer IN {among}", tuple(keys)),
+            (f"DELETE FROM meta WHERE key IN {among}", tuple(keys))]  # fmt: skip
+
+
+def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
+    """In a claim's transaction: the sagas claimed are open (its mark's until recover ends
+    them), and the marks of processes that ended go (attack244 F3: a dead owner's, whose saga
+    this recover takes, stayed until a close: every backup of a service refused)."""
+    mark.open.update(ids)
+    ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
+    for sql, params in _out(ended):
+        con.execute(sql, params)
 
 
 class Mark:
@@ -145,7 +188,7 @@ class Mark:
         """What a write adds until one has committed (``done``); a write after which no saga
         of this journal is open (``leaving``) takes the mark away, and the next puts it back
         (``done`` unset before its COMMIT: a Ctrl-C as that returns leaves it so)."""
-        gone = [("DELETE FROM meta WHERE key = ?", (key,)) for key in self.gone]
+        gone = _out(self.gone)
         if self.leaving:
             self.done = False
             return [*gone, ("DELETE FROM meta WHERE key = ?", (self.key,))]
@@ -225,7 +268,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
-            left = [key for key, _ in marks if key not in keys]
+            left = [key for key, who in marks if key not in keys and _ended(who) is not False]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
@@ -234,9 +277,9 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                     longest = max(0.0, until - time.monotonic())  # process's end, 5 s for all
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
-                marks_out = f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(keys))})"
                 with held(cut) if unclosed else contextlib.nullcontext():
-                    con.execute(marks_out, keys)
+                    for sql, params in _out(keys):  # (its sagas let go first: cut between,
+                        con.execute(sql, params)  # the mark left refuses the file alone)
         if exiting:
             return
         con.close()
@@ -337,8 +380,8 @@ def _tidy(path: Path, wait: float, kept: list[int], left: list[str]) -> None:
         try:
             with transaction(con):
                 if lone(path):
-                    con.execute(f"DELETE FROM meta WHERE key IN ({', '.join('?' * len(left))})",
-                                left)  # fmt: skip
+                    for sql, params in _out(left):
+                        con.execute(sql, params)
         finally:
             con.close()
 
