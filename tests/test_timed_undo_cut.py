@@ -20,10 +20,12 @@ from rollback_lessons import AsyncRollback, Registry, Saga, Step
 from rollback_lessons.durable.journal import Journal
 
 form, sleep, kind = sys.argv[2], float(sys.argv[3]), sys.argv[4]
+timeout, delay = float(sys.argv[5]), float(sys.argv[6])
 calls, lock, running, peak = [], threading.Lock(), [0], [0]
 registry = Registry()
 
 def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's frame)
+    time.sleep(delay)
     os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
     time.sleep(0.01)
     os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
@@ -63,12 +65,12 @@ async def fails(state=None):
 
 async def main(journal):
     if form == "arun":
-        saga = Saga([Step("d", lambda s: None, undo, undo_timeout=0.1),
+        saga = Saga([Step("d", lambda s: None, undo, undo_timeout=timeout),
                      Step("f", lambda s: fails())])
         await saga.arun({}, journal=journal, run_id="r1")
     else:
         async with AsyncRollback(journal=journal, run_id="r1") as rb:
-            await rb.do("d", lambda: None, undo, undo_timeout=0.1)
+            await rb.do("d", lambda: None, undo, undo_timeout=timeout)
             await rb.do("f", fails)
 
 journal = Journal(sys.argv[1])
@@ -93,7 +95,7 @@ def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(
     task of its own, past ``within``'s wait), made again beside itself alike: its end is
     awaited a grace as long as its timeout, told, or left in doubt."""
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, str(sleep), kind],
+        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, str(sleep), kind, "0.1", "0"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     said = json.loads(done.stdout.splitlines()[-1])
@@ -102,3 +104,18 @@ def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(
         assert said["rows"] == [["d", "done"]] and said["status"] == "rolled_back", said
     else:  # (left running past its timeout: in doubt, for recover, never made again here)
         assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
+
+
+@pytest.mark.parametrize("form", ["arun", "AsyncRollback"])
+def test_an_async_undo_cut_in_the_grace_after_its_timeout_is_never_made_again(tmp_path, form):
+    """attack243 F1: the Ctrl-Cs land after the timeout fired, as the grace waits for an
+    ``async def`` undo that swallows the cancel: that wait, cut bare, left it neither told
+    nor kept, and it was made again beside itself, the dead letter saying "not called
+    again". Now it is kept (never made again in the run) and left pending, in doubt."""
+    done = subprocess.run(  # (timeout 0.3 s, the undo runs 0.6 s, the Ctrl-Cs at 0.4 s)
+        [sys.executable, "-c", CHILD, str(tmp_path / "j.db"), form, "0.6", "async", "0.3", "0.4"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said["peak"] == 1 and said["calls"] == 1, (said, done.stderr[-2000:])
+    assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
