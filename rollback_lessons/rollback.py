@@ -206,8 +206,7 @@ class Rollback(_Base):
         if (  # (``calls.plain``, inline: this is a with-block's every step)
             history is not None and self._state is _OPEN
             and type(action) is FUNCTION and not action.__code__.co_flags & NOT_PLAIN
-            and not action.__dict__  # (no mark of a coroutine function: calls._marked)
-            and (undo is None
+            and not action.__dict__ and (undo is None  # (__dict__: no calls._marked mark)
                  or (type(undo) is FUNCTION and not undo.__code__.co_flags & NOT_PLAIN
                      and not undo.__dict__))
             and register == "after" and retry is None and undo_timeout is None

@@ -154,6 +154,7 @@ def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
     them), and the marks of processes that ended go (attack244 F3: a dead owner's, whose saga
     this recover takes, stayed until a close: every backup of a service refused)."""
     mark.open.update(ids)
+    mark.open_ever = mark.open_ever or bool(ids)
     ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
     for sql, params in _out(ended):
         con.execute(sql, params)
@@ -173,6 +174,7 @@ class Mark:
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done, self.leaving = gone, False, False
         self.open: set[str] = set()  # (the sagas it began or claimed, not yet ended)
+        self.open_ever = False  # (one ever: its close lets go of any still named)
         self.kept: list[int] = _UNCLOSED  # (signals its close holds: ``closing``'s)
         self.leave = weakref.finalize(journal, _end, con, self)
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
@@ -228,6 +230,7 @@ def tracking(
     # it, recover ends it elsewhere: attack241 F3, open for good, every backup refused)
     new = starts - mark.open
     mark.open |= new  # (before its COMMIT: a Ctrl-C as that lands keeps them open)
+    mark.open_ever = mark.open_ever or bool(new)
     mark.leaving = bool(ends) and not mark.open - ends  # (a saga's end: the last open)
     try:
         yield
@@ -268,6 +271,8 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
+            if mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
+                keys.append(mark.key)  # with the last's end: an unfinished one named still)
             left = [key for key, who in marks if key not in keys and _ended(who) is not False]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
