@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -58,8 +59,8 @@ async def within(
         end.cancel()
         ran_on(exc, True, end)
         raise
-    if task.cancelled() and task.cancelling() > ours:  # (a signal handler's, as the timeout's
-        raise cut_short(owner)  # landed: arun's, not the timeout's failure, attack134 F1)
+    if task.cancelled() and task.cancelling() > ours and task not in _RUNS_ON:  # (a signal
+        raise cut_short(owner)  # handler's, as the timeout's landed: arun's, attack134 F1)
     said = f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
     if task.done() and not task.cancelled():  # it would not stop, and ended in the grace:
         if task.exception() is None and task.result()[0]:
@@ -67,7 +68,7 @@ async def within(
         late(owner, role, step, keep=True, on_loop=True)  # what it did is not known, it is
         said += " (it would not stop when cancelled, and ended after it: it may have completed)"
         raise TimeoutError(said)  # never made again (attack86 F12: three refunds, "none")
-    if not task.done():
+    if not task.done() or task in _RUNS_ON:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
         late(owner, role, step, keep=True, on_loop=True)
         said += f" (the call was left running {ON_LOOP}, and may still complete)"
@@ -86,7 +87,7 @@ async def _task_end(task: Any, grace: float, owner: object, role: str, step: str
 
     await _end_within(task, grace)
     end = asyncio.get_running_loop().create_future()
-    if not task.done():
+    if not task.done() or task in _RUNS_ON:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
         late(owner, role, step, keep=True, on_loop=True)
         end.cancel()  # (its end not known: in doubt, left pending, as a thread's)
@@ -127,6 +128,12 @@ def cut_short(owner: object) -> BaseException:
     return cut(asyncio.CancelledError())
 
 
+_RUNS_ON: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The calls' tasks that ended cancelled with their work still running (``_results``'
+``runs_on``: a pool's, given up by a second cancel, asyncio.run's end then ``within``'s:
+attack246 F1, read as stopped, retried beside it)."""
+
+
 async def _kept(awaitable: Any) -> tuple[bool, Any]:
     """Await in a task of its own, a KeyboardInterrupt or SystemExit it raises returned,
     not raised: asyncio re-raises those out of the event loop, past the run (nothing undone,
@@ -136,6 +143,10 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
     except BaseException as exc:
         if exc.__dict__.get("ran_on"):  # (cancelled, it ran on to its end: ``within``
             return False, None  # tells it as one that would not stop, never made again)
+        if exc.__dict__.get("runs_on"):  # (a second cancel gave up its work's wait: the
+            import asyncio  # work goes on, never made again)
+
+            _RUNS_ON.add(asyncio.current_task())
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         return True, exc

@@ -119,3 +119,61 @@ def test_an_async_undo_cut_in_the_grace_after_its_timeout_is_never_made_again(tm
     said = json.loads(done.stdout.splitlines()[-1])
     assert said["peak"] == 1 and said["calls"] == 1, (said, done.stderr[-2000:])
     assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
+
+
+POOLED = """
+import asyncio, concurrent.futures, json, os, signal, sys, threading, time
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+calls, running, peak, lock = [], [0], [0], threading.Lock()
+pool = concurrent.futures.ThreadPoolExecutor(2)
+
+def term():
+    time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+def work(step):
+    with lock:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        calls.append(step)
+    if len(calls) == 1:
+        threading.Thread(target=term).start()
+    time.sleep(0.3)
+    with lock:
+        running[0] -= 1
+
+async def refund(step, idempotency_key=None):  # (its work handed to a pool: never stopped)
+    return asyncio.get_running_loop().run_in_executor(pool, work, step)
+
+async def fails(state=None):
+    raise ValueError("declined")
+
+registry = Registry()
+undo = registry.add("refund", refund).bind(step="d")
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+saga = Saga([Step("d", lambda s: None, undo, undo_timeout=0.2), Step("f", lambda s: fails())])
+journal = Journal(sys.argv[1])
+try:
+    asyncio.run(saga.arun({}, journal=journal, run_id="r1"))
+except BaseException:
+    pass
+time.sleep(0.5)
+journal.close()
+print(json.dumps({"calls": len(calls), "peak": peak[0]}))
+"""
+
+
+def test_an_undo_whose_pool_work_runs_on_past_two_cancels_is_never_retried_beside_it(tmp_path):
+    """attack246 F1: asyncio.run's end cancels the undo's task (its wait for the pool's work
+    goes on), then its timeout cancels it again: a second cancel gives that wait up, the
+    task ends cancelled with the work still running, and the timeout read it as a call
+    that stopped: retried beside it (two refunds at once, the dead letter "not called
+    again"). Such a task is kept: never made again in the run."""
+    done = subprocess.run(
+        [sys.executable, "-c", POOLED, str(tmp_path / "j.db")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"calls": 1, "peak": 1}, (said, done.stderr[-2000:])
