@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import examples
+from test_journal_alone import _marks
 
 from rollback_lessons import Rollback, Saga, Step
 from rollback_lessons.durable.journal import Journal, JournalError
@@ -37,14 +38,6 @@ def undo(step: str, fails: bool = False, idempotency_key: str | None = None) -> 
     if fails:
         raise OSError(f"undo of {step} refused")
     WORLD.append(f"undo {step}")
-
-
-def _marks(path: Path) -> list[str]:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return [k for (k,) in con.execute("SELECT key FROM meta") if k.startswith(PREFIX)]
-    finally:
-        con.close()
 
 
 def _alone(journal: Journal, to: Path) -> Path:
