@@ -13,7 +13,7 @@ from typing import Any
 from . import _forward
 from ._forward import cut, home_asked
 from ._numbers import plain_number
-from ._results import awaitable, awaited, checked, ran_on
+from ._results import _as_future, awaitable, awaited, checked, handed_off, on_a_loop, ran_on
 from .calls import ON_LOOP, late, refused, timed_out, what
 
 
@@ -181,7 +181,8 @@ async def acall_timed(
         done, _ = await asyncio.wait({box}, timeout=timeout)
     except BaseException as exc:  # (a cancel, asyncio.run's end: the call runs on there)
         await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
-        raise ran_on(exc, True, box)  # noqa: B904  (its end told first, never made again)
+        end = await _work_end(box, timeout - (loop.time() - start), owner, role, step)
+        raise ran_on(exc, True, end)  # noqa: B904  (its end told first, never made again)
     if box not in done:
         box.cancel()
         late(owner, role, step, keep=True)
@@ -191,6 +192,34 @@ async def acall_timed(
         left = max(timeout - (loop.time() - start), 0.0)
         return await within(awaited(result, role, step), left, role, step, owner, shown=timeout)
     return result if result is None else checked(result, role, step)  # (a generator: F2)
+
+
+async def _work_end(box: Any, left: float, owner: object, role: str, step: str) -> Any:
+    """``box``, or, where the call handed work back (a pool's Future, one of this loop), that
+    work's end awaited within what is left of the timeout, through asyncio.run's cancels
+    (attack247 F1: told "not known to be undone", the refund landed, recover made it
+    again); past it, kept and in doubt (a future cancelled)."""
+    import asyncio
+
+    if not box.done() or box.cancelled() or box.exception() is not None:
+        return box
+    work = box.result()
+    if handed_off(work):
+        work = asyncio.wrap_future(_as_future(work))
+    elif not (on_a_loop(work) and work.get_loop() is asyncio.get_running_loop()):
+        return box  # (a plain end, told; more work of another kind: in doubt, as ever)
+    await _end_within(work, left)
+    end = asyncio.get_running_loop().create_future()
+    if not work.done():
+        late(owner, role, step, keep=True)
+        end.cancel()
+    elif work.cancelled():
+        end.cancel()
+    elif work.exception() is not None:
+        end.set_exception(work.exception())
+    else:
+        end.set_result(work.result())
+    return end
 
 
 async def _thread_end(box: Any, left: float, owner: object, role: str, step: str) -> None:

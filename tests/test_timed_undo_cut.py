@@ -177,3 +177,60 @@ def test_an_undo_whose_pool_work_runs_on_past_two_cancels_is_never_retried_besid
     )  # fmt: skip
     said = json.loads(done.stdout.splitlines()[-1])
     assert said == {"calls": 1, "peak": 1}, (said, done.stderr[-2000:])
+
+
+HANDS_BACK = """
+import asyncio, concurrent.futures, json, os, signal, sys, threading, time
+from rollback_lessons import AsyncRollback, Registry
+from rollback_lessons.durable.journal import Journal
+
+calls, pool = [], concurrent.futures.ThreadPoolExecutor(2)
+
+def term():
+    time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+def land(step):
+    time.sleep(0.3)
+    calls.append(f"landed {step}")
+
+def refund(step, idempotency_key=None):  # (a call of its own, then its work handed back)
+    calls.append(f"called {step}")
+    threading.Thread(target=term).start()
+    time.sleep(0.1)
+    return pool.submit(land, step)
+
+undo = Registry().add("refund", refund).bind(step="d")
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+
+async def main(journal):
+    async with AsyncRollback(journal=journal, run_id="r1") as rb:
+        await rb.do("d", lambda: None, undo, undo_timeout=1.0)
+        raise ValueError("declined")
+
+journal = Journal(sys.argv[1])
+try:
+    asyncio.run(main(journal))
+except BaseException:
+    pass
+time.sleep(0.5)
+rows = journal._con.execute("SELECT step, state FROM undos").fetchall()
+journal.close()
+print(json.dumps({"calls": calls, "rows": rows}))
+"""
+
+
+def test_work_a_timed_undo_hands_back_as_asyncio_run_ends_is_awaited_and_told(tmp_path):
+    """attack247 F1: a sync undo with a timeout, in its helper thread, handing its work to a
+    pool; asyncio.run ended (a SIGTERM handler's sys.exit) as its call ran: the call was
+    awaited, the work it handed back was not, the undo said "not known to be undone" though
+    the refund landed, and recover made it again. The work is awaited within the timeout
+    and told: done, once."""
+    done = subprocess.run(
+        [sys.executable, "-c", HANDS_BACK, str(tmp_path / "j.db")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    said = json.loads(done.stdout.splitlines()[-1])
+    assert said == {"calls": ["called d", "landed d"], "rows": [["d", "done"]]}, (
+        said, done.stderr[-2000:]
+    )  # fmt: skip
