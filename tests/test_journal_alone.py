@@ -636,3 +636,24 @@ def test_a_journal_left_unclosed_at_exit_waits_for_a_lock_5_s_at_most(tmp_path, 
     # (a SIGTERM left to its default ends the process as it would have: attack237 F1)
     assert ending.returncode == (-15 if "SIGTERM" in how else 1) and err == "", err
     assert held_on
+
+
+def test_the_refusals_statement_fits_a_journal_of_schema_7(tmp_path):
+    """attack248 F2: a journal written before sagas named their writer (schema 7), refused
+    alone, was told a statement that failed there (no such column: writer, exit 1, half of
+    it done). The statement is the schema's own; run, the journal opens (and is upgraded)."""
+    assert _owner(tmp_path, "kill marked").returncode == -signal.SIGKILL
+    path = tmp_path / "j.db"
+    old = sqlite3.connect(path)  # (closed last: whole; then as schema 7 left it)
+    old.execute("ALTER TABLE sagas DROP COLUMN writer")
+    old.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    old.commit()
+    old.close()
+    with pytest.raises(JournalError) as refused:
+        Journal(path)
+    said = str(refused.value).rsplit("say so: ", 1)[1]
+    assert said == f"sqlite3 {path} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'\""
+    other = sqlite3.connect(path)
+    other.executescript(said.split(" ", 2)[2].strip('"'))
+    other.close()
+    Journal(path).close()

@@ -409,3 +409,36 @@ def test_a_recover_that_takes_a_dead_writers_saga_takes_its_mark_away(tmp_path):
         service.write([("UPDATE meta SET value = value WHERE key = 'app'", ())])  # the end)
         assert _marks(path) == [service._mark.key]
     assert _marks(path) == []
+
+
+def test_a_writer_killed_as_another_journal_closes_last_leaves_no_mark(tmp_path, monkeypatch):
+    """attack248 F1: a process with a saga open, killed while another journal's close waited
+    (it had read that process running): the close, the last, wrote the -wal back and left
+    the dead process's mark, and the whole file was refused until a statement was run by
+    hand. Whether a process runs is asked again as the marks are tidied: the file opens,
+    and recover finishes the saga."""
+    from rollback_lessons.durable import writers
+
+    path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
+    closing = Journal(path)  # (made: its mark, which its close takes away first)
+    writer = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
+    while not inside.exists():
+        assert writer.poll() is None
+        time.sleep(0.02)
+    out = writers._out
+
+    def killed_first(keys):  # (as the closing journal takes its own mark away: A dies)
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait(30)
+        return out(keys)
+
+    monkeypatch.setattr(writers, "_out", killed_first)
+    closing.close()
+    monkeypatch.setattr(writers, "_out", out)
+    assert writer.returncode == -signal.SIGKILL and not Path(f"{path}-wal").exists()
+    assert _marks(path) == []
+    WORLD.clear()
+    with Journal(path) as journal:
+        assert [r.saga_id for r in recover(journal, REGISTRY).recovered] == ["open"]
+    assert WORLD == ["undo a"]

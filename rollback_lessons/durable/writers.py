@@ -119,10 +119,16 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
             "ended, and recover would undo it. Use it with its -wal; if it is whole (another "
             "program, the sqlite3 shell, closed it last and wrote the -wal back into it, or "
             "that process ran out of disk as it ended), say so: "
-            f"sqlite3 {name} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'; "
-            'UPDATE sagas SET writer = NULL"'
+            f"sqlite3 {name} \"DELETE FROM meta WHERE key LIKE '{PREFIX}%'"
+            + ("; UPDATE sagas SET writer = NULL" if _named(con) else "")  # (schema 8: 248 F2)
+            + '"'
         )
     return [key for key, who in marks if _ended(who) is True]
+
+
+def _named(con: sqlite3.Connection) -> bool:
+    """Does the file's schema name each unfinished saga's journal (``sagas.writer``)?"""
+    return any(row[1] == "writer" for row in con.execute("PRAGMA table_info(sagas)"))
 
 
 def _held_unfinished(con: sqlite3.Connection) -> str | None:
@@ -273,7 +279,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
             if mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
                 keys.append(mark.key)  # with the last's end: an unfinished one named still)
-            left = [key for key, who in marks if key not in keys and _ended(who) is not False]
+            left = [key for key, _ in marks if key not in keys]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
@@ -376,7 +382,8 @@ LEAVE_WAIT = 5.0
 
 def _tidy(path: Path, wait: float, kept: list[int], left: list[str]) -> None:
     """After the last connection closed: the marks ``left`` in the file as it closed (no
-    process had it open then) go, in a write that finds no -wal frame of anyone else's; a
+    process had it open then) go, but those of processes running now, in a write that finds
+    no -wal frame of anyone else's; a
     writer that began meanwhile keeps its own. Left as they were if it cannot (a lock, a
     full disk): the file is then refused alone, never taken for whole."""
     with contextlib.suppress(sqlite3.Error, OSError):
@@ -384,9 +391,12 @@ def _tidy(path: Path, wait: float, kept: list[int], left: list[str]) -> None:
         con.stopping = kept  # type: ignore[attr-defined]
         try:
             with transaction(con):
-                if lone(path):
-                    for sql, params in _out(left):
-                        con.execute(sql, params)
+                running = {
+                    key for key, value in con.execute(_MARKS) if _ended(_who(value)) is False
+                }
+                if lone(path):  # (a running process's mark never: the -wal deleted under it,
+                    for sql, params in _out([k for k in left if k not in running]):  # 244 F2;
+                        con.execute(sql, params)  # one that died as this closed goes: 248 F1)
         finally:
             con.close()
 
