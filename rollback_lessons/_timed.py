@@ -33,7 +33,9 @@ async def within(
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except BaseException as exc:
-        task.cancel()  # this run is cancelled itself: so is its call
+        if not task.cancelling():  # this run is cancelled itself: so is its call, once (a
+            task.cancel()  # second, after asyncio.run's own, gave up the wait for a pool's
+            # work still running: attack249 F1, told in doubt, recover made it again)
         end = await _task_end(task, timeout, owner, role, step)  # (one that runs on)
         if end is not None:
             ran_on(exc, True, end)  # (its end told first, never made again)
@@ -141,8 +143,10 @@ async def _kept(awaitable: Any) -> tuple[bool, Any]:
     try:
         return False, await awaitable
     except BaseException as exc:
-        if exc.__dict__.get("ran_on"):  # (cancelled, it ran on to its end: ``within``
-            return False, None  # tells it as one that would not stop, never made again)
+        end = exc.__dict__.get("ended")  # (cancelled, it ran on to its end: ``within``
+        if exc.__dict__.get("ran_on") and not (end is not None and end.cancelled()):  # tells
+            return False, None  # it as one that would not stop, never made again; work cut
+            # by asyncio.run's end never ended: in doubt, attack249 F3, told done)
         if exc.__dict__.get("runs_on"):  # (a second cancel gave up its work's wait: the
             import asyncio  # work goes on, never made again)
 
@@ -203,22 +207,25 @@ async def _work_end(box: Any, left: float, owner: object, role: str, step: str) 
 
     if not box.done() or box.cancelled() or box.exception() is not None:
         return box
-    work = box.result()
-    if handed_off(work):
-        work = asyncio.wrap_future(_as_future(work))
-    elif not (on_a_loop(work) and work.get_loop() is asyncio.get_running_loop()):
-        return box  # (a plain end, told; more work of another kind: in doubt, as ever)
-    await _end_within(work, left)
-    end = asyncio.get_running_loop().create_future()
+    loop, work = asyncio.get_running_loop(), box.result()
+    deadline = loop.time() + left
+    while handed_off(work) or (on_a_loop(work) and work.get_loop() is loop):  # (its result
+        work = asyncio.wrap_future(_as_future(work)) if handed_off(work) else work  # more
+        await _end_within(work, deadline - loop.time())  # work: to its end, 249 F2)
+        if not work.done() or work.cancelled() or work.exception() is not None:
+            break
+        work = work.result()
+    else:
+        if work is box.result():
+            return box  # (a plain end, told; more work of another kind: in doubt, as ever)
+        end = loop.create_future()
+        end.set_result(work)
+        return end
+    end = loop.create_future()  # (cut short above: not ended, cancelled, or failed)
     if not work.done():
         late(owner, role, step, keep=True)
-        end.cancel()
-    elif work.cancelled():
-        end.cancel()
-    elif work.exception() is not None:
-        end.set_exception(work.exception())
-    else:
-        end.set_result(work.result())
+    error = work.exception() if work.done() and not work.cancelled() else None
+    end.set_exception(error) if error is not None else end.cancel()
     return end
 
 
