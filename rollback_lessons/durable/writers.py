@@ -279,10 +279,6 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
             if mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
                 keys.append(mark.key)  # with the last's end: an unfinished one named still)
-            if exiting and mark.open:  # (a saga of it still open as the process ends: a
-                keys = [k for k in keys if k != mark.key]  # thread may write it yet, its
-                # connection left open: its mark stays, the file alone refused, attack250
-                # F1; the next journal to find this process ended takes it away)
             left = [key for key, _ in marks if key not in keys and key != mark.key]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
