@@ -442,3 +442,57 @@ def test_a_writer_killed_as_another_journal_closes_last_leaves_no_mark(tmp_path,
     with Journal(path) as journal:
         assert [r.saga_id for r in recover(journal, REGISTRY).recovered] == ["open"]
     assert WORLD == ["undo a"]
+
+
+AT_EXIT = """
+import atexit, sqlite3, sys, threading, time
+path, backup = sys.argv[1:3]
+done = threading.Event()
+atexit.register(lambda: done.wait(10))  # (a graceful end, waiting for its worker: run last)
+from rollback_lessons import Rollback
+from rollback_lessons.durable import writers
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import compensation
+
+@compensation("idle_undo")
+def undo(step, fails=False, idempotency_key=None):
+    pass
+
+journal = Journal(path)
+started = threading.Event()
+
+def worker():
+    with Rollback(journal=journal, run_id="late") as rb:
+        rb.do("charge", lambda: None, undo.bind(step="charge"))
+        started.set()
+        while not writers._EXIT["now"]:  # (the process ends: its journals' ends have run)
+            time.sleep(0.01)
+        time.sleep(0.3)
+        source, target = sqlite3.connect(path), sqlite3.connect(backup)
+        source.backup(target)  # (a backup taken by anyone now)
+        target.close()
+        source.close()
+        rb.do("ship", lambda: None, undo.bind(step="ship"))
+    done.set()
+
+threading.Thread(target=worker, daemon=True).start()
+started.wait()
+"""
+
+
+def test_a_saga_a_thread_runs_on_as_the_process_ends_keeps_the_mark(tmp_path):
+    """attack250 F1: the journal's end at the process's end took its mark away, and let go
+    of a saga a daemon thread was still running (its connection left open for it): a
+    backup taken then showed it unfinished, unmarked, and recover undid the saga the thread
+    then committed. A saga still open, a thread still running, keeps the mark at the process's
+    end (a block left suspended with no thread running lets it go: test_cut_exits)."""
+    path, backup = tmp_path / "j.db", tmp_path / "backup.db"
+    done = subprocess.run([sys.executable, "-c", AT_EXIT, str(path), str(backup)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Journal(path, readonly=True) as journal:
+        assert {s.id: s.status for s in journal.sagas()} == {"late": "committed"}
+    WORLD.clear()
+    with pytest.raises(JournalError, match="did not close it"):
+        recover(Journal(backup), REGISTRY)
+    assert WORLD == []
