@@ -25,7 +25,6 @@ import shlex
 import signal
 import sqlite3
 import sys
-import threading
 import time
 import uuid
 import weakref
@@ -149,9 +148,11 @@ def _held_unfinished(con: sqlite3.Connection) -> str | None:
 def _out(keys: list[str]) -> list[tuple[str, tuple[Any, ...]]]:
     """Marks taken away, the sagas they held unfinished let go first (``sagas.writer``): a
     cut between leaves the mark, which refuses the file alone (the safe side)."""
+    if not keys:
+        return []
     among = f"({', '.join('?' * len(keys))})"
     return [(f"UPDATE sagas SET writer = NULL WHERE writer IN {among}", tuple(keys)),
-            (f"DELETE FROM meta WHERE key IN {among}", tuple(keys))] if keys else []  # fmt: skip
+            (f"DELETE FROM meta WHERE key IN {among}", tuple(keys))]  # fmt: skip
 
 
 def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
@@ -160,7 +161,8 @@ def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
     this recover takes, stayed until a close: every backup of a service refused)."""
     mark.open.update(ids)
     mark.open_ever = mark.open_ever or bool(ids)
-    for sql, params in _out([k for k, v in con.execute(_MARKS) if _ended(_who(v)) is True]):
+    ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
+    for sql, params in _out(ended):
         con.execute(sql, params)
 
 
@@ -277,8 +279,6 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
             if mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
                 keys.append(mark.key)  # with the last's end: an unfinished one named still)
-            if exiting and mark.open and _threads_run():  # (a saga open, a thread that may
-                keys = [k for k in keys if k != mark.key]  # write it yet: mark kept, 250 F1)
             left = [key for key, _ in marks if key not in keys and key != mark.key]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
@@ -302,11 +302,6 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
             wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
             _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
-
-
-def _threads_run() -> bool:
-    """Another thread than the main one still runs (one that may write a saga yet)."""
-    return any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate())
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
