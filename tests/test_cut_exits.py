@@ -150,6 +150,9 @@ def pipeline():  # a streamed response: the block stays suspended at its yield
         yield "paused"
         rb.do("b", lambda: None, unbook.bind(item="b"))
 
+if sys.argv[4:] == ["thread"]:  # (an unrelated daemon thread alive at the end, a logger's)
+    import threading, time
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 g = pipeline()
 next(g)
 if sys.argv[3] == "exit":
@@ -157,16 +160,19 @@ if sys.argv[3] == "exit":
 """
 
 
+@pytest.mark.parametrize("thread", [[], ["thread"]], ids=["alone", "a daemon thread beside"])
 @pytest.mark.parametrize("end", ["exit", "falls off"])
-def test_a_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_path, end):
+def test_a_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_path, end, thread):
     """attack84 F3: Python closes a suspended generator as it shuts down; its block rolled
-    back there, where `open` is gone: each undo a dead letter, exit 0, nothing said."""
+    back there, where `open` is gone: each undo a dead letter, exit 0, nothing said.
+    attack251 F1: with any daemon thread alive at the end (a logging QueueListener), the
+    journal kept its mark as the process ended: the whole file was refused, never recovered."""
     import subprocess
     import sys
 
     script, path, world = tmp_path / "s.py", tmp_path / "j.db", tmp_path / "world"
     script.write_text(_SUSPENDED)
-    done = subprocess.run([sys.executable, str(script), str(path), str(world), end],
+    done = subprocess.run([sys.executable, str(script), str(path), str(world), end, *thread],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and not world.exists()
     assert done.stderr == (
