@@ -30,13 +30,23 @@ async def within(
     import asyncio
 
     task = _forward.engine_task(_kept(awaitable))
+    started = asyncio.get_running_loop().time()
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except BaseException as exc:
         if not task.cancelling():  # this run is cancelled itself: so is its call, once (a
             task.cancel()  # second, after asyncio.run's own, gave up the wait for a pool's
             # work still running: attack249 F1, told in doubt, recover made it again)
-        end = await _task_end(task, timeout, owner, role, step)  # (one that runs on)
+        left = started + 2 * timeout - asyncio.get_running_loop().time()  # (its timeout and
+        end = await _task_end(task, left, owner, role, step)  # grace, as uncut: 252 F1)
+        in_grace = asyncio.get_running_loop().time() > started + timeout  # (ended in its grace:
+        if end is not None and end.done() and not end.cancelled() and in_grace:  # failed, as
+            late(owner, role, step, keep=True, on_loop=True)  # uncut: it may have completed)
+            end = asyncio.get_running_loop().create_future()
+            end.set_exception(TimeoutError(
+                f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
+                " (it would not stop when cancelled, and ended after it: it may have"
+                " completed)"))  # fmt: skip
         if end is not None:
             ran_on(exc, True, end)  # (its end told first, never made again)
         raise
