@@ -43,10 +43,7 @@ async def within(
         if end is not None and end.done() and not end.cancelled() and in_grace:  # failed, as
             late(owner, role, step, keep=True, on_loop=True)  # uncut: it may have completed)
             end = asyncio.get_running_loop().create_future()
-            end.set_exception(TimeoutError(
-                f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
-                " (it would not stop when cancelled, and ended after it: it may have"
-                " completed)"))  # fmt: skip
+            end.set_exception(TimeoutError(_too_long(role, step, shown or timeout) + _ENDED_AFTER))
         if end is not None:
             ran_on(exc, True, end)  # (its end told first, never made again)
         raise
@@ -73,18 +70,25 @@ async def within(
         raise
     if task.cancelled() and task.cancelling() > ours and task not in _RUNS_ON:  # (a signal
         raise cut_short(owner)  # handler's, as the timeout's landed: arun's, attack134 F1)
-    said = f"{what(role, step)} took longer than its timeout of {shown or timeout} s"
+    said = _too_long(role, step, shown or timeout)
     if task.done() and not task.cancelled():  # it would not stop, and ended in the grace:
         if task.exception() is None and task.result()[0]:
             raise task.result()[1]  # (a Ctrl-C it raised: the driver's rule applies)
         late(owner, role, step, keep=True, on_loop=True)  # what it did is not known, it is
-        said += " (it would not stop when cancelled, and ended after it: it may have completed)"
+        said += _ENDED_AFTER
         raise TimeoutError(said)  # never made again (attack86 F12: three refunds, "none")
     if not task.done() or task in _RUNS_ON:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "unretrieved"
         late(owner, role, step, keep=True, on_loop=True)
         said += f" (the call was left running {ON_LOOP}, and may still complete)"
     raise TimeoutError(said)
+
+
+_ENDED_AFTER = " (it would not stop when cancelled, and ended after it: it may have completed)"
+
+
+def _too_long(role: str, step: str, timeout: float) -> str:
+    return f"{what(role, step)} took longer than its timeout of {timeout} s"
 
 
 async def _task_end(task: Any, grace: float, owner: object, role: str, step: str) -> Any:

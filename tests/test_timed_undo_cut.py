@@ -14,14 +14,31 @@ import sys
 
 import pytest
 
-CHILD = """
+IN_FLIGHT = """
+import threading
+calls, lock, running, peak = [], threading.Lock(), [0], [0]
+
+def began(step):  # (a call in flight: counted, the most at once kept)
+    with lock:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        calls.append(step)
+
+def ended():
+    with lock:
+        running[0] -= 1
+"""
+"""The undo calls in flight, counted in a child (``peak``: two at once is the defect)."""
+
+CHILD = (
+    IN_FLIGHT
+    + """
 import asyncio, json, os, signal, sys, threading, time
 from rollback_lessons import AsyncRollback, Registry, Saga, Step
 from rollback_lessons.durable.journal import Journal
 
 form, sleep, kind = sys.argv[2], float(sys.argv[3]), sys.argv[4]
 timeout, delay = float(sys.argv[5]), float(sys.argv[6])
-calls, lock, running, peak = [], threading.Lock(), [0], [0]
 registry = Registry()
 
 def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's frame)
@@ -31,21 +48,14 @@ def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's fra
     os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
 
 def refund(step, idempotency_key=None):
-    with lock:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        calls.append(step)
+    began(step)
     if len(calls) == 1:
         threading.Thread(target=ctrl_c_twice).start()
     time.sleep(sleep)
-    with lock:
-        running[0] -= 1
+    ended()
 
 async def refund_async(step, idempotency_key=None):  # (swallows every cancel: runs on)
-    with lock:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        calls.append(step)
+    began(step)
     loop = asyncio.get_running_loop()
     end = loop.time() + sleep
     if len(calls) == 1:
@@ -55,8 +65,7 @@ async def refund_async(step, idempotency_key=None):  # (swallows every cancel: r
             await asyncio.sleep(end - loop.time())
         except asyncio.CancelledError:
             pass
-    with lock:
-        running[0] -= 1
+    ended()
 
 undo = registry.add("refund", refund if kind == "sync" else refund_async).bind(step="d")
 
@@ -83,6 +92,7 @@ rows = journal._con.execute("SELECT step, state FROM undos WHERE step = 'd'").fe
 journal.close()
 print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows": rows}))
 """
+)
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -123,12 +133,13 @@ def test_an_async_undo_cut_in_the_grace_after_its_timeout_is_never_made_again(tm
     assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
 
 
-POOLED = """
+POOLED = (
+    IN_FLIGHT
+    + """
 import asyncio, concurrent.futures, json, os, signal, sys, threading, time
 from rollback_lessons import Registry, Saga, Step
 from rollback_lessons.durable.journal import Journal
 
-calls, running, peak, lock = [], [0], [0], threading.Lock()
 pool = concurrent.futures.ThreadPoolExecutor(2)
 
 def term():
@@ -136,15 +147,11 @@ def term():
     os.kill(os.getpid(), signal.SIGTERM)
 
 def work(step):
-    with lock:
-        running[0] += 1
-        peak[0] = max(peak[0], running[0])
-        calls.append(step)
+    began(step)
     if len(calls) == 1:
         threading.Thread(target=term).start()
     time.sleep(0.3)
-    with lock:
-        running[0] -= 1
+    ended()
 
 async def refund(step, idempotency_key=None):  # (its work handed to a pool: never stopped)
     return asyncio.get_running_loop().run_in_executor(pool, work, step)
@@ -165,6 +172,7 @@ time.sleep(0.5)
 journal.close()
 print(json.dumps({"calls": len(calls), "peak": peak[0]}))
 """
+)
 
 
 def test_an_undo_whose_pool_work_runs_on_past_two_cancels_is_never_retried_beside_it(tmp_path):
