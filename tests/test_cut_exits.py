@@ -297,3 +297,75 @@ def test_an_async_block_with_no_journal_left_suspended_as_python_exits_runs_its_
         "what fails: end the block before the program exits, or give it a journal\n"
     )
     assert done.returncode == 0 and world.read_text() == "ca"
+
+
+_DAEMON = """
+import atexit, sqlite3, sys, threading, time
+path, backup, log, mode = sys.argv[1:5]
+done = threading.Event()
+atexit.register(lambda: done.wait(10))  # (a graceful end's hook, registered first: run last)
+from rollback_lessons import Rollback
+from rollback_lessons.durable import writers
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import compensation
+
+refund = compensation("refund")(lambda key: open(log, "a").write(f"refund {key}\\n"))
+journal, started = Journal(path), threading.Event()
+
+def backup_at_the_end():
+    while mode != "killed" and not writers._EXIT["now"]:  # (the main thread returned)
+        time.sleep(0.01)
+    time.sleep(60 if mode == "killed" else 0.3)  # (the journal's exit end has run)
+    src, dst = sqlite3.connect(path), sqlite3.connect(backup)  # a .backup taken now
+    src.backup(dst), dst.close(), src.close()
+
+def worker():
+    with Rollback(journal=journal, run_id="d1") as rb:
+        rb.do("charge", lambda: None, refund.bind(key="c1"))
+        if mode != "idle":
+            started.set()
+            backup_at_the_end()
+        rb.do("ship", lambda: None, refund.bind(key="s1"))
+    if mode == "idle":  # (its saga ended before the process did; the thread lives on)
+        started.set()
+        backup_at_the_end()
+    done.set()
+
+threading.Thread(target=worker, daemon=True).start()
+started.wait()
+"""
+
+
+@pytest.mark.parametrize("mode", ["hook", "idle", "killed"])
+def test_a_daemon_thread_writing_a_saga_as_the_process_ends_keeps_its_mark(tmp_path, mode):
+    """attack250 F1: as the process ended, the journal took its mark away and let go of the
+    saga a daemon thread (awaited by an exit hook) went on writing: a backup taken then was
+    read and recover undid the committed saga. The mark stays while a saga's last writer
+    lives ("hook"); it goes when that thread's saga had ended ("idle": the backup is read);
+    a thread killed mid-saga leaves the file with its -wal, recovered ("killed")."""
+    import subprocess
+    import sys
+
+    path, backup, log = tmp_path / "j.db", tmp_path / "b.db", tmp_path / "undos"
+    script = tmp_path / "s.py"
+    script.write_text(_DAEMON)
+    done = subprocess.run([sys.executable, str(script), str(path), str(backup), str(log), mode],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reg = Registry()
+    reg.add("refund", lambda key: log.open("a").write(f"refund {key}\n"))
+    if mode == "hook":
+        with pytest.raises(journal_module.JournalError, match="which did not close it"):
+            Journal(backup)
+        with Journal(path) as journal:
+            assert journal.saga("d1").status == "committed"
+            assert not recovery.recover(journal, reg).recovered
+    elif mode == "idle":
+        with Journal(backup) as journal:
+            assert journal.saga("d1").status == "committed"
+    else:
+        assert not backup.exists() and (tmp_path / "j.db-wal").exists()
+        with Journal(path) as journal:
+            [back] = recovery.recover(journal, reg).recovered
+        assert back.status.value == "rolled_back"
+    assert (log.read_text() if log.exists() else "") == ("refund c1\n" * (mode == "killed"))

@@ -31,7 +31,7 @@ from .._numbers import plain_number
 from ..events import Event, as_told, storable
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
-from . import writers
+from . import holding, writers
 from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -178,7 +178,8 @@ class Journal:
         for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
             grouped.setdefault(sql, []).append(storable(params))
         written = written if written is not None else Written()
-        with self._lock, writers.tracking(self._mark, grouped, written):  # (its sagas open)
+        opened = holding.tracking(self._mark, grouped, written, fences or ())  # (its sagas)
+        with self._lock, opened:
             try:
                 heal(self._con)  # (one a Ctrl-C left open: attack55 F2)
                 if not sync:

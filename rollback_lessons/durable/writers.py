@@ -25,6 +25,7 @@ import shlex
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 import weakref
@@ -35,8 +36,8 @@ from typing import Any
 from .._held import held
 from ..errors import JournalError
 from .files import connect
+from .holding import runs_on
 from .owner import me, process_alive
-from .records import RELEASE
 from .txn import transaction
 
 PREFIX = "writer "
@@ -161,6 +162,7 @@ def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
     this recover takes, stayed until a close: every backup of a service refused)."""
     mark.open.update(ids)
     mark.open_ever = mark.open_ever or bool(ids)
+    mark.threads.update(dict.fromkeys(ids, threading.current_thread()))
     ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
     for sql, params in _out(ended):
         con.execute(sql, params)
@@ -181,6 +183,7 @@ class Mark:
         self.gone, self.done, self.leaving = gone, False, False
         self.open: set[str] = set()  # (the sagas it began or claimed, not yet ended)
         self.open_ever = False  # (one ever: its close lets go of any still named)
+        self.threads: dict[str, threading.Thread] = {}  # (each open saga's last writer)
         self.kept: list[int] = _UNCLOSED  # (signals its close holds: ``closing``'s)
         self.leave = weakref.finalize(journal, _end, con, self)
         if not _EXIT["hooked"]:  # (registered after weakref's own: run before the finalizers)
@@ -206,43 +209,6 @@ class Mark:
             *gone,
             ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (self.key, self.value)),
         ]
-
-
-_STARTS = "INSERT INTO sagas "
-"""A saga's first row (its id the first value): ``records.JournalRun``'s."""
-
-
-def _ends(sql: str) -> bool:
-    """A saga's last status (its id the last value): its owner's end or commit, recover's."""
-    return sql.startswith("UPDATE sagas SET status") and "ended = ?" in sql
-
-
-@contextlib.contextmanager
-def tracking(
-    mark: Mark | None, grouped: dict[str, list[tuple[Any, ...]]], written: Any
-) -> Iterator[None]:
-    """A journal's write, whose sagas begun are open from before its COMMIT and whose sagas
-    ended are no longer open once it committed (``written``): the end of the last one open
-    takes the mark away with it (another write leaves it till then, or till its close).
-    Whatever the file alone shows then, every saga of this process in it has ended, and its
-    next write marks the file again first (a pool worker terminated, a process killed idle,
-    a backup taken as it idles: whole; a claimed saga is open until recover ends it)."""
-    if mark is None:
-        yield
-        return
-    starts = {row[0] for sql, rows in grouped.items() if sql.startswith(_STARTS) for row in rows}
-    ends = {row[-1] for sql, rows in grouped.items() if _ends(sql) for row in rows}
-    ends |= {row[0] for row in grouped.get(RELEASE, ())}  # (let go: it writes no more of
-    # it, recover ends it elsewhere: attack241 F3, open for good, every backup refused)
-    new = starts - mark.open
-    mark.open |= new  # (before its COMMIT: a Ctrl-C as that lands keeps them open)
-    mark.open_ever = mark.open_ever or bool(new)
-    mark.leaving = bool(ends) and not mark.open - ends  # (a saga's end: the last open)
-    try:
-        yield
-    finally:
-        mark.leaving = False
-        mark.open -= ends if written.committed else new
 
 
 def _end(con: sqlite3.Connection, mark: Mark) -> None:
@@ -277,7 +243,9 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
             keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
-            if mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
+            if exiting and runs_on(mark):  # (a thread writes its saga on: attack250 F1)
+                keys = [key for key in keys if key != mark.key]
+            elif mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
                 keys.append(mark.key)  # with the last's end: an unfinished one named still)
             left = [key for key, _ in marks if key not in keys and key != mark.key]
             if keys:  # (a moment's lock waited for whatever its timeout: attack213 F1 (d),
