@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -239,6 +240,11 @@ def test_close_names_the_unfinished_saga_of_a_server_that_no_longer_answers(how,
     from rollback_lessons.runners.temporal import runner as runner_module
 
     monkeypatch.setattr(runner_module, "LOST_READ", 1.0)
+    reads: list[str] = []  # (attack255 F2: a killed server read all the same, 5 s more)
+    real_read = runner_module.unfinished
+    monkeypatch.setattr(
+        runner_module, "unfinished", lambda *a: reads.append("read") or real_read(*a)
+    )
     world: list[str] = []
 
     async def main():
@@ -270,6 +276,7 @@ def test_close_names_the_unfinished_saga_of_a_server_that_no_longer_answers(how,
     assert "its history unread" in told and "terminated" not in told and "says done" not in told
     assert "undone by nobody: a" in after
     assert world == ["do a", "do b (fails)"]
+    assert reads == ([] if how == signal.SIGKILL else ["read"])
 
 
 def test_a_server_lost_is_told_as_the_runner_knows_it():
@@ -350,3 +357,47 @@ def test_a_server_lost_names_the_steps_still_running_here():
     finally:
         IN_FLIGHT.pop("r2", None)
     assert "running here (its effect may land): b; so still in effect: b." in said
+
+
+@pytest.mark.parametrize("late", ["undo", "action"])
+def test_a_saga_that_ended_with_a_call_running_on_is_not_named_lost(late):
+    """attack255 F1: a saga ended (its outcome awaited, the server saying COMPLETED) while a
+    call of it ran on past its timeout (an undo past undo_timeout, an action past
+    step_timeout); close named it lost all the same ("nothing will finish or undo it",
+    ``runner.lost``, its handle after), for the call still running: only the call is told."""
+    release = threading.Event()
+
+    def hang(state):
+        release.wait(30)
+
+    def b(state):
+        raise ValueError("b refuses")
+
+    if late == "undo":
+        saga = Saga([Step("a", lambda s: None, hang, undo_timeout=0.5), Step("b", b)],
+                    name="ended")  # fmt: skip
+        options = {}
+    else:
+        slow = Step("slow", hang, lambda s: None, register="before")
+        saga = Saga([Step("a", lambda s: None, lambda s: None), slow], name="ended")
+        options = {"step_timeout": 1.0}
+
+    async def main():
+        runner = await TemporalRunner.start()
+        try:
+            handle = await runner.start_saga(saga, {}, **options)
+            outcome = await asyncio.wait_for(handle.outcome(), 30)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await runner.close()
+        finally:
+            release.set()
+        with pytest.raises(RunnerClosed) as closed:
+            await handle.outcome()
+        return runner, outcome, caught, str(closed.value)
+
+    runner, outcome, caught, after = run_async(lambda: asyncio.wait_for(main(), 90))
+    assert outcome.status in (Status.ROLLBACK_INCOMPLETE, Status.ROLLED_BACK), outcome
+    named = [w.category.__name__ for w in caught]
+    assert "AbandonedCalls" in named and "SagasLost" not in named, named
+    assert runner.lost == {} and "nothing will finish or undo it" not in after, after

@@ -38,13 +38,13 @@ class SagasLost(RuntimeWarning):
     (``runner.lost``: run id -> ``SagaTerminated``, its fields)."""
 
 
-async def unfinished(client: Client, known: Iterable[str],
-                     found: dict[str, SagaTerminated]) -> None:  # fmt: skip
+async def unfinished(client: Client, known: Iterable[str], found: dict[str, SagaTerminated],
+                     ended: set[str]) -> None:  # fmt: skip
     """Every saga still running on the server (those this runner started or took up, and
     any the server lists), each with what its history (and this process's worker) says it
     did, as ``SagaTerminated`` counts it. Read before the server stops; a run it cannot
     read is named all the same, its steps unknown. Into ``found`` as each is read (a caller
-    that stops waiting keeps those)."""
+    that stops waiting keeps those); a run read as ended, into ``ended``."""
     ids = dict.fromkeys(known)
     try:
         async for listed in client.list_workflows('ExecutionStatus="Running"'):
@@ -55,6 +55,7 @@ async def unfinished(client: Client, known: Iterable[str],
         workflow = client.get_workflow_handle(run_id)
         try:
             if (await workflow.describe()).status is not WorkflowExecutionStatus.RUNNING:
+                ended.add(run_id)  # (a call of it may run on: its saga ended all the same)
                 continue
             history = await history_table(workflow.fetch_history_events())
             effected = await failed_after_effect(workflow.fetch_history_events())
@@ -66,13 +67,16 @@ async def unfinished(client: Client, known: Iterable[str],
         found[run_id] = SagaTerminated.of(run_id, REASON, history, _running(run_id), effected)
 
 
-def unread(known: Iterable[str], found: dict[str, SagaTerminated]) -> None:
+def unread(known: Iterable[str], found: dict[str, SagaTerminated], ended: set[str]) -> None:
     """Each run ``unfinished`` had not named when its wait ended (a server frozen or gone
     does not answer, its client retrying) that this process still hosts or has a call of
     running: named all the same, by this process's word (attack218 F1: close named none,
-    ``runner.lost`` empty, the steps done here standing, said by nobody)."""
+    ``runner.lost`` empty, the steps done here standing, said by nobody). A run read as
+    ended is not: a call of it past its timeout runs on, its saga ended (attack255 F1)."""
     for run_id in known:
-        if run_id not in found and (run_id in hosted.RUNS or IN_FLIGHT.get(run_id)):
+        if run_id in found or run_id in ended:
+            continue
+        if run_id in hosted.RUNS or IN_FLIGHT.get(run_id):
             found[run_id] = _unread(run_id)
 
 

@@ -412,8 +412,10 @@ class TemporalRunner(Closable):
         calls = 0
         if not done:  # calls still running, or none: the worker waits on a server gone
             self.abandoned = running_of(self._executor)
-            if calls := self._executor.abandon():  # their activities fail: it can stop
-                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)
+            calls = self._executor.abandon()  # their activities fail: it can stop
+            if calls and not (self.env is not None and server_gone(self.address)):
+                done, _ = await asyncio.wait({shutdown}, timeout=GRACE + 0.5)  # (not for
+                # its own server killed: it never can, attack255 F2: a close of 10 s)
             if not done:
                 shutdown.cancel()
                 self._worker_task.cancel()
@@ -422,10 +424,12 @@ class TemporalRunner(Closable):
     async def _name_lost(self) -> None:
         """Before its own in-memory server stops: every saga still running on it, named
         with what its record says it did (bounded: a server that does not answer)."""
-        self._named = True
-        with contextlib.suppress(TimeoutError):  # (those read so far are named, and
-            await asyncio.wait_for(unfinished(self.client, self._runs, self.lost), LOST_READ)
-        unread(self._runs, self.lost)  # those left unread that this process hosts)
+        self._named, ended = True, set[str]()
+        if not server_gone(self.address):  # (killed: nothing to read, attack255 F2)
+            with contextlib.suppress(TimeoutError):  # (those read so far are named, and
+                read = unfinished(self.client, self._runs, self.lost, ended)
+                await asyncio.wait_for(read, LOST_READ)
+        unread(self._runs, self.lost, ended)  # those left unread that this process hosts)
         for run_id in self.lost:  # (nothing will run for it again: forget what it ran on)
             _release(run_id)
         if self.lost:
