@@ -8,6 +8,7 @@ mark (else recover, given the file alone, would undo a saga that ended since).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -427,17 +428,111 @@ def test_a_writer_killed_as_another_journal_closes_last_leaves_no_mark(tmp_path,
         time.sleep(0.02)
     out = writers._out
 
-    def killed_first(keys):  # (as the closing journal takes its own mark away: A dies)
+    def killed_first(keys, *then):  # (as the closing journal takes its own mark away: A dies)
         if writer.poll() is None:
             writer.kill()
             writer.wait(30)
-        return out(keys)
+        return out(keys, *then)
 
     monkeypatch.setattr(writers, "_out", killed_first)
     closing.close()
     monkeypatch.setattr(writers, "_out", out)
     assert writer.returncode == -signal.SIGKILL and not Path(f"{path}-wal").exists()
     assert _marks(path) == []
+    WORLD.clear()
+    with Journal(path) as journal:
+        assert [r.saga_id for r in recover(journal, REGISTRY).recovered] == ["open"]
+    assert WORLD == ["undo a"]
+
+
+@pytest.mark.parametrize("unheld", ["its owner killed", "let go"])
+def test_a_copy_alone_of_a_saga_awaiting_recover_is_refused_while_the_journal_is_open(
+    tmp_path, unheld
+):
+    """attack245 F1, F2: a saga no journal held (its owner killed, its mark taken away by
+    another journal's write; or let go after a caught Ctrl-C) was unfinished with no writer
+    and no mark in a checkpointed file; a recover then ended it in the -wal while a service
+    kept the journal open, and a copy of the file alone was read: recover ran its undo a
+    second time. Such a saga is named awaiting recover until the last close: the copy is
+    refused; after that close the file is whole, and read."""
+    path = tmp_path / "j.db"
+    if unheld == "its owner killed":
+        inside, go = tmp_path / "inside", tmp_path / "go"
+        args = [str(path), str(inside), str(go)]
+        owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, *args])
+        while not inside.exists():
+            assert owner.poll() is None
+            time.sleep(0.02)
+        owner.kill()
+        owner.wait(30)
+    service = Journal(path)
+    try:
+        if unheld == "let go":
+
+            def ctrl_c(event) -> None:
+                if event.kind == "rollback_start":
+                    raise KeyboardInterrupt
+
+            with pytest.raises(KeyboardInterrupt):
+                with Rollback(journal=service, run_id="open", on_event=ctrl_c) as rb:
+                    rb.do("a", lambda: None, undo.bind(step="a"))
+                    raise ValueError("declined")
+        Saga(_steps("b")).run({}, journal=service, run_id="next")  # (the service's own)
+        service._con.execute("PRAGMA wal_checkpoint(FULL)")  # (SQLite's own, some time)
+        WORLD.clear()
+        with Journal(path) as elsewhere:  # (another process's recover: ends it in the -wal)
+            assert [r.saga_id for r in recover(elsewhere, REGISTRY).recovered] == ["open"]
+        assert WORLD == ["undo a"]
+        copy = Path(shutil.copy(path, tmp_path / "copy.db"))
+        with pytest.raises(JournalError, match="its saga 'open' awaits recover"):
+            Journal(copy)
+    finally:
+        service.close()
+    assert not Path(f"{path}-wal").exists()  # (the last close: whole, said so)
+    with Journal(Path(shutil.copy(path, tmp_path / "after.db")), readonly=True) as after:
+        assert {s.id: s.status for s in after.sagas()}["open"] == "rolled_back"
+
+
+ENDS_UNCLOSED = """
+import sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+journal = Journal(sys.argv[1])  # (never closed: Python's end closes its connection)
+Saga([Step("t", lambda s: None)]).run({}, journal=journal, run_id="service")
+"""
+
+
+@pytest.mark.parametrize("beside", [False, True], ids=["alone", "another holding it open"])
+def test_a_process_ending_unclosed_leaves_a_saga_awaiting_recover_readable(tmp_path, beside):
+    """A service that took a dead owner's mark away (its saga awaiting recover) and ended
+    without closing its journal: Python's end closed the connection, the last, and wrote the
+    -wal back. Alone at its end, it says the file whole (recover reads it and undoes the
+    saga); with another process holding the file open, it leaves that to the other's close."""
+    path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
+    owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
+    while not inside.exists():
+        assert owner.poll() is None
+        time.sleep(0.02)
+    owner.kill()
+    owner.wait(30)
+    holder = Journal(path, readonly=True) if beside else None
+    try:
+        if holder is not None:
+            holder.sagas()  # (its connection open on the file: SQLite's shared lock)
+        subprocess.run([sys.executable, "-c", ENDS_UNCLOSED, str(path)], check=True, timeout=60)
+        if holder is not None:
+            assert Path(f"{path}-wal").exists()
+            with contextlib.closing(sqlite3.connect(path)) as other:  # (SQLite's own, in time)
+                other.execute("PRAGMA wal_checkpoint(FULL)")
+            with pytest.raises(JournalError, match="its saga 'open' awaits recover"):
+                Journal(Path(shutil.copy(path, tmp_path / "copy.db")))
+    finally:
+        if holder is not None:
+            holder.close()
+    if beside:  # (a journal only read writes nothing: the next writer's close says it)
+        Journal(path).close()
+    assert not Path(f"{path}-wal").exists()
     WORLD.clear()
     with Journal(path) as journal:
         assert [r.saga_id for r in recover(journal, REGISTRY).recovered] == ["open"]

@@ -19,7 +19,7 @@ from .._held import held
 from .forked import JournalForked
 from .journal import Journal, JournalError
 from .owner import me
-from .records import Claimed
+from .records import AWAITING, Claimed
 from .undo_call import file_id, left_running
 from .writer import RECORDED_LATER, UNRECORDED, Writer, briefly
 
@@ -87,6 +87,6 @@ _HELD = (  # this process's claims, read (no lock waited for) before any is give
 )
 _RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
     "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
-    " claim_space = NULL, writer = NULL WHERE claim_pid = ? AND claim_host = ? AND claim_space IS ?"
-    " AND status IN ('running', 'rolling_back')"
+    f" claim_space = NULL, writer = '{AWAITING}' WHERE claim_pid = ? AND claim_host = ?"
+    " AND claim_space IS ? AND status IN ('running', 'rolling_back')"
 )

@@ -23,8 +23,12 @@ RELEASE = (
     " COALESCE(MAX(seq), 0) + 1, 'released', NULL, ?2 FROM events WHERE saga_id = ?1"
 )
 
-LET_GO = "UPDATE sagas SET writer = NULL WHERE id = ?"
-"""A saga no journal holds: let go (released), or its writer's mark taken away (``writers``)."""
+AWAITING = "awaiting recover"
+"""``sagas.writer`` of an unfinished saga no journal holds (let go, released, its writer's
+mark taken away), until the last connection's close (``writers._tidy``): a file alone that
+shows one was taken while the journal was open, and a recover may have ended it since."""
+LET_GO = f"UPDATE sagas SET writer = '{AWAITING}' WHERE id = ?"
+"""A saga no journal holds: let go (released) for recover to take (``AWAITING``)."""
 
 if TYPE_CHECKING:
     from .journal import Journal

@@ -36,8 +36,9 @@ from typing import Any
 from .._held import held
 from ..errors import JournalError
 from .files import connect
-from .holding import runs_on
+from .holding import others_open, runs_on
 from .owner import me, process_alive
+from .records import AWAITING
 from .txn import transaction
 
 PREFIX = "writer "
@@ -89,9 +90,20 @@ def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
     otherwise the keys of the marks of processes that ended (their writes are all here: the
     file with its ``-wal``)."""
     marks = [(key, _who(value)) for key, value in con.execute(_MARKS).fetchall()]
-    if alone and not marks and (held := _held_unfinished(con)) and lone(path):
+    held = _held_unfinished(con) if alone and not marks else None
+    if held is not None and held[1] == AWAITING and lone(path):
+        raise Alone(  # (attack245: a recover finished it in the -wal, rerun on the copy)
+            f"cannot open the journal {path}: its saga {held[0]!r} awaits recover, and the "
+            "journal was open when this file was left without its -wal (a copy of the file "
+            "alone, or its -wal deleted): a recover may have ended that saga since, and "
+            "would be run again here: use the journal itself, with its -wal, or a .backup "
+            "taken once no process has it open; if it is whole (a program other than a "
+            f"Journal closed it last), say so: sqlite3 {shlex.quote(str(path))} "
+            f"\"UPDATE sagas SET writer = NULL WHERE writer = '{AWAITING}'\""
+        )
+    if held is not None and lone(path):
         raise Alone(  # (a copy read across a checkpoint: an old page of meta, a newer one of
-            f"cannot open the journal {path}: its saga {held!r} is shown unfinished, held by "
+            f"cannot open the journal {path}: its saga {held[0]!r} is shown unfinished, held by "
             "a journal whose mark is not in the file: this file is torn (a copy taken as "  # its
             "SQLite wrote pages back into it) or a part of it is missing; a saga shown "  # sagas,
             "unfinished may have ended, and recover would undo it: use the journal itself, "
@@ -132,28 +144,36 @@ def _named(con: sqlite3.Connection) -> bool:
     return any(row[1] == "writer" for row in con.execute("PRAGMA table_info(sagas)"))
 
 
-def _held_unfinished(con: sqlite3.Connection) -> str | None:
+def _held_unfinished(con: sqlite3.Connection) -> tuple[str, str] | None:
     """A saga shown unfinished that a journal holds (its mark's key in ``sagas.writer``):
     in a whole file, its mark is there too (set with the saga, taken away after it ends or
     is let go). None where the schema has no such column yet (written before version 8)."""
     try:
         row = con.execute(
-            "SELECT id FROM sagas WHERE writer IS NOT NULL AND status IN ('running',"
-            " 'rolling_back') LIMIT 1"
+            "SELECT id, writer FROM sagas WHERE writer IS NOT NULL AND status IN"
+            f" {_UNFINISHED} ORDER BY writer = '{AWAITING}' LIMIT 1"
         ).fetchone()
     except sqlite3.OperationalError:
         return None
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
-def _out(keys: list[str]) -> list[tuple[str, tuple[Any, ...]]]:
-    """Marks taken away, the sagas they held unfinished let go first (``sagas.writer``): a
-    cut between leaves the mark, which refuses the file alone (the safe side)."""
+def _out(keys: list[str], then: str | None = AWAITING) -> list[tuple[str, tuple[Any, ...]]]:
+    """Marks taken away, the sagas they held unfinished let go first (``sagas.writer``:
+    ``AWAITING`` recover until the last close, ``then=None``): a cut between leaves the
+    mark, which refuses the file alone (the safe side)."""
     if not keys:
         return []
     among = f"({', '.join('?' * len(keys))})"
-    return [(f"UPDATE sagas SET writer = NULL WHERE writer IN {among}", tuple(keys)),
+    let_go = f"UPDATE sagas SET writer = CASE WHEN status IN {_UNFINISHED} THEN ? END WHERE"
+    return [(f"{let_go} writer IN {among}", (then, *keys)),
             (f"DELETE FROM meta WHERE key IN {among}", tuple(keys))]  # fmt: skip
+
+
+_WHOLE = "UPDATE sagas SET writer = NULL WHERE writer = ?"
+"""The sagas awaiting recover, as no process has the file open: whole (``AWAITING``)."""
+_UNFINISHED = "('running', 'rolling_back')"
+"""The statuses of a saga recover takes: unfinished."""
 
 
 def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
@@ -236,6 +256,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     left: list[str] = []  # (the other marks in the file as it closes: ``_tidy``'s to take)
+    awaiting = False  # (sagas no journal holds: ``AWAITING`` recover till the last close)
     try:
         wait = getattr(con, "wait", None)
         with contextlib.suppress(sqlite3.Error):
@@ -257,19 +278,32 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
                 with held(cut) if unclosed else contextlib.nullcontext():
-                    for sql, params in _out(keys):  # (its sagas let go first: cut between,
-                        con.execute(sql, params)  # the mark left refuses the file alone)
-        if exiting:
+                    for sql, params in _out(keys, None if exiting else AWAITING):  # (its
+                        con.execute(sql, params)  # sagas let go first: cut between, the mark
+            awaiting = _awaiting(con)  # left refuses the file alone; at the end, a whole
+            if exiting and awaiting and not runs_on(mark) and not others_open(mark.path):
+                con.execute(_WHOLE, (AWAITING,))  # file its connection's close may leave
+        if exiting:  # must be read: attack84 F3; the last open, its own waits: none)
             return
         con.close()
         _HELD.pop(mark.held, None)
     finally:
         mark.lock.release()
-    if left and not os.path.exists(f"{mark.path}-wal"):  # (SQLite removes it at the last
-        unclosed = mark.kept is _UNCLOSED  # close only: an empty one, a checkpoint's
+    last = not os.path.exists(f"{mark.path}-wal")  # (SQLite removes it at the last
+    if (left or awaiting) and last:  # close only: an empty one, a checkpoint's
+        unclosed = mark.kept is _UNCLOSED
         with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
             wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
             _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
+
+
+def _awaiting(con: sqlite3.Connection) -> bool:
+    """Does the file show a saga no journal holds (``AWAITING``), for the last close to
+    clear (``_tidy``)?"""
+    with contextlib.suppress(sqlite3.Error):  # (a schema before version 8: none)
+        sql = "SELECT 1 FROM sagas WHERE writer = ? LIMIT 1"
+        return con.execute(sql, (AWAITING,)).fetchone() is not None
+    return False
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
@@ -363,8 +397,10 @@ def _tidy(path: Path, wait: float, kept: list[int], left: list[str]) -> None:
                     key for key, value in con.execute(_MARKS) if _ended(_who(value)) is False
                 }
                 if lone(path):  # (a running process's mark never: the -wal deleted under it,
-                    for sql, params in _out([k for k in left if k not in running]):  # 244 F2;
-                        con.execute(sql, params)  # one that died as this closed goes: 248 F1)
+                    for sql, params in _out([k for k in left if k not in running], None):
+                        con.execute(sql, params)  # 244 F2; one that died as this closed goes:
+                    if not running:  # 248 F1; no process has it open: whole, attack245)
+                        con.execute(_WHOLE, (AWAITING,))
         finally:
             con.close()
 
