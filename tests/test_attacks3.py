@@ -407,6 +407,10 @@ DAMAGE = {
     # attack86 F14: one of the pair written at once, erased: compensated across a pivot done
     "a pivot erased, its state kept": f"{S} pivot = NULL, pivot_state = 'done'",
     "a pivot state erased, its pivot kept": f"{S} pivot = 'a', pivot_state = NULL",
+    # attack253 F2: valid JSON to SQLite, never written by bind: the undo called with inf,
+    # or with the last of a key written twice
+    "an undo's argument out of a float's range": f"""{U} args = '{{"room": 1e999}}'""",
+    "an undo's argument keyed twice": f"""{U} args = '{{"room": "a1", "room": "z"}}'""",
 }
 
 

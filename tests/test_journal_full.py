@@ -137,3 +137,39 @@ def test_a_file_size_limit_far_above_the_journals_files_is_not_blamed(tmp_path):
         said[limit] = done.stdout.strip()
     assert said[2**30] == "''", said
     assert "past 8192 bytes (its file-size limit, ulimit -f)" in said[8192], said
+
+
+RUN_UNDER_A_LIMIT = """
+import os, resource, signal, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal, JournalError
+
+undo = Registry().add("u", lambda **k: None)
+journal = Journal(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (EFBIG, as SQLite's writes meet it)
+limit = os.path.getsize(sys.argv[1]) + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+saga = Saga([Step(n, lambda s: None, undo.bind(n=n)) for n in "abcdefgh"], name="s")
+try:
+    print(*saga.run({}, journal=journal, run_id="r").notes, sep="\\n")
+except JournalError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("room", [0, 8000], ids=["its first write", "a later write"])
+def test_a_runs_journal_write_past_a_file_size_limit_names_the_limit(tmp_path, room):
+    """attack253 F1: a run's own journal write refused by ``ulimit -f`` said only "disk I/O
+    error" (its first write's JournalError, a later one's note): the limit is named, as
+    recover and opening a journal name it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    done = subprocess.run([sys.executable, "-c", RUN_UNDER_A_LIMIT, str(path), str(room)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "disk I/O error" in done.stdout, (done.stdout, done.stderr)
+    said = [line for line in done.stdout.splitlines() if "disk I/O error" in line]
+    assert all("(its file-size limit, ulimit -f)" in line for line in said), said
+    assert all(line.count("ulimit -f") == 1 for line in said), said

@@ -31,7 +31,7 @@ from .._numbers import plain_number
 from ..events import Event, as_told, storable
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
-from . import holding, writers
+from . import holding, room, writers
 from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -190,6 +190,10 @@ class Journal:
                             self._check_fence(saga_id, gen)
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
+            except sqlite3.OperationalError as exc:  # (a full disk, ulimit -f: named)
+                if (named := room.told(exc, Path(self.path))) is exc:
+                    raise
+                raise named from None
             finally:
                 heal(self._con)  # (a Ctrl-C as the ``with`` exited, COMMIT not run: undone)
                 if not sync:  # (never raising over the error that ended the write)

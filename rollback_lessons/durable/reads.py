@@ -11,13 +11,13 @@ back what was left open, as each write does (``heal``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .files import _UNFINISHED, JournalError, _duration, heal
 from .records import UndoRecord
+from .values import as_written
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -54,7 +54,7 @@ def undo_record(journal: Journal, r: tuple[Any, ...]) -> UndoRecord:
     """An undo as recover reads it, checked: a record damaged into something else (an
     overwritten page that SQLite's checks pass) is refused before any undo runs."""
     try:
-        args = json.loads(r[4])
+        args = as_written(r[4])
     except (TypeError, ValueError):
         args = None
     if not (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from pathlib import Path
 
 ROOM = 64 * 1024  # below this much free space beside a journal, SQLite's -shm (32 KB) and
@@ -15,7 +16,9 @@ def no_room(path: Path, said: str = "") -> str:
     """Why SQLite failed on ``path`` if the cause is a full disk (its "disk I/O error" when
     it cannot make ``-shm`` says nothing of room): a clause to add to the error, else "".
     When SQLite ``said`` the disk is full, so it is, whatever is free by now (closing the
-    journal removed its ``-wal``, attack41 F4)."""
+    journal removed its ``-wal``, attack41 F4). Said once: "" if ``said`` says it already."""
+    if _NO_ROOM in said or _LIMIT in said:
+        return ""
     limit = size_limit(path) if not said or "disk" in said else ""
     try:
         st = os.statvfs(path.parent)
@@ -26,9 +29,26 @@ def no_room(path: Path, said: str = "") -> str:
         return limit
     now = " by now, SQLite's own files let go" if free >= ROOM else ""  # (attack174 F2)
     return (
-        f"; no room on its disk ({free} bytes free{now}): SQLite makes {path.name}-wal and "
+        f"; {_NO_ROOM} ({free} bytes free{now}): SQLite makes {path.name}-wal and "
         f"{path.name}-shm beside it; free some space and run it again"
     )
+
+
+_NO_ROOM, _LIMIT = "no room on its disk", "its file-size limit, ulimit"
+
+
+def told(exc: sqlite3.OperationalError, path: Path) -> sqlite3.OperationalError:
+    """SQLite's error writing the journal at ``path``, its message naming a full disk or
+    the process's file-size limit where either is the cause (a run's own write said only
+    "disk I/O error": attack253 F1); ``exc`` itself otherwise."""
+    clause = no_room(path, str(exc))
+    if not clause:
+        return exc
+    named = sqlite3.OperationalError(f"{exc}{clause}")
+    for attr in ("sqlite_errorcode", "sqlite_errorname"):
+        with contextlib.suppress(AttributeError):
+            setattr(named, attr, getattr(exc, attr))
+    return named
 
 
 def unopened(path: Path, said: str) -> str:
@@ -54,7 +74,7 @@ def size_limit(path: Path) -> str:
     if soft == resource.RLIM_INFINITY or _largest(path) + ONE_WRITE < soft:
         return ""
     return (
-        f"; this process may write no file past {soft} bytes (its file-size limit, ulimit "
+        f"; this process may write no file past {soft} bytes ({_LIMIT} "
         f"-f), and SQLite's files for {path.name} may need more: raise it and run it again"
     )
 

@@ -4,6 +4,7 @@ changed on disk passes SQLite's own checks: there are no checksums of the values
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from collections import deque
@@ -237,6 +238,16 @@ def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | 
                     f"a saga's undo policy is {_shown(policy)} (in {saga_id!r}), which the "
                     f"journal never writes ({type(exc).__name__}: {_shown(str(exc))[1:-1]})"
                 )
+    for saga_id, step, args in con.execute(  # (what SQLite's json_valid lets by: 253 F2)
+        f"SELECT saga_id, step, args FROM undos WHERE saga_id IN ({_UNFINISHED})"
+    ):
+        try:
+            as_written(args)
+        except ValueError as exc:
+            return (
+                f"an undo's arguments are {_shown(args)} (the undo of {step!r} in {saga_id!r}: "
+                f"{exc}), which the journal never writes"
+            )
     for saga_id, graph in con.execute(  # (its shape checked above: its sense, here)
         f"SELECT id, graph FROM sagas WHERE graph IS NOT NULL AND id IN ({_UNFINISHED})"
     ):
@@ -247,6 +258,32 @@ def _bad_value(con: sqlite3.Connection, version: int = SCHEMA_VERSION) -> str | 
     from .agree import disagree  # (each value sound: do its rows agree with its events?)
 
     return disagree(con, version)
+
+
+def as_written(text: str) -> Any:
+    """An undo's arguments read back as ``bind`` let them be written: JSON with no key twice
+    and no number out of a float's range (SQLite's ``json_valid`` takes both; ``json.loads``
+    kept the last key, read 1e999 as inf: an undo called with what bind refuses)."""
+    return json.loads(text, object_pairs_hook=_once, parse_float=_finite, parse_constant=_none)
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        twice = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise ValueError(f"the key {twice!r} twice")
+    return found
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text} out of a float's range")
+    return value
+
+
+def _none(text: str) -> float:
+    raise ValueError(f"{text}, not JSON")
 
 
 def _graph_wrong(pairs: list[list[Any]], undone: set[str]) -> str:
