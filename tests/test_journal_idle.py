@@ -26,6 +26,7 @@ from test_journal_alone import _marks
 
 from rollback_lessons import Rollback, Saga, Step
 from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.records import AWAITING
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
 from rollback_lessons.durable.writers import PREFIX
@@ -158,8 +159,13 @@ def _crashed_saga(path: Path) -> None:
 
 def _checked(journal: Journal, seen: list[bool]) -> None:
     """After every write of ``journal``: a saga of this process (begun or claimed) shown
-    unfinished in the file is never without this journal's mark."""
+    unfinished in the file is never without this journal's mark; and every saga shown
+    unfinished names a journal whose mark is there, or awaits recover (attack245: none
+    is left named by nobody while the file is open, but one the file showed so at first)."""
     write, me = journal.write, os.getpid()
+    unheld = "SELECT id FROM sagas WHERE status IN ('running', 'rolling_back') AND (writer IS"
+    unheld += f" NULL OR writer != '{AWAITING}' AND writer NOT IN (SELECT key FROM meta))"
+    at_first = set(journal._con.execute(unheld).fetchall())
 
     def checked_write(*args, **kwargs):
         try:
@@ -175,8 +181,9 @@ def _checked(journal: Journal, seen: list[bool]) -> None:
                 marked = con.execute(
                     "SELECT 1 FROM meta WHERE key = ?", (journal._mark.key,)
                 ).fetchone()
-                seen.append(not unfinished or bool(marked))  # (an assert here would be a
-                # failed write to the run, which goes on: read after)
+                named = set(con.execute(unheld).fetchall()) <= at_first
+                seen.append((not unfinished or bool(marked)) and named)  # (an assert here
+                # would be a failed write to the run, which goes on: read after)
 
     journal.write = checked_write  # type: ignore[method-assign]
 
