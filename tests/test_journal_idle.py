@@ -316,15 +316,7 @@ def test_a_saga_let_go_and_ended_by_another_recover_leaves_the_mark_with_the_nex
     good: no later end took the mark away, every backup between sagas refused."""
     path = tmp_path / "j.db"
     with Journal(path) as journal:
-
-        def ctrl_c(event) -> None:
-            if event.kind == "rollback_start":
-                raise KeyboardInterrupt
-
-        with pytest.raises(KeyboardInterrupt):
-            with Rollback(journal=journal, run_id="let go", on_event=ctrl_c) as rb:
-                rb.do("a", lambda: None, undo.bind(step="a"))
-                raise ValueError("declined")
+        _let_go(journal, "let go")
         with Journal(path) as elsewhere:  # (as another process's recover would)
             assert [r.saga_id for r in recover(elsewhere, REGISTRY).recovered] == ["let go"]
         Saga(_steps("b")).run({}, journal=journal, run_id="next")
@@ -452,6 +444,30 @@ def test_a_writer_killed_as_another_journal_closes_last_leaves_no_mark(tmp_path,
     assert WORLD == ["undo a"]
 
 
+def _let_go(journal: Journal, run_id: str) -> None:
+    """A saga let go: a Ctrl-C caught as its rollback began (step a done, its undo pending)."""
+
+    def ctrl_c(event) -> None:
+        if event.kind == "rollback_start":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with Rollback(journal=journal, run_id=run_id, on_event=ctrl_c) as rb:
+            rb.do("a", lambda: None, undo.bind(step="a"))
+            raise ValueError("declined")
+
+
+def _killed_holding(path: Path) -> None:
+    """Saga 'open' (step a done) of a process killed as it holds it: its mark left."""
+    inside, go = path.with_name("inside"), path.with_name("go")
+    owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
+    while not inside.exists():
+        assert owner.poll() is None
+        time.sleep(0.02)
+    owner.kill()
+    owner.wait(30)
+
+
 @pytest.mark.parametrize("unheld", ["its owner killed", "let go"])
 def test_a_copy_alone_of_a_saga_awaiting_recover_is_refused_while_the_journal_is_open(
     tmp_path, unheld
@@ -464,26 +480,11 @@ def test_a_copy_alone_of_a_saga_awaiting_recover_is_refused_while_the_journal_is
     refused; after that close the file is whole, and read."""
     path = tmp_path / "j.db"
     if unheld == "its owner killed":
-        inside, go = tmp_path / "inside", tmp_path / "go"
-        args = [str(path), str(inside), str(go)]
-        owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, *args])
-        while not inside.exists():
-            assert owner.poll() is None
-            time.sleep(0.02)
-        owner.kill()
-        owner.wait(30)
+        _killed_holding(path)
     service = Journal(path)
     try:
         if unheld == "let go":
-
-            def ctrl_c(event) -> None:
-                if event.kind == "rollback_start":
-                    raise KeyboardInterrupt
-
-            with pytest.raises(KeyboardInterrupt):
-                with Rollback(journal=service, run_id="open", on_event=ctrl_c) as rb:
-                    rb.do("a", lambda: None, undo.bind(step="a"))
-                    raise ValueError("declined")
+            _let_go(service, "open")
         Saga(_steps("b")).run({}, journal=service, run_id="next")  # (the service's own)
         service._con.execute("PRAGMA wal_checkpoint(FULL)")  # (SQLite's own, some time)
         WORLD.clear()
@@ -516,13 +517,8 @@ def test_a_process_ending_unclosed_leaves_a_saga_awaiting_recover_readable(tmp_p
     without closing its journal: Python's end closed the connection, the last, and wrote the
     -wal back. Alone at its end, it says the file whole (recover reads it and undoes the
     saga); with another process holding the file open, it leaves that to the other's close."""
-    path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
-    owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
-    while not inside.exists():
-        assert owner.poll() is None
-        time.sleep(0.02)
-    owner.kill()
-    owner.wait(30)
+    path = tmp_path / "j.db"
+    _killed_holding(path)
     holder = Journal(path, readonly=True) if beside else None
     try:
         if holder is not None:
