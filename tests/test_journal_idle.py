@@ -502,41 +502,88 @@ def test_a_copy_alone_of_a_saga_awaiting_recover_is_refused_while_the_journal_is
 
 
 ENDS_UNCLOSED = """
-import sys
-from rollback_lessons import Saga, Step
+import os, sys, time
+from rollback_lessons import Rollback, Saga, Step
 from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import compensation
 
-journal = Journal(sys.argv[1])  # (never closed: Python's end closes its connection)
-Saga([Step("t", lambda s: None)]).run({}, journal=journal, run_id="service")
+undo = compensation("idle_undo")(lambda step, fails=False, idempotency_key=None: None)
+journal = Journal(sys.argv[1])  # (never closed: the process's end leaves it)
+if sys.argv[2] == "suspended":  # (a block of its own left suspended as Python exits)
+    def pipeline():
+        with Rollback(journal=journal, run_id="suspended") as rb:
+            rb.do("s", lambda: None, undo.bind(step="s"))
+            yield
+    left = pipeline()
+    next(left)
+else:  # (a saga of its own: its write takes the dead owner's mark away)
+    Saga([Step("t", lambda s: None)]).run({}, journal=journal, run_id=sys.argv[2])
+while len(sys.argv) > 3 and not os.path.exists(sys.argv[3]):  # (to end with another)
+    time.sleep(0.001)
 """
 
 
-@pytest.mark.parametrize("beside", [False, True], ids=["alone", "another holding it open"])
-def test_a_process_ending_unclosed_leaves_a_saga_awaiting_recover_readable(tmp_path, beside):
-    """A service that took a dead owner's mark away (its saga awaiting recover) and ended
-    without closing its journal: Python's end closed the connection, the last, and wrote the
-    -wal back. Alone at its end, it says the file whole (recover reads it and undoes the
-    saga); with another process holding the file open, it leaves that to the other's close."""
-    path = tmp_path / "j.db"
+@pytest.mark.parametrize("beside", ["alone", "a reader", "two ending together"])
+def test_processes_ending_unclosed_leave_a_saga_awaiting_recover_readable(tmp_path, beside):
+    """Services that took a dead owner's mark away (its saga awaiting recover) and ended
+    without closing their journal. attack257 F1: each checked as it ended whether another
+    process held the file; two ending at once (or a reader closing just after) each saw the
+    other, then Python's teardown closed the last connection and wrote the -wal back: the
+    whole file refused as a copy alone. Their connections are left open at the end: the -wal
+    stays, as after a crash, and recover reads the file with it, undoing the saga once."""
+    path, go = tmp_path / "j.db", tmp_path / "go"
     _killed_holding(path)
-    holder = Journal(path, readonly=True) if beside else None
+    holder = Journal(path, readonly=True) if beside == "a reader" else None
     try:
         if holder is not None:
-            holder.sagas()  # (its connection open on the file: SQLite's shared lock)
-        subprocess.run([sys.executable, "-c", ENDS_UNCLOSED, str(path)], check=True, timeout=60)
+            holder.sagas()  # (its connection open on the file)
+        ids = ["b1", "b2"] if beside == "two ending together" else ["b1"]
+        services = [
+            subprocess.Popen([sys.executable, "-c", ENDS_UNCLOSED, str(path), i, str(go)])
+            for i in ids
+        ]
+        while _sagas(path) & set(ids) != set(ids) and all(p.poll() is None for p in services):
+            time.sleep(0.01)
+        go.touch()  # (they end at the same moment)
+        assert [p.wait(60) for p in services] == [0] * len(services)
         if holder is not None:
-            assert Path(f"{path}-wal").exists()
-            with contextlib.closing(sqlite3.connect(path)) as other:  # (SQLite's own, in time)
-                other.execute("PRAGMA wal_checkpoint(FULL)")
+            copy = Path(shutil.copy(path, tmp_path / "copy.db"))  # (the file alone)
+            with contextlib.closing(sqlite3.connect(path)) as other:  # (as SQLite's own
+                other.execute("PRAGMA wal_checkpoint(FULL)")  # checkpoints come)
             with pytest.raises(JournalError, match="its saga 'open' awaits recover"):
-                Journal(Path(shutil.copy(path, tmp_path / "copy.db")))
+                Journal(Path(shutil.copy(path, copy)))
     finally:
         if holder is not None:
             holder.close()
-    if beside:  # (a journal only read writes nothing: the next writer's close says it)
-        Journal(path).close()
-    assert not Path(f"{path}-wal").exists()
     WORLD.clear()
     with Journal(path) as journal:
         assert [r.saga_id for r in recover(journal, REGISTRY).recovered] == ["open"]
     assert WORLD == ["undo a"]
+    assert not Path(f"{path}-wal").exists()  # (the last close: whole, and said so)
+    with Journal(Path(shutil.copy(path, tmp_path / "after.db")), readonly=True) as after:
+        assert after.saga("open").status == "rolled_back"
+
+
+def test_a_block_left_suspended_at_exit_awaits_recover_while_another_holds_the_file(tmp_path):
+    """attack257 F2: a process ending with a journalled block left suspended (its saga open)
+    let it go with no name while another process held the file: a copy of the file alone
+    was read after a recover ended the saga in the -wal, and its undo ran a second time."""
+    path = tmp_path / "j.db"
+    Journal(path).close()  # (made: the holder's open writes nothing, leaves no mark)
+    with Journal(path) as holder:
+        holder.sagas()
+        done = subprocess.run([sys.executable, "-c", ENDS_UNCLOSED, str(path), "suspended"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        holder._con.execute("PRAGMA wal_checkpoint(FULL)")
+        WORLD.clear()
+        with Journal(path) as elsewhere:
+            assert [r.saga_id for r in recover(elsewhere, REGISTRY).recovered] == ["suspended"]
+        assert WORLD == ["undo s"]
+        with pytest.raises(JournalError, match="its saga 'suspended' awaits recover"):
+            Journal(Path(shutil.copy(path, tmp_path / "copy.db")))
+
+
+def _sagas(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        return {saga for (saga,) in con.execute("SELECT id FROM sagas")}

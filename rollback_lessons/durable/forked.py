@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
-from .files import JournalTakenOver
+from .files import JournalError, JournalTakenOver
 
 
 class JournalForked(JournalTakenOver):
@@ -107,3 +108,37 @@ class Closed:
         from .files import JournalUnusable
 
         raise JournalUnusable(f"{self.journal!r} is closed: open it again with Journal(path)")
+
+
+_HELD: dict[str, tuple[tuple[int, int], int]] = {}
+"""Each journal's file this process's connections hold, and the pid that opened it: a fork
+inherits them (``not_inherited``)."""
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def not_inherited(path: str | os.PathLike[str], journal: object) -> None:
+    """Refuse a journal opened in a fork of a process that had it open: SQLite's locks do not
+    pass to a fork, its inherited connection stands for them there, so a connection made here
+    takes none, and the parent's close, the last as SQLite counts, took the -wal from under
+    it (attack215 F1: a child's committed sagas lost, later children "corrupt?"). Else it is
+    held from here, before its first connection (a fork as it opened: attack216 F3)."""
+    try:
+        here = _inode(Path(os.path.realpath(path)))
+    except OSError:
+        return
+    key = f"open {id(journal)}"
+    _HELD[key] = (here, os.getpid())
+    weakref.finalize(journal, _HELD.pop, key, None)  # (one refused, or never closed)
+    for inode, pid in list(_HELD.values()):
+        if inode == here and pid != os.getpid():
+            _HELD.pop(key, None)
+            raise JournalError(
+                f"process {os.getpid()} was forked from process {pid} while it had {path} "
+                "open: SQLite's locks do not pass to a fork, so a journal opened here would "
+                "lose its writes when that one closes; open it in a process started with "
+                "spawn or forkserver, or fork before the journal is opened"
+            )

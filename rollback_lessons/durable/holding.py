@@ -5,10 +5,8 @@ at the process's end while a thread still writes one (``writers``' marks)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .records import RELEASE
@@ -64,25 +62,3 @@ def runs_on(mark: Mark) -> bool:
     (a block left suspended in the ending thread writes no more: its mark goes)."""
     me = threading.current_thread()
     return any(t.is_alive() and t is not me for s, t in mark.threads.items() if s in mark.open)
-
-
-def others_open(path: Path) -> bool | None:
-    """Has another process the journal open? Each SQLite connection holds a shared lock on
-    byte 128 of the ``-shm`` (its DMS lock) while open; Linux lists every lock in
-    /proc/locks (asked there: a descriptor of the ``-shm`` opened and closed here would
-    drop this process's own locks on it). None where it cannot be told."""
-    try:
-        st = os.stat(f"{path}-shm")
-        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
-            listed = locks.read().splitlines()
-    except OSError:
-        return None
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    for line in listed:
-        fields = line.split()  # (n: POSIX ADVISORY READ pid dev:inode start end)
-        if "POSIX" in fields and inode in fields and not fields[-1].isalpha():
-            at = fields.index(inode)
-            pid, start, end = fields[at - 1], int(fields[at + 1]), int(fields[at + 2])
-            if start <= 128 <= end and pid != str(os.getpid()):
-                return True
-    return False

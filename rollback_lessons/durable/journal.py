@@ -31,7 +31,7 @@ from .._numbers import plain_number
 from ..events import Event, as_told, storable
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
-from . import holding, room, writers
+from . import forked, holding, room, writers
 from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -86,7 +86,7 @@ class Journal:
         lock another process holds (a finite number of seconds, 0 or more). Arguments of
         the wrong type or value are refused before any file is touched."""
         _check_arguments(path, create, readonly, timeout)
-        writers.not_inherited(path, self)  # (a fork of one that has it open: attack215 F1)
+        forked.not_inherited(path, self)  # (a fork of one that has it open: attack215 F1)
         timeout = plain_number(timeout)  # (numpy's, a Decimal: the number it holds, F8)
         self.path, alone = Path(path), writers.lone(path)  # (before any connection makes a -wal)
         self.readonly = readonly

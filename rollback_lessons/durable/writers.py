@@ -36,7 +36,8 @@ from typing import Any
 from .._held import held
 from ..errors import JournalError
 from .files import connect
-from .holding import others_open, runs_on
+from .forked import _HELD, _inode
+from .holding import runs_on
 from .owner import me, process_alive
 from .records import AWAITING
 from .txn import transaction
@@ -278,12 +279,12 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
                 with held(cut) if unclosed else contextlib.nullcontext():
-                    for sql, params in _out(keys, None if exiting else AWAITING):  # (its
-                        con.execute(sql, params)  # sagas let go first: cut between, the mark
-            awaiting = _awaiting(con)  # left refuses the file alone; at the end, a whole
-            if exiting and awaiting and not runs_on(mark) and not others_open(mark.path):
-                con.execute(_WHOLE, (AWAITING,))  # file its connection's close may leave
-        if exiting:  # must be read: attack84 F3; the last open, its own waits: none)
+                    for sql, params in _out(keys):  # (its sagas let go first: cut between,
+                        con.execute(sql, params)  # the mark left refuses the file alone)
+            awaiting = _awaiting(con)  # (sagas no journal holds: the last close clears them)
+        if exiting:
+            if awaiting or runs_on(mark):
+                _left_open(con)
             return
         con.close()
         _HELD.pop(mark.held, None)
@@ -295,6 +296,18 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
             wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
             _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
+
+
+def _left_open(con: sqlite3.Connection) -> None:
+    """At the process's end, a journal's connection that a thread may write on yet, or whose
+    file names sagas awaiting recover, is never closed (a reference kept for good): Python's
+    teardown closing it, the last connection, wrote the -wal back into a file that named
+    them, refused as a copy alone though whole (attack257 F1: two services ending at once,
+    each saw the other's open; a reader closing after). Left open, the -wal stays beside the
+    file, as a crash leaves it, and the file is read with it; the next last close tidies."""
+    import ctypes
+
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
 
 
 def _awaiting(con: sqlite3.Connection) -> bool:
@@ -341,40 +354,6 @@ def _leave_all() -> None:
     _EXIT["now"] = True
     for leave in list(_LIVE):
         leave()
-
-
-_HELD: dict[str, tuple[tuple[int, int], int]] = {}
-"""Each journal's file this process's connections hold, and the pid that opened it: a fork
-inherits them (``not_inherited``)."""
-
-
-def _inode(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def not_inherited(path: str | os.PathLike[str], journal: object) -> None:
-    """Refuse a journal opened in a fork of a process that had it open: SQLite's locks do not
-    pass to a fork, its inherited connection stands for them there, so a connection made here
-    takes none, and the parent's close, the last as SQLite counts, took the -wal from under
-    it (attack215 F1: a child's committed sagas lost, later children "corrupt?"). Else it is
-    held from here, before its first connection (a fork as it opened: attack216 F3)."""
-    try:
-        here = _inode(Path(os.path.realpath(path)))
-    except OSError:
-        return
-    key = f"open {id(journal)}"
-    _HELD[key] = (here, os.getpid())
-    weakref.finalize(journal, _HELD.pop, key, None)  # (one refused, or never closed)
-    for inode, pid in list(_HELD.values()):
-        if inode == here and pid != os.getpid():
-            _HELD.pop(key, None)
-            raise JournalError(
-                f"process {os.getpid()} was forked from process {pid} while it had {path} "
-                "open: SQLite's locks do not pass to a fork, so a journal opened here would "
-                "lose its writes when that one closes; open it in a process started with "
-                "spawn or forkserver, or fork before the journal is opened"
-            )
 
 
 LEAVE_WAIT = 5.0
