@@ -587,3 +587,77 @@ def test_a_block_left_suspended_at_exit_awaits_recover_while_another_holds_the_f
 def _sagas(path: Path) -> set[str]:
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
         return {saga for (saga,) in con.execute("SELECT id FROM sagas")}
+
+
+OPENS_THEN_ENDS = """
+import os, sys, time
+from rollback_lessons.durable.journal import Journal
+
+journal = Journal(sys.argv[1])  # (never closed, never written)
+open(sys.argv[2], "w").close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+sys.exit(0)
+"""
+
+
+def test_a_process_ending_unclosed_names_a_dead_owners_saga_awaiting_recover(tmp_path):
+    """attack256 F1: a process ending with its journal unclosed took a dead owner's mark away
+    and left that owner's saga named by nobody while another process held the file: a copy
+    of the file alone (or a .backup) was read after that one's recover ended the saga, and
+    its undo ran a second time."""
+    path, inside, go, ready = (tmp_path / n for n in ("j.db", "inside", "go", "ready"))
+    owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
+    while not inside.exists():
+        assert owner.poll() is None
+        time.sleep(0.02)
+    ending = subprocess.Popen([sys.executable, "-c", OPENS_THEN_ENDS, str(path), str(ready),
+                               str(go)])  # fmt: skip
+    while not ready.exists():
+        assert ending.poll() is None
+        time.sleep(0.02)
+    owner.kill()
+    owner.wait(30)
+    with Journal(path) as holder:
+        holder.sagas()
+        go.touch()
+        assert ending.wait(60) == 0
+        holder._con.execute("PRAGMA wal_checkpoint(FULL)")
+        copy = Path(shutil.copy(path, tmp_path / "copy.db"))
+        WORLD.clear()
+        assert [r.saga_id for r in recover(holder, REGISTRY).recovered] == ["open"]
+        assert WORLD == ["undo a"]
+        with pytest.raises(JournalError, match="its saga 'open' awaits recover"):
+            Journal(copy)
+
+
+def test_a_recovers_claim_given_back_is_no_longer_its_journals_to_mark(tmp_path):
+    """attack256 F2: a service's recover whose registry failed gave its claim back (the saga
+    awaiting recover) but kept it open in its journal's mark for the service's whole life:
+    once another recover ended it and the service's own sagas ended, a backup between
+    sagas was still refused. A claim given back counts as that saga's end here."""
+
+    class Failing(Registry):  # (its lookup answers as it claims, then its service is down)
+        calls = 0
+
+        def resolve(self, name):
+            Failing.calls += 1
+            if Failing.calls > 1:
+                raise ConnectionError("registry service down")
+            return REGISTRY.resolve(name)
+
+        def __contains__(self, name):
+            return name in REGISTRY
+
+    path = tmp_path / "j.db"
+    _killed_holding(path)
+    with Journal(path) as service:
+        with pytest.raises(Exception, match="registry service down"):
+            recover(service, Failing())
+        assert service.saga("open").status == "running"
+        WORLD.clear()
+        with Journal(path) as elsewhere:
+            assert [r.saga_id for r in recover(elsewhere, REGISTRY).recovered] == ["open"]
+        assert WORLD == ["undo a"]
+        Saga(_steps("b")).run({}, journal=service, run_id="own")
+        assert _marks(path) == []

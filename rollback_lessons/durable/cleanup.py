@@ -19,7 +19,7 @@ from .._held import held
 from .forked import JournalForked
 from .journal import Journal, JournalError
 from .owner import me
-from .records import AWAITING, Claimed
+from .records import GIVE_BACK, Claimed
 from .undo_call import file_id, left_running
 from .writer import RECORDED_LATER, UNRECORDED, Writer, briefly
 
@@ -75,18 +75,13 @@ def _release(journal: Journal) -> None:
     process's recover took it at once and made the undo again beside that call)."""
     with contextlib.suppress(Exception):
         pid, host, _, space = me()
-        runs_on = sorted(left_running(file_id(journal.path)))
-        kept = f" AND id NOT IN ({', '.join('?' * len(runs_on))})" if runs_on else ""
-        if journal.sagas(_HELD, (pid, host, space)):
-            journal.write([(_RELEASE + kept, (pid, host, space, *runs_on))])
+        runs_on = left_running(file_id(journal.path))
+        held = [s.id for s in journal.sagas(_HELD, (pid, host, space)) if s.id not in runs_on]
+        if held:  # (nothing claimed, nothing written: no lock waited for again, attack50)
+            journal.write([(GIVE_BACK, (pid, host, space, saga_id)) for saga_id in held])
 
 
 _HELD = (  # this process's claims, read (no lock waited for) before any is given back
     "WHERE s.claim_pid = ? AND s.claim_host = ? AND s.claim_space IS ?"
     " AND s.status IN ('running', 'rolling_back')"
-)
-_RELEASE = (  # this process's claims given back (one taken over since: the new holder's)
-    "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
-    f" claim_space = NULL, writer = '{AWAITING}' WHERE claim_pid = ? AND claim_host = ?"
-    " AND claim_space IS ? AND status IN ('running', 'rolling_back')"
 )

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .records import RELEASE
+from .records import GIVE_BACK, RELEASE
 
 if TYPE_CHECKING:
     from .writers import Mark
@@ -41,6 +41,7 @@ def tracking(
     ends = {row[-1] for sql, rows in grouped.items() if _ends(sql) for row in rows}
     ends |= {row[0] for row in grouped.get(RELEASE, ())}  # (let go: it writes no more of
     # it, recover ends it elsewhere: attack241 F3, open for good, every backup refused)
+    ends |= {row[-1] for row in grouped.get(GIVE_BACK, ())}  # (a claim given back: 256 F2)
     new = starts - mark.open
     mark.open |= new  # (before its COMMIT: a Ctrl-C as that lands keeps them open)
     mark.open_ever = mark.open_ever or bool(new)

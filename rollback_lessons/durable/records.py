@@ -27,6 +27,12 @@ AWAITING = "awaiting recover"
 """``sagas.writer`` of an unfinished saga no journal holds (let go, released, its writer's
 mark taken away), until the last connection's close (``writers._tidy``): a file alone that
 shows one was taken while the journal was open, and a recover may have ended it since."""
+GIVE_BACK = (  # a claim of this process's given back (one taken over since: the new holder's)
+    "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
+    f" claim_space = NULL, writer = '{AWAITING}' WHERE claim_pid = ? AND claim_host = ?"
+    " AND claim_space IS ? AND status IN ('running', 'rolling_back') AND id = ?"
+)
+"""A recover's claim given back (its id the last value), for another recover to take."""
 LET_GO = f"UPDATE sagas SET writer = '{AWAITING}' WHERE id = ?"
 """A saga no journal holds: let go (released) for recover to take (``AWAITING``)."""
 
