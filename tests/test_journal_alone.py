@@ -364,13 +364,17 @@ def test_a_claim_writes_the_mark_with_it(tmp_path):
     """attack215 F2: a claim (recover's), a settle and a migration were written without the
     writer's mark, which came with its next write: a checkpoint between them left a file
     alone with no mark, and a copy of it was recovered again (its ended sagas undone again).
-    Every transaction of a journal writes its mark with it."""
+    A claim of a saga writes its mark with it; one of nothing leaves none (attack244 F4:
+    an idle service's recover refused every backup until it closed)."""
     path = tmp_path / "j.db"
-    Journal(path).close()
+    with Journal(path) as owner:
+        owner.start("s", "left")  # (closed with it open: let go, awaiting recover)
     with Journal(path) as journal:
         assert _marks(path) == []
         journal.claim(lambda saga, undos: "not this one")
-        assert len(_marks(path)) == 1
+        assert _marks(path) == []
+        [claimed], _ = journal.claim(lambda saga, undos: None)
+        assert claimed.saga.id == "left" and len(_marks(path)) == 1
 
 
 @pytest.mark.parametrize("trial", range(4))

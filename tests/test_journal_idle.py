@@ -661,3 +661,19 @@ def test_a_recovers_claim_given_back_is_no_longer_its_journals_to_mark(tmp_path)
         assert WORLD == ["undo a"]
         Saga(_steps("b")).run({}, journal=service, run_id="own")
         assert _marks(path) == []
+
+
+def test_a_recover_that_claims_nothing_leaves_no_mark_but_an_open_sagas(tmp_path):
+    """attack244 F4: a service's recover that found nothing to claim marked the file until
+    the journal closed: every backup of an idle service refused. A claim of nothing takes
+    the mark away, unless a saga of this journal is open (then it stays, as ever)."""
+    path = tmp_path / "j.db"
+    with Journal(path) as service:
+        Saga(_steps("a")).run({}, journal=service, run_id="done")
+        assert not recover(service, REGISTRY).recovered
+        assert _marks(path) == []
+        with Rollback(journal=service, run_id="open") as rb:
+            rb.do("x", lambda: None, undo.bind(step="x"))
+            assert not recover(service, REGISTRY).recovered  # (its own saga is not taken)
+            assert len(_marks(path)) == 1
+        assert _marks(path) == []

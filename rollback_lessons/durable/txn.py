@@ -68,6 +68,9 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
         elif at_commit and written is not None and not isinstance(exc, sqlite3.Error):
             written.committed = True  # (the COMMIT returned; a Ctrl-C came as it did)
         raise
+    finally:
+        if mark is not None:  # (a claim's, of nothing: this transaction's only)
+            mark.leaving = False
 
 
 def begin(con: sqlite3.Connection) -> None:

@@ -183,6 +183,8 @@ def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
     this recover takes, stayed until a close: every backup of a service refused)."""
     mark.open.update(ids)
     mark.open_ever = mark.open_ever or bool(ids)
+    mark.leaving = not mark.open  # (nothing claimed, nothing open: no mark, attack244 F4:
+    # a recover that found nothing marked the file till its close, every backup refused)
     mark.threads.update(dict.fromkeys(ids, threading.current_thread()))
     ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
     for sql, params in _out(ended):
