@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -677,3 +678,38 @@ def test_a_recover_that_claims_nothing_leaves_no_mark_but_an_open_sagas(tmp_path
             assert not recover(service, REGISTRY).recovered  # (its own saga is not taken)
             assert len(_marks(path)) == 1
         assert _marks(path) == []
+
+
+def test_a_journal_opened_as_another_closes_last_is_read_once_that_close_says_it_whole(
+    tmp_path, monkeypatch
+):
+    """attack258 F1: the last close writes the -wal back, then clears the names of sagas
+    awaiting recover (``_tidy``, another transaction): a journal opened between the two found
+    the file alone naming one and was refused, the journal itself (4 opens in 10). A refusal
+    of a file alone is looked at again for a moment: that close says it whole."""
+    from rollback_lessons.durable import writers
+
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    _let_go(journal, "open")
+    real, opened = writers._tidy, []
+
+    def opening() -> None:
+        try:
+            opened.append(Journal(path))
+        except JournalError as exc:
+            opened.append(exc)
+
+    def tidy_late(*args) -> None:  # (another process opens in the window)
+        other = threading.Thread(target=opening)
+        other.start()
+        time.sleep(0.3)
+        real(*args)
+        other.join(30)
+
+    monkeypatch.setattr(writers, "_tidy", tidy_late)
+    journal.close()
+    [other] = opened
+    assert isinstance(other, Journal), other
+    with other:
+        assert other.saga("open").status in ("running", "rolling_back")

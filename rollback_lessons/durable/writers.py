@@ -84,7 +84,26 @@ def _ended(who: tuple[int, str, float | None, str | None] | None) -> bool | None
     return None if alive is None else not alive
 
 
+SETTLE = 1.0
+"""Seconds a file found alone that would be refused is looked at again: another process's
+last close may be between writing the -wal back and clearing what it names (``_tidy``)."""
+
+
 def check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
+    """``_check``, a refusal of a file found alone looked at again for ``SETTLE`` seconds
+    (attack258 F1: the journal itself, opened as another process closed it last, refused for
+    a saga awaiting recover that close was about to say whole, 4 opens in 10)."""
+    until = time.monotonic() + SETTLE
+    while True:
+        try:
+            return _check(con, path, alone)
+        except Alone:
+            if time.monotonic() >= until:
+                raise
+            time.sleep(0.05)
+
+
+def _check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
     """Refuse a file found ``alone`` (no ``-wal``) that holds a mark: its process never
     closed it (ended, or running on with it open by another name: a copy taken while it ran,
     attack213 F4), unless a ``-wal`` came meanwhile (a writer that began as this one opened);
