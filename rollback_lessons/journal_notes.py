@@ -37,9 +37,10 @@ def left_note(
         saga, shown = jrun.shown()
         pivot = saga.pivot_state
     except Exception:  # (unread: as the run knows it)
-        rows, pivot = jrun.unwritten(), None
-        shown = {p: "pending" for p in rows}  # (a row whose change is unwritten)
-        shown |= {p: "intent" for p in rows if p in w.rows}
+        rows, pivot = jrun.unwritten(), None  # (a row whose change is unwritten: pending
+        logged = {e.position for e in w.m.log if e.step not in w.unsure}  # once its undo's
+        shown = {p: "pending" if p in logged else "intent" for p in rows}  # logging was,
+        # attack259 F1: every such row was said intent, recover re-ran them unannounced)
         shown |= {e.position: "intent" for e in w.m.log if e.step in w.unsure}
     at = {e.step: e.position for e in w.m.log if e.position is not None}
     again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]

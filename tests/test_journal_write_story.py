@@ -269,3 +269,39 @@ def test_a_with_blocks_step_whose_start_was_not_written_is_not_run_not_leaked(tm
         assert outcome.status is Status.ROLLED_BACK
         assert any("was not run: its start could not be told" in note for note in outcome.notes)
         assert journal.saga("r").status == "rolled_back" and journal.leaked("r") == []
+
+
+@pytest.mark.parametrize("at", ["step_start", "undo_registered"])
+def test_a_journal_closed_under_a_running_saga_names_what_recover_will_find(tmp_path, at):
+    """attack259 F1: a journal closed mid-saga (a service's shutdown, a daemon thread's run
+    going on), unreadable to the run: its note said every undo done here was never recorded
+    ("recover will report it leaked"), though the journal held them pending: recover ran
+    them again, unannounced. The note tells each as the journal holds it: closed as d began,
+    d's return is unwritten (leaked); closed once it returned, every undo is called again."""
+    calls: list[str] = []
+    reg = Registry()
+    undo = reg.add("story_undo", lambda step, idempotency_key=None: calls.append(step))
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+
+    def closing(event) -> None:
+        if event.kind.value == at and event.step == "d":
+            journal.close()
+
+    def refused(state: dict) -> None:
+        raise ValueError("e refused")
+
+    steps = [*(Step(n, lambda s: None, undo.bind(step=n)) for n in "abcd"), Step("e", refused)]
+    outcome = Saga(steps).run({}, journal=journal, run_id="r1", on_event=closing)
+    assert outcome.status is Status.ROLLED_BACK and calls == ["d", "c", "b", "a"]
+    [note] = [n for n in outcome.notes if "attempts" in n]
+    again = "'c', 'b', 'a'" if at == "step_start" else "'d', 'c', 'b', 'a'"
+    assert f"the undo of {again} pending though it ran: recover will call it again" in note
+    lost = "'d' undone here, though the journal never recorded its undo"
+    assert (lost in note) == (at == "step_start"), note
+    calls.clear()
+    with Journal(path) as later:  # (as another process's recover, its owner gone)
+        later._con.execute("UPDATE sagas SET owner_pid = ?", (dead_pid(),))
+        [back] = recover(later, reg).recovered
+    assert calls == (["c", "b", "a"] if at == "step_start" else ["d", "c", "b", "a"])
+    assert back.leaked == (("d",) if at == "step_start" else ())
