@@ -24,6 +24,19 @@ def pivot_unwritten(pivot: str, ran: list[str]) -> str:
     )
 
 
+def _pivot_held(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
+    """The pivot's state as the journal holds it, told by the run: ``started`` (written
+    before it ran) while its end is unwritten (attack261 F2: said none, "recover will call
+    them again", recover left the saga to a person told to run them by hand)."""
+    if w.pivot is None:
+        return None
+    if jrun.pivot_unwritten():
+        return "started"
+    if w.pivot in w.m.completed:
+        return "done"
+    return "refused" if w.pivot in w.refusals else "started"  # (its end never came)
+
+
 def left_note(
     w: JournalWriter, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]
 ) -> str:
@@ -37,11 +50,13 @@ def left_note(
         saga, shown = jrun.shown()
         pivot = saga.pivot_state
     except Exception:  # (unread: as the run knows it)
-        rows, pivot = jrun.unwritten(), None  # (a row whose change is unwritten: pending
-        logged = {e.position for e in w.m.log if e.step not in w.unsure}  # once its undo's
+        rows = jrun.unwritten()  # (a row whose change is unwritten is pending once its
+        logged = {e.position: e.step for e in w.m.log if e.step not in w.unsure}  # undo's
         shown = {p: "pending" if p in logged else "intent" for p in rows}  # logging was,
-        # attack259 F1: every such row was said intent, recover re-ran them unannounced)
-        shown |= {e.position: "intent" for e in w.m.log if e.step in w.unsure}
+        # attack259 F1: every such row was said intent, recover re-ran them unannounced;
+        shown |= {p: "pending" for p, s in logged.items() if s in w.m.pending}  # one never
+        shown |= {e.position: "intent" for e in w.m.log if e.step in w.unsure}  # run: 261 F1)
+        pivot = _pivot_held(w, jrun)
     at = {e.step: e.position for e in w.m.log if e.position is not None}
     again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
     lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]

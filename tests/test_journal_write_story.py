@@ -305,3 +305,52 @@ def test_a_journal_closed_under_a_running_saga_names_what_recover_will_find(tmp_
         [back] = recover(later, reg).recovered
     assert calls == (["c", "b", "a"] if at == "step_start" else ["d", "c", "b", "a"])
     assert back.leaked == (("d",) if at == "step_start" else ())
+
+
+@pytest.mark.parametrize("case", ["halted", "across a pivot"])
+def test_a_journal_closed_under_a_halt_or_a_pivot_says_what_recover_will_do(tmp_path, case):
+    """attack261: a journal closed under a running saga, unreadable to its run. F1: the undo
+    policy halted for a person (b's undo failed); the note said nothing of the halt it could
+    not write, and recover ran b's and a's undos itself. F2: closed as the pivot began; it
+    refused with nothing done and the run compensated across it; the note said recover would
+    call b and a again, but recover left the saga to a person told to run them by hand."""
+    calls, failed = [], []
+    reg = Registry()
+
+    def undo_call(step: str, idempotency_key=None) -> None:
+        if step == "b" and case == "halted" and not failed:
+            failed.append(step)
+            raise RuntimeError("b's undo refused")
+        calls.append(step)
+
+    undo = reg.add("story_undo2", undo_call)
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    closing_at = ("step_failed", "d") if case == "halted" else ("step_start", "c")
+
+    def closing(event) -> None:
+        if (event.kind.value, event.step) == closing_at:
+            journal.close()
+
+    def refused(state: dict) -> None:
+        raise ValueError("refused")
+
+    steps = [Step(n, lambda s: None, undo.bind(step=n)) for n in "ab"]
+    if case == "halted":
+        steps += [Step("c", lambda s: None, undo.bind(step="c")), Step("d", refused)]
+    else:
+        steps.append(Step("c", refused, kind="pivot"))
+    outcome = Saga(steps, policy="halt").run({}, journal=journal, run_id="r1", on_event=closing)
+    [note] = [n for n in outcome.notes if "attempts" in n]
+    calls.clear()
+    with Journal(path) as later:  # (as another process's recover, its owner gone)
+        later._con.execute("UPDATE sagas SET owner_pid = ?", (dead_pid(),))
+        [back] = recover(later, reg).recovered
+    if case == "halted":
+        assert outcome.status is Status.HALTED and outcome.pending == ("b", "a")
+        assert "will run the undo of 'b', 'a' itself" in note, note
+        assert calls == ["c", "b", "a"] and back.status is Status.ROLLED_BACK
+    else:
+        assert outcome.status is Status.ROLLED_BACK and "recover will call it" not in note
+        assert "the undo of 'b', 'a' ran here: do not run it again" in note, note
+        assert calls == [] and back.status is Status.HALTED

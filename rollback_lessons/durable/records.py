@@ -407,9 +407,8 @@ class JournalRun:
         )
 
     def written_soon(self) -> None:
-        """What is pending, written now without waiting for the disk (as ``confirm``): what
-        the run's observers hear next, a process may be killed in. If it cannot be written
-        now, it goes with the next write."""
+        """What is pending, written now without waiting for the disk (as ``confirm``): a
+        process may be killed in what its observers hear next. Else with the next write."""
         if self._pending:
             with contextlib.suppress(Exception):  # (kept in _pending by flush)
                 self.flush(sync=False)
@@ -419,10 +418,13 @@ class JournalRun:
         rows = [p[-1] for sql, p in self._pending if sql.startswith("UPDATE undos SET state")]
         return {p for p in rows if type(p) is int}  # (by position; a withdrawal is by step)
 
+    def pivot_unwritten(self) -> bool:
+        """Is the pivot's end (done, refused) unwritten? Its row then says ``started``."""
+        return any(sql.startswith("UPDATE sagas SET pivot =") for sql, _ in self._pending)
+
     def give(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         """The statements not yet written, moved onto ``batch`` (its caller writes it): no
-        instant between for a Ctrl-C (``batch += run.take()`` lost them when one came as
-        ``take`` returned: recover ran that undo again, unannounced, attack72)."""
+        instant for a Ctrl-C between (attack72: ``batch += run.take()`` lost them)."""
         batch += self._pending
         self._pending = []
 
