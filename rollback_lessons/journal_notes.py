@@ -92,10 +92,12 @@ def left_note(
         )
     forward = w.m.record().forward_said if w.m.halted else ""
     if w.m.halted and COMMIT_UNRECORDED in str(w.m.reason):  # (attack201 F1: recover sent
-        said += (  # a person to look for steps after the pivot, none said none were left)
+        here = ", ".join(map(repr, done))
+        none = f"none is left ({here} done here)" if done else "there are none"
+        said += (  # a person to look for steps after the pivot, none said none were left;
             f"; every step was done, which no record of the journal says: recover will ask "
-            f"a person to finish the steps after {w.pivot!r} forward by hand: there are none"
-        )
+            f"a person to finish the steps after {w.pivot!r} forward by hand: {none}"
+        )  # attack262 F3: "there are none", recover asking for c, done here)
     elif forward:  # (the halted event that keeps them went with the failed batch: F2)
         said += f"; to finish forward: {forward}, which no record of the journal names"
     if done:

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from conftest import dead_pid
 
-from rollback_lessons import Rollback, Saga, Status, Step, VirtualClock
+from rollback_lessons import RetryPolicy, Rollback, Saga, Status, Step, VirtualClock
 from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
@@ -354,3 +354,81 @@ def test_a_journal_closed_under_a_halt_or_a_pivot_says_what_recover_will_do(tmp_
         assert outcome.status is Status.ROLLED_BACK and "recover will call it" not in note
         assert "the undo of 'b', 'a' ran here: do not run it again" in note, note
         assert calls == [] and back.status is Status.HALTED
+
+
+def _closed_at(path, mode: str, n: int):
+    """A saga a, b, p (a pivot unless ``mode`` says none: refused once, retried), c (which
+    fails unless ``mode`` is "pivot retried"), its journal closed at its ``n``-th event; then
+    recover (its owner gone). Its outcome (None past its last event), the undos run here
+    and by recover, and recover's report."""
+    calls: list[str] = []
+    tries, count = [0], [0]
+    reg = Registry()
+    undo = reg.add("story_undo3", lambda who, idempotency_key=None: calls.append(who))
+    journal = Journal(path)
+
+    def closing(event) -> None:
+        count[0] += 1
+        if count[0] == n:
+            journal.close()
+
+    def act(name: str):
+        def do(state: dict) -> None:
+            if name == "p":
+                tries[0] += 1
+                if tries[0] == 1:
+                    raise ValueError("refused, nothing done")
+            if name == "c" and mode != "pivot retried":
+                raise ValueError("c fails")
+
+        return do
+
+    retry = RetryPolicy(max_attempts=2, initial_delay=0.0)
+    if mode == "no pivot":
+        p = Step("p", act("p"), undo.bind(who="p"), retry=retry)
+        c = Step("c", act("c"), undo.bind(who="c"))
+    else:
+        p, c = Step("p", act("p"), kind="pivot", retry=retry), Step("c", act("c"), kind="retriable")
+    steps = [Step("a", act("a"), undo.bind(who="a")), Step("b", act("b"), undo.bind(who="b")), p, c]
+    outcome = Saga(steps, clock=VirtualClock()).run({}, journal=journal, run_id="r1",
+                                                    on_event=closing)  # fmt: skip
+    if count[0] < n:
+        journal.close()
+        return None, [], [], None
+    ran, calls[:] = list(calls), []
+    with Journal(path) as later:  # (as another process's recover, its owner gone)
+        later._con.execute("UPDATE sagas SET owner_pid = ?", (dead_pid(),))
+        report = recover(later, reg)
+    return outcome, ran, calls, report
+
+
+@pytest.mark.parametrize("mode", ["pivot retried", "pivot refused then c fails", "no pivot"])
+def test_a_journal_closed_at_any_event_leaves_a_note_recover_keeps(tmp_path, mode):
+    """attack262: a journal closed at each event n of a saga a, b, pivot p (refused once,
+    retried), c: the note told the pivot from what the run knew (started, when the journal
+    showed none or 'refused'), and "there are none" to finish forward of a c done here that
+    recover asks for. The note now reads the journal afresh. At every n: what it says recover
+    will call again, recover calls (and nothing else of what ran here); a saga it says is
+    left for a person, recover leaves, calling nothing; what it says recover will report
+    leaked, recover reports."""
+    import re
+
+    def said(pattern: str, note: str) -> set[str]:
+        found = re.search(pattern, note)
+        return set(re.findall(r"'(\w)'", found.group(1))) if found else set()
+
+    n = 1
+    while True:
+        outcome, ran, calls, report = _closed_at(tmp_path / f"j{n}.db", mode, n)
+        if outcome is None:
+            break
+        note = " ".join(outcome.notes)
+        back = report.recovered[0] if report.recovered else None
+        again = said(r"undo of ([^:]*) pending though it ran: recover will call it again", note)
+        assert again == set(calls) & set(ran), (n, note, calls)
+        if "recover will leave the saga for a person" in note:
+            assert calls == [] and back is not None and back.status is Status.HALTED, (n, note)
+        for leaked in said(r"; ([^;]*) (?:undone|not run|done) here[^;]*report it leaked", note):
+            assert back is not None and leaked in back.leaked, (n, note, back)
+        n += 1
+    assert n > 10

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Event, EventKind, describe, stored
 from ..rules import NamedUndo, idempotency_key
-from .files import _UNFINISHED, JournalError, Written
+from .files import _UNFINISHED, JournalError, JournalUnusable, Written
 from .owner import me
 from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
 from .values import MOST_ATTEMPTS
@@ -24,15 +24,13 @@ RELEASE = (
 )
 
 AWAITING = "awaiting recover"
-"""``sagas.writer`` of an unfinished saga no journal holds (let go, released, its writer's
-mark taken away), until the last connection's close (``writers._tidy``): a file alone that
-shows one was taken while the journal was open, and a recover may have ended it since."""
-GIVE_BACK = (  # a claim of this process's given back (one taken over since: the new holder's)
+"""``sagas.writer`` of an unfinished saga no journal holds, till the last close (``_tidy``):
+a file alone showing one was taken while the journal was open (recover may have ended it)."""
+GIVE_BACK = (  # a recover's claim given back (its id last; one taken over since: the holder's)
     "UPDATE sagas SET claim_pid = NULL, claim_host = NULL, claim_started = NULL,"
     f" claim_space = NULL, writer = '{AWAITING}' WHERE claim_pid = ? AND claim_host = ?"
     " AND claim_space IS ? AND status IN ('running', 'rolling_back') AND id = ?"
 )
-"""A recover's claim given back (its id the last value), for another recover to take."""
 LET_GO = f"UPDATE sagas SET writer = '{AWAITING}' WHERE id = ?"
 """A saga no journal holds: let go (released) for recover to take (``AWAITING``)."""
 
@@ -41,8 +39,7 @@ if TYPE_CHECKING:
 
 
 HEARD = "the run was cancelled by its caller"
-"""The saga's error once its caller's cancel was heard, before its rollback started (a
-crash then is recovered ``cancelled``, attack36 F3): ``Cancelled.by_caller``'s words."""
+"""The saga's error once its caller's cancel was heard (recovered ``cancelled``, attack36 F3)."""
 
 NO_UNDO = ""
 """The compensation of a step that has no undo: its row only says it started (``no_undo``)."""
@@ -271,10 +268,15 @@ class JournalRun:
 
     def shown(self) -> tuple[SagaRecord, dict[int, str]]:
         """The saga and each undo row's state, as the journal shows them (a full disk still
-        reads): what ``recover`` will find, or, taken over, what it did."""
+        reads), closed under the run, afresh (attack262): what ``recover`` will find."""
+        from .journal import Journal
+
         sql = "SELECT position, state FROM undos WHERE saga_id = ?"  # (no undo's rows too)
-        rows = self.journal._rows(sql, (self.saga_id,))
-        return self.journal.saga(self.saga_id), dict(rows)
+        try:
+            return self.journal.saga(self.saga_id), dict(self.journal._rows(sql, (self.saga_id,)))
+        except JournalUnusable:
+            with Journal(self.journal.path, readonly=True) as fresh:
+                return fresh.saga(self.saga_id), dict(fresh._rows(sql, (self.saga_id,)))
 
     def late_effect(self, step: str, why: str) -> None:
         """The step's call returned after another process took the saga over: its effect
