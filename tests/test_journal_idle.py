@@ -462,11 +462,13 @@ def _killed_holding(path: Path) -> None:
     """Saga 'open' (step a done) of a process killed as it holds it: its mark left."""
     inside, go = path.with_name("inside"), path.with_name("go")
     owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
-    while not inside.exists():
-        assert owner.poll() is None
-        time.sleep(0.02)
-    owner.kill()
-    owner.wait(30)
+    try:
+        while not inside.exists():
+            assert owner.poll() is None
+            time.sleep(0.02)
+    finally:  # (never left waiting for its go, the test failed)
+        owner.kill()
+        owner.wait(30)
 
 
 @pytest.mark.parametrize("unheld", ["its owner killed", "let go"])
@@ -609,16 +611,21 @@ def test_a_process_ending_unclosed_names_a_dead_owners_saga_awaiting_recover(tmp
     its undo ran a second time."""
     path, inside, go, ready = (tmp_path / n for n in ("j.db", "inside", "go", "ready"))
     owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
-    while not inside.exists():
-        assert owner.poll() is None
-        time.sleep(0.02)
-    ending = subprocess.Popen([sys.executable, "-c", OPENS_THEN_ENDS, str(path), str(ready),
-                               str(go)])  # fmt: skip
-    while not ready.exists():
-        assert ending.poll() is None
-        time.sleep(0.02)
-    owner.kill()
-    owner.wait(30)
+    ending = None
+    try:
+        while not inside.exists():
+            assert owner.poll() is None
+            time.sleep(0.02)
+        ending = subprocess.Popen([sys.executable, "-c", OPENS_THEN_ENDS, str(path),
+                                   str(ready), str(go)])  # fmt: skip
+        while not ready.exists():
+            assert ending.poll() is None
+            time.sleep(0.02)
+    finally:  # (none left waiting for its go, the test failed)
+        owner.kill()
+        owner.wait(30)
+        if ending is not None and not ready.exists():
+            ending.kill()
     with Journal(path) as holder:
         holder.sagas()
         go.touch()
