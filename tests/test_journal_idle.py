@@ -284,9 +284,7 @@ def test_a_checkpoint_truncate_beside_a_live_saga_neither_loses_its_mark_nor_rea
     path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
     writer = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
     try:
-        while not inside.exists():
-            assert writer.poll() is None
-            time.sleep(0.02)
+        _until(inside, writer)
         other = Journal(path)
         truncate = sqlite3.connect(path)
         truncate.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -370,9 +368,7 @@ def test_a_close_after_the_wal_was_deleted_keeps_a_running_writers_mark(tmp_path
         [sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go), "kill"]
     )
     try:
-        while not inside.exists():
-            assert writer.poll() is None
-            time.sleep(0.02)
+        _until(inside, writer)
         checkpoint = sqlite3.connect(path)  # (the writer's saga in the file, its mark too)
         checkpoint.execute("PRAGMA wal_checkpoint(PASSIVE)")
         checkpoint.close()
@@ -423,9 +419,7 @@ def test_a_writer_killed_as_another_journal_closes_last_leaves_no_mark(tmp_path,
     path, inside, go = tmp_path / "j.db", tmp_path / "inside", tmp_path / "go"
     closing = Journal(path)  # (made: its mark, which its close takes away first)
     writer = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
-    while not inside.exists():
-        assert writer.poll() is None
-        time.sleep(0.02)
+    _until(inside, writer)
     out = writers._out
 
     def killed_first(keys, *then):  # (as the closing journal takes its own mark away: A dies)
@@ -458,14 +452,19 @@ def _let_go(journal: Journal, run_id: str) -> None:
             raise ValueError("declined")
 
 
+def _until(flag: Path, process: subprocess.Popen) -> None:
+    """Until ``process`` says where it is (``flag`` made); it must not end first."""
+    while not flag.exists():
+        assert process.poll() is None
+        time.sleep(0.02)
+
+
 def _killed_holding(path: Path) -> None:
     """Saga 'open' (step a done) of a process killed as it holds it: its mark left."""
     inside, go = path.with_name("inside"), path.with_name("go")
     owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
     try:
-        while not inside.exists():
-            assert owner.poll() is None
-            time.sleep(0.02)
+        _until(inside, owner)
     finally:  # (never left waiting for its go, the test failed)
         owner.kill()
         owner.wait(30)
@@ -613,14 +612,10 @@ def test_a_process_ending_unclosed_names_a_dead_owners_saga_awaiting_recover(tmp
     owner = subprocess.Popen([sys.executable, "-c", HOLDS_OPEN, str(path), str(inside), str(go)])
     ending = None
     try:
-        while not inside.exists():
-            assert owner.poll() is None
-            time.sleep(0.02)
+        _until(inside, owner)
         ending = subprocess.Popen([sys.executable, "-c", OPENS_THEN_ENDS, str(path),
                                    str(ready), str(go)])  # fmt: skip
-        while not ready.exists():
-            assert ending.poll() is None
-            time.sleep(0.02)
+        _until(ready, ending)
     finally:  # (none left waiting for its go, the test failed)
         owner.kill()
         owner.wait(30)
