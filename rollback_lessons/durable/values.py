@@ -277,7 +277,7 @@ def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _finite(text: str) -> float:
     value = float(text)
-    if value in (math.inf, -math.inf):
+    if math.isinf(value):
         raise ValueError(f"{text} out of a float's range")
     return value
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from .._held import held
 from ..errors import JournalError
-from .files import connect
+from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
 from .holding import runs_on
 from .owner import me, process_alive
@@ -170,8 +170,8 @@ def _held_unfinished(con: sqlite3.Connection) -> tuple[str, str] | None:
     is let go). None where the schema has no such column yet (written before version 8)."""
     try:
         row = con.execute(
-            "SELECT id, writer FROM sagas WHERE writer IS NOT NULL AND status IN"
-            f" {_UNFINISHED} ORDER BY writer = '{AWAITING}' LIMIT 1"
+            "SELECT id, writer FROM sagas WHERE writer IS NOT NULL AND id IN"
+            f" ({_UNFINISHED}) ORDER BY writer = '{AWAITING}' LIMIT 1"
         ).fetchone()
     except sqlite3.OperationalError:
         return None
@@ -185,15 +185,13 @@ def _out(keys: list[str], then: str | None = AWAITING) -> list[tuple[str, tuple[
     if not keys:
         return []
     among = f"({', '.join('?' * len(keys))})"
-    let_go = f"UPDATE sagas SET writer = CASE WHEN status IN {_UNFINISHED} THEN ? END WHERE"
+    let_go = f"UPDATE sagas SET writer = CASE WHEN id IN ({_UNFINISHED}) THEN ? END WHERE"
     return [(f"{let_go} writer IN {among}", (then, *keys)),
             (f"DELETE FROM meta WHERE key IN {among}", tuple(keys))]  # fmt: skip
 
 
 _WHOLE = "UPDATE sagas SET writer = NULL WHERE writer = ?"
 """The sagas awaiting recover, as no process has the file open: whole (``AWAITING``)."""
-_UNFINISHED = "('running', 'rolling_back')"
-"""The statuses of a saga recover takes: unfinished."""
 
 
 def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
