@@ -331,6 +331,8 @@ def fenced(run: Run) -> BaseException | None:
     except TakenOver as exc:
         journal.jrun = None
         return exc
+    except Exception as exc:  # unread (a journal closed, a disk error): no takeover known,
+        journal.went_on(exc)  # the rollback goes on in memory, as after a failed write
     return None
 
 

@@ -24,39 +24,20 @@ def pivot_unwritten(pivot: str, ran: list[str]) -> str:
     )
 
 
-def _pivot_held(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
-    """The pivot's state as the journal holds it, told by the run: ``started`` (written
-    before it ran) while its end is unwritten (attack261 F2: said none, "recover will call
-    them again", recover left the saga to a person told to run them by hand)."""
-    if w.pivot is None:
-        return None
-    if jrun.pivot_unwritten():
-        return "started"
-    if w.pivot in w.m.completed:
-        return "done"
-    return "refused" if w.pivot in w.refusals else "started"  # (its end never came)
-
-
 def left_note(
     w: JournalWriter, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]
 ) -> str:
     """What a disk full to the end leaves ``recover`` to find, each step named: read
     from the journal (a full disk still reads: attack42 F6, the note named steps whose
-    records it held), or, if it cannot be read, from what the run knows was not written.
+    records it held), or, if it cannot be read at all, as the run's committed writes left it.
     ``error``: the last write's error and how often it was tried; ``never``: (position,
     step) of the steps never called (or refused before any effect)."""
     ran = list(dict.fromkeys(w.unrecorded))
     try:
         saga, shown = jrun.shown()
         pivot = saga.pivot_state
-    except Exception:  # (unread: as the run knows it)
-        rows = jrun.unwritten()  # (a row whose change is unwritten is pending once its
-        logged = {e.position: e.step for e in w.m.log if e.step not in w.unsure}  # undo's
-        shown = {p: "pending" if p in logged else "intent" for p in rows}  # logging was,
-        # attack259 F1: every such row was said intent, recover re-ran them unannounced;
-        shown |= {p: "pending" for p, s in logged.items() if s in w.m.pending}  # one never
-        shown |= {e.position: "intent" for e in w.m.log if e.step in w.unsure}  # run: 261 F1)
-        pivot = _pivot_held(w, jrun)
+    except Exception:  # (unread at all: as this run's own committed writes left it,
+        pivot, shown = jrun.kept_shown()  # attack263: guessed from what it knew, wrong)
     at = {e.step: e.position for e in w.m.log if e.position is not None}
     again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
     lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]

@@ -79,7 +79,7 @@ class JournalWriter:
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.refusals: list[str] = []  # (their steps)
         self.cancel_told = False  # the caller's cancel, heard, is written (``cancel_heard``)
-        self.rows: dict[int, str] = {}  # the step of each intent's row (by its position)
+        self.rows: dict[int, str] = {}  # the step of each intent's row written (by its position)
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
@@ -137,14 +137,14 @@ class JournalWriter:
                 spec = m.spec
                 semantic, timeout = bool(spec and spec.semantic), spec and spec.undo_timeout
                 self.intents[step] = position = jrun.reserve()
-                self.rows[position] = step
                 jrun.register(step, self.named[step], "intent", semantic, timeout or None,
                               position)  # fmt: skip
+                self.rows[position] = step  # (once written: ``left_note``)
                 self.unsure.clear()  # (written: what was kept went with it)
             elif details["register"] == "none" and step_kind != Kind.GATE:  # (a pivot too)
                 self.intents[step] = position = jrun.reserve()
-                self.rows[position] = step
                 jrun.no_undo(step, position)  # no undo: if it may have happened,
+                self.rows[position] = step
                 self.bare.add(step)  # its effect is leaked, never lost
                 self.unsure.clear()
         elif kind is EventKind.UNDO_REGISTERED:
@@ -292,16 +292,22 @@ class JournalWriter:
             self.jrun = None  # another process holds the saga now: stop, write nothing
             raise  # (the machine ends the rollback there: no other undo runs)
         except Exception as exc:  # kept, and written with the next write (a disk full for a
-            if not self.failed:  # moment): the journal tells the true story once it can
-                self.failed = True  # (attack23's F6: dropped, recover reran every undo and
-                self.m.note(  # reported a step whose registration it lost leaked)
-                    EventKind.JOURNAL_FAILED,
-                    f"journal write failed ({describe(exc)}); the rollback went on in memory, "
-                    "its writes kept for the next (until one succeeds, the journal shows the "
-                    "saga unfinished)",
-                )
-            return False
-        return True
+            self.went_on(exc)  # moment): the journal tells the true story once it can
+            return False  # (attack23's F6: dropped, recover reran every undo and reported
+        return True  # a step whose registration it lost leaked)
+
+    def went_on(self, exc: Exception) -> None:
+        """The journal failed during the rollback (a write, or the read of its claim before
+        a retry: attack263 F1, that cut the rollback, its note "the journal keeps them" of
+        an undo never written): the undos go on in memory, said once."""
+        if not self.failed:
+            self.failed = True
+            self.m.note(
+                EventKind.JOURNAL_FAILED,
+                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
+                "its writes kept for the next (until one succeeds, the journal shows the "
+                "saga unfinished)",
+            )
 
     def tried(
         self, write: Callable[[], None], attempts: int = ATTEMPTS, what: str | None = None

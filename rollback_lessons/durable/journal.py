@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from .._numbers import plain_number
-from ..events import Event, as_told, storable
+from ..events import Event, as_told
 from ..policies import UndoPolicy
 from ..rules import check_run_id, check_text
-from . import forked, holding, room, writers
+from . import forked, holding, room, shadow, writers
 from .as_claimed import cancelled_by
 from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
     _IDS,
@@ -174,9 +174,7 @@ class Journal:
         if self.readonly:
             raise JournalError(f"{self.path} was opened read-only")
         not_forked(self._pid, self.path, self._opener)
-        grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in statements:  # (a lone surrogate escaped: attack112 F2, stuck)
-            grouped.setdefault(sql, []).append(storable(params))
+        grouped = shadow.grouped(statements)  # (same texts together)
         written = written if written is not None else Written()
         opened = holding.tracking(self._mark, grouped, written, fences or ())  # (its sagas)
         with self._lock, opened:

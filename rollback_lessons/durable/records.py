@@ -16,6 +16,7 @@ from ..rules import NamedUndo, idempotency_key
 from .files import _UNFINISHED, JournalError, JournalUnusable, Written
 from .owner import me
 from .rows import Claimed, SagaRecord, UndoRecord  # noqa: F401 (re-exported: its names)
+from .shadow import Shadow
 from .values import MOST_ATTEMPTS
 
 RELEASE = (
@@ -74,6 +75,7 @@ class JournalRun:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._position = 0
+        self.kept = Shadow()  # (its committed writes: what it left, the file unread)
         self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
             pid, host, started, space = me()
@@ -231,6 +233,7 @@ class JournalRun:
         if pivot is not None:
             statements.append(self._pivot_statement(pivot, "refused"))
         self.journal.write(statements, fences={self.saga_id: self.gen})
+        self.kept.committed(statements)
 
     def release(self) -> None:
         """A run an interruption cut, its process living on (a notebook's Interrupt, a service
@@ -269,14 +272,16 @@ class JournalRun:
     def shown(self) -> tuple[SagaRecord, dict[int, str]]:
         """The saga and each undo row's state, as the journal shows them (a full disk still
         reads), closed under the run, afresh (attack262): what ``recover`` will find."""
-        from .journal import Journal
-
         sql = "SELECT position, state FROM undos WHERE saga_id = ?"  # (no undo's rows too)
         try:
             return self.journal.saga(self.saga_id), dict(self.journal._rows(sql, (self.saga_id,)))
-        except JournalUnusable:
-            with Journal(self.journal.path, readonly=True) as fresh:
+        except JournalUnusable:  # (a Journal of the same file: its class, no import cycle)
+            with type(self.journal)(self.journal.path, readonly=True) as fresh:
                 return fresh.saga(self.saga_id), dict(fresh._rows(sql, (self.saga_id,)))
+
+    def kept_shown(self) -> tuple[str | None, dict[int, str]]:
+        """``shown`` (pivot, rows) of a file unread: as this run's committed writes left it."""
+        return self.kept.shown(self.saga_id)
 
     def late_effect(self, step: str, why: str) -> None:
         """The step's call returned after another process took the saga over: its effect
@@ -415,15 +420,6 @@ class JournalRun:
             with contextlib.suppress(Exception):  # (kept in _pending by flush)
                 self.flush(sync=False)
 
-    def unwritten(self) -> set[int]:
-        """The rows whose new state no write carried yet (kept for the next write)."""
-        rows = [p[-1] for sql, p in self._pending if sql.startswith("UPDATE undos SET state")]
-        return {p for p in rows if type(p) is int}  # (by position; a withdrawal is by step)
-
-    def pivot_unwritten(self) -> bool:
-        """Is the pivot's end (done, refused) unwritten? Its row then says ``started``."""
-        return any(sql.startswith("UPDATE sagas SET pivot =") for sql, _ in self._pending)
-
     def give(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
         """The statements not yet written, moved onto ``batch`` (its caller writes it): no
         instant for a Ctrl-C between (attack72: ``batch += run.take()`` lost them)."""
@@ -448,3 +444,6 @@ class JournalRun:
             if not written.committed:
                 self._pending[:0] = statements  # nothing written: they go with the next
             raise
+        finally:
+            if written.committed:
+                self.kept.committed(statements)
