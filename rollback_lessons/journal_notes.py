@@ -24,6 +24,12 @@ def pivot_unwritten(pivot: str, ran: list[str]) -> str:
     )
 
 
+UNREAD = (
+    "the journal could not be read back, and what it shows is not known here: read it with "
+    "`journal show` once it can be, before recover runs"
+)
+
+
 def left_note(
     w: JournalWriter, jrun: UndoJournalRun, error: str, never: list[tuple[int, str]]
 ) -> str:
@@ -37,7 +43,10 @@ def left_note(
         saga, shown = jrun.shown()
         pivot = saga.pivot_state
     except Exception:  # (unread at all: as this run's own committed writes left it,
-        pivot, shown = jrun.kept_shown()  # attack263: guessed from what it knew, wrong)
+        kept = jrun.kept_shown()  # attack263: guessed from what it knew, wrong)
+        if kept is None:  # (those unknown too: out of memory)
+            return f"journal write failed ({error}); {UNREAD}"
+        pivot, shown = kept
     at = {e.step: e.position for e in w.m.log if e.position is not None}
     again = [s for s in ran if shown.get(at.get(s, -1)) == "pending"]
     lost = [s for s in ran if s not in at or shown.get(at[s]) == "intent"]

@@ -279,7 +279,7 @@ class JournalRun:
             with type(self.journal)(self.journal.path, readonly=True) as fresh:
                 return fresh.saga(self.saga_id), dict(fresh._rows(sql, (self.saga_id,)))
 
-    def kept_shown(self) -> tuple[str | None, dict[int, str]]:
+    def kept_shown(self) -> tuple[str | None, dict[int, str]] | None:
         """``shown`` (pivot, rows) of a file unread: as this run's committed writes left it."""
         return self.kept.shown(self.saga_id)
 
