@@ -9,9 +9,12 @@ import sqlite3
 
 import pytest
 
+from rollback_lessons import Status
 from rollback_lessons.cli import main
 from rollback_lessons.durable import journal as journal_module
 from rollback_lessons.durable.journal import Journal, JournalError
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
 
 
 @pytest.fixture
@@ -173,3 +176,60 @@ def test_a_runs_journal_write_past_a_file_size_limit_names_the_limit(tmp_path, r
     said = [line for line in done.stdout.splitlines() if "disk I/O error" in line]
     assert all("(its file-size limit, ulimit -f)" in line for line in said), said
     assert all(line.count("ulimit -f") == 1 for line in said), said
+
+
+CRASH_IN_B = """
+import os, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+undo = Registry().add("full_u", lambda **k: None)
+def crash(state):
+    os._exit(9)  # (killed in b: a's undo pending, the -wal and its mark left)
+Saga([Step("a", lambda s: None, undo.bind(n="a")), Step("b", crash)], name="s").run(
+    {}, journal=Journal(sys.argv[1]), run_id="r")
+"""
+RECOVER_UNDER_A_LIMIT = """
+import os, resource, sys
+from rollback_lessons import Registry
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+
+reg = Registry()
+reg.add("full_u", lambda **k: print("undo", k["n"]))
+path = sys.argv[1]
+limit = max(os.path.getsize(path), os.path.getsize(path + "-wal"))  # (no file may grow)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    with Journal(path) as journal:
+        print(recover(journal, reg))
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_a_recover_out_of_room_after_a_crash_leaves_the_journal_to_the_next(tmp_path):
+    """attack265 F1: a recover run after a crash with no room to write (a full disk, ``ulimit
+    -f``) failed in one line, rightly, but its close, the last, wrote the -wal back into a
+    file that still named the dead owner's mark it could not take away: every recover and
+    ``journal show`` after refused it as a copy alone, even with room again. Now a close
+    that cannot take marks away for want of room leaves its connection open: the -wal stays
+    beside the file, as after the crash, and the next recover (room again) undoes a."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    crashed = subprocess.run([sys.executable, "-c", CRASH_IN_B, str(path)], timeout=60)
+    assert crashed.returncode == 9 and (tmp_path / "j.db-wal").exists()
+    done = subprocess.run([sys.executable, "-c", RECOVER_UNDER_A_LIMIT, str(path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "disk I/O error" in done.stdout and "undo" not in done.stdout, done
+    assert (tmp_path / "j.db-wal").exists()  # (as the crash left it)
+    calls: list[str] = []
+    reg = Registry()
+    reg.add("full_u", lambda **k: calls.append(k["n"]))
+    with Journal(path) as journal:
+        report = recover(journal, reg)
+    back = report.recovered[0]  # (b, killed in its call with no undo, may have happened)
+    assert calls == ["a"] and back.status is Status.ROLLBACK_INCOMPLETE, report
+    assert back.leaked == ("b",), back

@@ -38,6 +38,7 @@ from ..errors import JournalError
 from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
 from .holding import runs_on
+from .left_open import left_open, stuck_on
 from .owner import me, process_alive
 from .records import AWAITING
 from .txn import transaction
@@ -277,6 +278,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     left: list[str] = []  # (the other marks in the file as it closes: ``_tidy``'s to take)
     awaiting = False  # (sagas no journal holds: ``AWAITING`` recover till the last close)
+    stuck: list[str] = []  # (marks it could not take away for want of room)
     try:
         wait = getattr(con, "wait", None)
         with contextlib.suppress(sqlite3.Error):
@@ -297,13 +299,16 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                     longest = max(0.0, until - time.monotonic())  # process's end, 5 s for all
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
-                with held(cut) if unclosed else contextlib.nullcontext():
+                with (
+                    held(cut) if unclosed else contextlib.nullcontext(),
+                    stuck_on(stuck, mark.path),
+                ):
                     for sql, params in _out(keys):  # (its sagas let go first: cut between,
                         con.execute(sql, params)  # the mark left refuses the file alone)
             awaiting = _awaiting(con)  # (sagas no journal holds: the last close clears them)
-        if exiting:
-            if awaiting or runs_on(mark):
-                _left_open(con)
+        if exiting or stuck:  # (stuck: left open, its close never the last, attack265 F1)
+            if awaiting or runs_on(mark) or stuck:
+                left_open(con)
             return
         con.close()
         _HELD.pop(mark.held, None)
@@ -315,18 +320,6 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
             wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
             _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
-
-
-def _left_open(con: sqlite3.Connection) -> None:
-    """At the process's end, a journal's connection that a thread may write on yet, or whose
-    file names sagas awaiting recover, is never closed (a reference kept for good): Python's
-    teardown closing it, the last connection, wrote the -wal back into a file that named
-    them, refused as a copy alone though whole (attack257 F1: two services ending at once,
-    each saw the other's open; a reader closing after). Left open, the -wal stays beside the
-    file, as a crash leaves it, and the file is read with it; the next last close tidies."""
-    import ctypes
-
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
 
 
 def _awaiting(con: sqlite3.Connection) -> bool:
