@@ -13,14 +13,20 @@ if TYPE_CHECKING:
     from .ports import UndoJournalRun
 
 
-def pivot_unwritten(pivot: str, ran: list[str]) -> str:
-    """What a person learns of a pivot the journal shows started though it never had its
-    effect here (its refusal unwritten, a disk full to the end): ``recover`` leaves the saga
-    for them, and the undos it would tell them to run by hand ran here already."""
+def pivot_held(pivot: str, ran: list[str], state: str) -> str:
+    """What a person learns of a pivot the journal shows ``started`` (though it never had
+    its effect here: its refusal unwritten, a disk full to the end) or ``done`` (the run
+    rolled back across it, in an order ``check_order`` refuses: attack264 F1, said "recover
+    will call it again"): ``recover`` leaves the saga for them, and the undos it would tell
+    them to run by hand ran here already."""
+    why = (
+        "started, though it had no effect here (its refusal could not be written)"
+        if state == "started"
+        else "done"
+    )
     return (
-        f"the journal shows {pivot!r} started, though it had no effect here (its refusal could "
-        f"not be written): recover will leave the saga for a person; the undo of "
-        f"{', '.join(map(repr, ran))} ran here: do not run it again"
+        f"the journal shows {pivot!r} {why}: recover will leave the saga for a person; the "
+        f"undo of {', '.join(map(repr, ran))} ran here: do not run it again"
     )
 
 
@@ -56,8 +62,8 @@ def left_note(
     done = [s for s in dict.fromkeys(done) if s not in known]
     said = f"journal write failed ({error}); the journal still shows "
     said += "the saga unfinished"
-    if again and pivot == "started":  # recover halts there, for a person
-        said += "; " + pivot_unwritten(str(w.pivot), again)
+    if again and pivot_at_stake(pivot):  # recover halts there, for a person
+        said += "; " + pivot_held(str(w.pivot), again, str(pivot))
     elif again:  # (attack28 F3: a disk full to the end; undos given a journal: idempotent)
         said += (
             f", and the undo of {', '.join(map(repr, again))} pending though it ran: "

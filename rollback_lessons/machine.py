@@ -30,7 +30,14 @@ from enum import StrEnum
 from typing import Any, Final
 
 from .calls import off_its_loop
-from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError, goes_on
+from .errors import (
+    DuplicateStepError,
+    JournalError,
+    RollbackLessonsError,
+    TakenOver,
+    UnknownStepError,
+    goes_on,
+)
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -579,11 +586,13 @@ class Machine:
     def _pivot_at_stake(self, error: BaseException) -> str | None:
         """A pivot that may have happened is never compensated across: when an attempt of it
         may have (``_doubted``; the run failing then for no step's reason too, attack43 F5),
-        or the run fails for a reason no step gave after it, a person decides. (A later step
-        failing in an order ``check_order`` refuses, and a cancel, still roll back across.)"""
+        or the run fails for a reason no step gave after it (a journal's write too, at a
+        later step's event: attack264 F1, rolled back across it), a person decides. (A later
+        step failing in an order ``check_order`` refuses, and a cancel, still roll back.)"""
         if self.doubt not in (None, *self.completed) and self.failed_step in (self.doubt, None):
             return halted_at_pivot(self.doubt, "failed", self.doubt_cause)  # type: ignore[arg-type]
-        if self.pivot_done and self.failed_step is None and error is not self.stopping:
+        failing = self.failed_step is None or issubclass(type(error), JournalError)  # (a
+        if self.pivot_done and failing and error is not self.stopping:  # write, not a step)
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             whole = self.plan and {s.name for s in self.plan} <= {*self.completed}
             cause = COMMIT_UNRECORDED if self.commit_failed or whole else "the run failed"

@@ -401,10 +401,16 @@ def _closed_at(path, mode: str, n: int, away: bool = False):
     if mode in ("no pivot", "undo retried", "no undo"):
         p = Step("p", act("p"), undo.bind(who="p"), retry=retry)
         c = Step("c", act("c"), undo.bind(who="c"))
+    elif mode == "unsafe order":  # (c compensable after the pivot: the run rolls back across
+        p, c = (
+            Step("p", act("p"), kind="pivot", retry=retry),
+            Step("c", act("c"), undo.bind(who="c")),
+        )
     else:
         p, c = Step("p", act("p"), kind="pivot", retry=retry), Step("c", act("c"), kind="retriable")
     steps = [Step("a", act("a"), undo.bind(who="a")), b, p, c]
-    outcome = Saga(steps, clock=VirtualClock(), policy=policy).run(
+    unsafe = mode == "unsafe order"  # it as c fails; a write failing, it halts: attack264 F1)
+    outcome = Saga(steps, clock=VirtualClock(), policy=policy, allow_unsafe_order=unsafe).run(
         {}, journal=journal, run_id="r1", on_event=closing
     )
     for f in files if away else []:
@@ -428,6 +434,8 @@ def _closed_at(path, mode: str, n: int, away: bool = False):
         ("undo retried", False),
         ("undo retried", True),
         ("no undo", True),
+        ("unsafe order", False),
+        ("unsafe order", True),
     ],
 )
 def test_a_journal_closed_at_any_event_leaves_a_note_recover_keeps(tmp_path, mode, away):
@@ -440,7 +448,10 @@ def test_a_journal_closed_at_any_event_leaves_a_note_recover_keeps(tmp_path, mod
     leaked, recover reports, and what recover reports leaked, the run said (attack263: a
     journal read failing as an undo waited to retry cut the rollback, "the journal keeps
     them for recover" of an undo it never logged, recover reporting b and c leaked; a step
-    with no undo done here, the file unreadable, unsaid)."""
+    with no undo done here, the file unreadable, unsaid; attack264 F1: in an order
+    ``check_order`` refuses, a pivot the journal shows done: "recover will call it again" of
+    undos run here, recover leaving the saga for a person; a write failing at c's start
+    rolled back across the pivot)."""
     import re
 
     def said(pattern: str, note: str) -> set[str]:
@@ -464,5 +475,8 @@ def test_a_journal_closed_at_any_event_leaves_a_note_recover_keeps(tmp_path, mod
             leaked |= set(re.findall(r"'(\w)'", clause))
         assert back is None or leaked == set(back.leaked) - set(outcome.leaked), (n, note, back)
         assert "the journal keeps them" not in note or back is not None, (n, note)
+        pivot_done = mode == "unsafe order" and "p" in outcome.completed
+        if pivot_done and isinstance(outcome.error, JournalError):  # (a write after it)
+            assert ran == [] and outcome.status is Status.HALTED, (n, note)
         n += 1
     assert n > 10
