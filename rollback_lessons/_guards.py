@@ -332,7 +332,7 @@ def fenced(run: Run) -> BaseException | None:
         journal.jrun = None
         return exc
     except Exception as exc:  # unread (a journal closed, a disk error): no takeover known,
-        journal.went_on(exc)  # the rollback goes on in memory, as after a failed write
+        journal.went_on(exc, "read")  # the rollback goes on in memory, as after a write
     return None
 
 

@@ -265,6 +265,11 @@ class JournalWriter:
             late = TakenOver(f"step {step!r} returned after {exc}: {did}; check {step!r} by hand")
             late.late = step  # (the outcome names it leaked, as the journal now does)
             raise late from None
+        except RollbackLessonsError:
+            raise
+        except Exception as exc:  # (its read, no write: said so, attack264)
+            why = f"as {step} returned (is the saga still this run's?): {describe(exc)}"
+            raise JournalError(f"the journal could not be read {why}") from exc
 
     def settle(self, step: str) -> None:
         """The step returned: its undo logged after it is written at once (``confirm``), or,
@@ -296,7 +301,7 @@ class JournalWriter:
             return False  # (attack23's F6: dropped, recover reran every undo and reported
         return True  # a step whose registration it lost leaked)
 
-    def went_on(self, exc: Exception) -> None:
+    def went_on(self, exc: Exception, what: str = "write") -> None:
         """The journal failed during the rollback (a write, or the read of its claim before
         a retry: attack263 F1, that cut the rollback, its note "the journal keeps them" of
         an undo never written): the undos go on in memory, said once."""
@@ -304,7 +309,7 @@ class JournalWriter:
             self.failed = True
             self.m.note(
                 EventKind.JOURNAL_FAILED,
-                f"journal write failed ({describe(exc)}); the rollback went on in memory, "
+                f"journal {what} failed ({describe(exc)}); the rollback went on in memory, "
                 "its writes kept for the next (until one succeeds, the journal shows the "
                 "saga unfinished)",
             )
