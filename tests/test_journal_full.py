@@ -38,6 +38,9 @@ def no_room_for_the_wal(monkeypatch):
             self.closed = True
             self.con.close()
 
+        def __getattr__(self, name):  # (the rest, the connection's: a journal's end reads
+            return getattr(self.con, name)  # ``in_transaction``, raised in its finalizer)
+
     class Disk(list):
         filled = False
 
@@ -233,3 +236,52 @@ def test_a_recover_out_of_room_after_a_crash_leaves_the_journal_to_the_next(tmp_
     back = report.recovered[0]  # (b, killed in its call with no undo, may have happened)
     assert calls == ["a"] and back.status is Status.ROLLBACK_INCOMPLETE, report
     assert back.leaked == ("b",), back
+
+
+CLOSE_OUT_OF_ROOM = """
+import resource, sqlite3, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+path = sys.argv[1]
+undo = Registry().add("full_v", lambda **k: None)
+journal = Journal(path)
+journal.write([("INSERT OR IGNORE INTO meta (key, value) VALUES ('a note', 'kept')", ())])
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)  # (a write of no saga: marked)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))  # (no byte past the first)
+journal.close()  # (its mark cannot go: no room)
+marks = "SELECT count(*) FROM meta WHERE key LIKE 'writer %'"
+print(sqlite3.connect(path).execute(marks).fetchone()[0], flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # (room back)
+with Journal(path) as again:
+    Saga([Step("a", lambda s: None, undo.bind(n="a"))], name="s").run({}, journal=again)
+print("ready", flush=True)
+sys.stdin.readline()  # (alive, idle, every saga ended, as the test takes its backup)
+"""
+
+
+def test_a_mark_a_full_disk_kept_goes_with_the_processs_next_write(tmp_path):
+    """attack267 F1: a service whose journal's close met a full disk kept that mark (its
+    connection left open, attack265 F1) for as long as it lived: every ``.backup`` taken
+    between its sagas, room back, was refused ("a saga of it may be running"). The next
+    write of a journal of that file in the process takes it away."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    child = subprocess.Popen([sys.executable, "-c", CLOSE_OUT_OF_ROOM, str(path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "1"  # (kept)
+        assert child.stdout.readline().strip() == "ready"
+        with sqlite3.connect(path) as source, sqlite3.connect(tmp_path / "copy.db") as copy:
+            source.backup(copy)
+        source.close()
+        copy.close()
+        with Journal(tmp_path / "copy.db", readonly=True) as read:
+            assert "committed" in read.table()
+    finally:
+        child.communicate("go\n", timeout=60)
+    assert child.returncode == 0

@@ -5,11 +5,42 @@ whole (``writers._ending``)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from .forked import _HELD
+from .records import AWAITING
 from .room import no_room
+
+_STUCK: dict[tuple[int, str], dict[str, tuple[sqlite3.Connection, str]]] = {}
+"""By (process, file): the marks of journals whose close could not take them away, each with
+its connection left open (and its ``_HELD`` key); the next write or close of a journal of
+that file in the process takes them away and closes it (attack267 F1: a service whose close
+met a full disk had every ``.backup`` refused for as long as it lived, room back or not)."""
+
+
+def left_stuck(path: Path, key: str, con: sqlite3.Connection, held: str) -> None:
+    """``key``'s mark, in ``path``, could not be taken away: ``con`` is left open."""
+    left_open(con)
+    _STUCK.setdefault((os.getpid(), str(path)), {})[key] = (con, held)
+
+
+def stuck_keys(path: Path) -> list[str]:
+    """The marks this process could not take away from ``path``."""
+    return list(_STUCK.get((os.getpid(), str(path)), ()))
+
+
+def unstuck(path: Path, keys: list[str]) -> None:
+    """``keys`` taken away from ``path`` (a write committed it): their connections closed."""
+    left = _STUCK.get((os.getpid(), str(path)), {})
+    for key in keys:
+        con, held = left.pop(key, (None, ""))
+        if con is not None:
+            _HELD.pop(held, None)
+            with contextlib.suppress(Exception):
+                con.close()
 
 
 @contextlib.contextmanager
@@ -37,3 +68,12 @@ def left_open(con: sqlite3.Connection) -> None:
     import ctypes
 
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
+
+
+def awaiting_recover(con: sqlite3.Connection) -> bool:
+    """Does the file show a saga no journal holds (``AWAITING``), for the last close to
+    clear (``_tidy``)?"""
+    with contextlib.suppress(sqlite3.Error):  # (a schema before version 8: none)
+        sql = "SELECT 1 FROM sagas WHERE writer = ? LIMIT 1"
+        return con.execute(sql, (AWAITING,)).fetchone() is not None
+    return False

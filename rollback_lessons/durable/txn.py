@@ -57,7 +57,7 @@ def transaction(con: sqlite3.Connection, written: Written | None = None) -> Iter
         if written is not None:
             written.committed = True
         if mark is not None:
-            mark.done = not mark.leaving  # (a write that took it away: the next marks again)
+            mark.committed()  # (a write that took it away: the next marks again)
         if getattr(con, "gave_up", False):  # (a wait that ran out before: its close waits
             con.gave_up = False  # type: ignore[attr-defined]  # again, attack232 F1)
     except BaseException as exc:

@@ -38,7 +38,7 @@ from ..errors import JournalError
 from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
 from .holding import runs_on
-from .left_open import left_open, stuck_on
+from .left_open import awaiting_recover, left_open, left_stuck, stuck_keys, stuck_on, unstuck
 from .owner import me, process_alive
 from .records import AWAITING
 from .txn import transaction
@@ -222,6 +222,7 @@ class Mark:
         self.path = Path(os.path.realpath(path))  # (its tidy's, whatever the folder then)
         self.value = json.dumps({"pid": pid, "host": host, "started": started, "space": space})
         self.gone, self.done, self.leaving = gone, False, False
+        self.freeing: list[str] = []  # (this process's marks stuck in the file: ``stuck``)
         self.open: set[str] = set()  # (the sagas it began or claimed, not yet ended)
         self.open_ever = False  # (one ever: its close lets go of any still named)
         self.threads: dict[str, threading.Thread] = {}  # (each open saga's last writer)
@@ -240,16 +241,24 @@ class Mark:
         """What a write adds until one has committed (``done``); a write after which no saga
         of this journal is open (``leaving``) takes the mark away, and the next puts it back
         (``done`` unset before its COMMIT: a Ctrl-C as that returns leaves it so)."""
-        gone = _out(self.gone)
+        self.freeing = stuck_keys(self.path)  # (taken away with it: ``committed``)
+        gone = _out([*self.gone, *self.freeing])
         if self.leaving:
             self.done = False
             return [*gone, ("DELETE FROM meta WHERE key = ?", (self.key,))]
         if self.done:
-            return []
+            return _out(self.freeing)
         return [
             *gone,
             ("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (self.key, self.value)),
         ]
+
+    def committed(self) -> None:
+        """Its write committed: marked (unless it took the mark away), stuck ones gone."""
+        self.done = not self.leaving
+        if self.freeing:
+            freeing, self.freeing = self.freeing, []
+            unstuck(self.path, freeing)
 
 
 def _end(con: sqlite3.Connection, mark: Mark) -> None:
@@ -285,7 +294,8 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
             if con.in_transaction:  # (one a Ctrl-C left open: rolled back as its close would)
                 con.execute("ROLLBACK")
             marks = [(key, _who(value)) for key, value in con.execute(_MARKS)]
-            keys = [key for key, who in marks if key == mark.key or _ended(who) is True]
+            freeing = stuck_keys(mark.path)  # (this process's, stuck: attack267 F1)
+            keys = [k for k, who in marks if k in (mark.key, *freeing) or _ended(who) is True]
             if exiting and runs_on(mark):  # (a thread writes its saga on: attack250 F1)
                 keys = [key for key in keys if key != mark.key]
             elif mark.open_ever and mark.key not in keys:  # (its sagas let go, its mark gone
@@ -305,9 +315,12 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 ):
                     for sql, params in _out(keys):  # (its sagas let go first: cut between,
                         con.execute(sql, params)  # the mark left refuses the file alone)
-            awaiting = _awaiting(con)  # (sagas no journal holds: the last close clears them)
-        if exiting or stuck:  # (stuck: left open, its close never the last, attack265 F1)
-            if awaiting or runs_on(mark) or stuck:
+                unstuck(mark.path, [key for key in keys if key in freeing])
+            awaiting = awaiting_recover(con)  # (sagas no journal holds: the last close clears them)
+        if stuck:  # (left open, its close never the last, attack265 F1)
+            return left_stuck(mark.path, mark.key, con, mark.held)
+        if exiting:
+            if awaiting or runs_on(mark):
                 left_open(con)
             return
         con.close()
@@ -320,15 +333,6 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
         with held(cut) if unclosed else contextlib.nullcontext():  # TRUNCATE, is held
             wait = 0.0 if hurry or cut else LEAVE_WAIT  # open by another: attack241 F1)
             _tidy(mark.path, wait, cut if unclosed else mark.kept, left)
-
-
-def _awaiting(con: sqlite3.Connection) -> bool:
-    """Does the file show a saga no journal holds (``AWAITING``), for the last close to
-    clear (``_tidy``)?"""
-    with contextlib.suppress(sqlite3.Error):  # (a schema before version 8: none)
-        sql = "SELECT 1 FROM sagas WHERE writer = ? LIMIT 1"
-        return con.execute(sql, (AWAITING,)).fetchone() is not None
-    return False
 
 
 def _hurried(con: sqlite3.Connection) -> bool:
