@@ -16,7 +16,7 @@ from .errors import TakenOver
 from .events import EventKind
 from .journal_notes import left_note
 from .outcome import EARLY, ran_on
-from .verdicts import interruption_name
+from .verdicts import KEEPS, interruption_name
 
 if TYPE_CHECKING:
     from .journaling import JournalWriter
@@ -86,10 +86,11 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     """A run an interruption cut (or whose writes failed): only the steps never called are
     written, alone; each undo run here whose record no write carried is said, and so is a
     journal left showing the saga unfinished that no note names (attack70 F2)."""
-    _, not_run, pivot, withdrawn = never_called(w)
+    names, not_run, pivot, withdrawn = never_called(w)
     never = [*w.refused, *not_run]
     m = w.m
     cut_by = m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
+    unwritten = carried(w, jrun) if w.jrun is not None else None  # (before the notes)
     if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
         try:  # nothing written; a Ctrl-C is kept)
             w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
@@ -110,6 +111,11 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     ]
     if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
         said.append(end_said(w, jrun).replace("Ctrl-C", what))
+    if unwritten is not None:  # (what recover finds, read from the journal, as a disk full
+        m.notes = [n.replace(KEEPS, "") if n == m.cut_note else n for n in m.notes]  # to
+        m.cut_note = m.cut_note.replace(KEEPS, "")  # the end's is)
+        named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, names, strict=True)]
+        said = [left_note(w, jrun, unwritten, named)]
     for note in said:
         try:
             m.note(EventKind.JOURNAL_FAILED, note)
@@ -129,6 +135,26 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
         if held is not None:
             m.note(EventKind.JOURNAL_FAILED, held)
             cut_by.add_note(f"rollback: {held}")
+
+
+def carried(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
+    """The writes a failed write kept for the next (``durably``: an undo logged, its done, a
+    pivot's end, a halt), written before the notes and the saga let go: the run's last
+    writes went without them (attack266: a disk full for a moment, then a Ctrl-C; recover
+    reported an undo logged here leaked, a pivot done in doubt, ran a halt's undos). False
+    if they could not be: why (the journal as it is then, said by ``left_note``)."""
+    try:
+        errors = w.tried(jrun.flush)
+    except TakenOver:
+        return None  # (the new holder finishes it: nothing of it written here)
+    except BaseException as exc:  # (a second Ctrl-C: as they may be)
+        return f"{type(exc).__name__} as it was written again"
+    if len(errors) >= ATTEMPTS:
+        return f"{errors[-1]}, {ATTEMPTS} attempts"
+    w.unrecorded.clear()  # (written: an undo's done, a halt, with them)
+    w.unsure.clear()
+    w.halt_written = True
+    return None
 
 
 HELD = (

@@ -69,6 +69,11 @@ def left_note(
             f", and the undo of {', '.join(map(repr, again))} pending though it ran: "
             "recover will call it again (same idempotency key)"
         )
+    elif pivot == "started" and w.pivot in w.m.completed:  # (recover asks a person whether
+        said += (  # it happened: it did, here)
+            f"; the journal shows {w.pivot!r} started, though it happened here (its done could "
+            "not be written): recover will leave the saga for a person to check it"
+        )
     if lost:  # (attack36 F2: recover then sends a person to a step undone here)
         said += (
             f"; {', '.join(map(repr, lost))} undone here, though the journal never "

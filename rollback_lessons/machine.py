@@ -61,6 +61,7 @@ from .undo_log import in_effect, log_cut_off  # (the undo log against what was d
 from .verdicts import (  # the status and pivot rules, the machine's (one place each)
     COMMIT_UNRECORDED,
     HALTED_FORWARD,
+    KEEPS,
     after_effect,
     cut_by,
     cut_past_pivot,
@@ -784,7 +785,7 @@ class Machine:
         left = [e.step for e in self.todo if e.step not in over]  # too: named, attack118 F2)
         taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
-        kept = " (the journal keeps them for recover)" if self.kept and left else ""
+        kept = KEEPS if self.kept and left else ""  # (unless kept writes went unwritten)
         then = "; the process that took the saga over finishes its rollback" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
         if not self.cut_note:  # noted once, before they go pending (a Ctrl-C in here ran it

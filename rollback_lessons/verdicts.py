@@ -269,3 +269,8 @@ def still_ran(step: object, who: str, exc: BaseException) -> str:
         f"step {step!r} still ran when the {who} stopped waiting for it "
         f"({type(exc).__name__}): its effect may land after any undo; check it by hand"
     )
+
+
+KEEPS = " (the journal keeps them for recover)"
+"""What a rollback cut short says of the undos left (``Machine._cut_short``), taken back by
+``journal_end`` when the writes a failed write kept could not be written after all."""
