@@ -112,10 +112,13 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
         said.append(end_said(w, jrun).replace("Ctrl-C", what))
     if unwritten is not None:  # (what recover finds, read from the journal, as a disk full
-        m.notes = [n.replace(KEEPS, "") if n == m.cut_note else n for n in m.notes]  # to
-        m.cut_note = m.cut_note.replace(KEEPS, "")  # the end's is)
+        was, m.cut_note = m.cut_note, m.cut_note.replace(KEEPS, "")  # to the end's is)
+        m.notes = [m.cut_note if n == was else n for n in m.notes]
+        with contextlib.suppress(Exception):  # (told on the Ctrl-C already: as it is now)
+            told = cut_by.__notes__  # type: ignore[union-attr]
+            cut_by.__notes__ = [n.replace(was, m.cut_note) for n in told]  # type: ignore[union-attr]
         named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, names, strict=True)]
-        said = [left_note(w, jrun, unwritten, named)]
+        said.append(left_note(w, jrun, unwritten, named))
     for note in said:
         try:
             m.note(EventKind.JOURNAL_FAILED, note)

@@ -46,12 +46,15 @@ def _saga(shape: str) -> Saga:
 def _killed_after_r_failed(tmp_path, monkeypatch, shape: str) -> Journal:
     """Run the saga, r failing for good; the process dies right after the journal write
     holding r's ``step_failed`` (before the run's ``halted`` event); its owner dead."""
-    path = tmp_path / "j.db"
+    path, dead = tmp_path / "j.db", []
     real = Journal.write
 
     def write(self, statements, **kw):  # type: ignore[no-untyped-def]
+        if dead:  # (a dead process writes nothing more)
+            raise Killed
         done = real(self, statements, **kw)
         if any(e.kind == "step_failed" and e.step == "r" for e in self.events("t1")):
+            dead.append(True)
             raise Killed
         return done
 
