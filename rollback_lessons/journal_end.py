@@ -75,10 +75,12 @@ def at_rollback_done(w: JournalWriter) -> None:
 def never_called(w: JournalWriter) -> tuple[list[str], list[int], str | None, list[str]]:
     """The steps the machine never heard of that have an intent row (``Machine.not_run``: a
     Ctrl-C as they began; never called), their rows (taken out of ``w.intents``), the
-    pivot among them, and the steps whose undo logged before them was withdrawn."""
+    pivot among them (or the pivot whose start's write failed once its ``started`` was
+    written: its action never called, recover halted for a person at a pivot that "may have
+    happened", attack268 F1), and the steps whose undo logged before them was withdrawn."""
     steps = [s for s in list(w.intents) if s not in w.m.kinds]
     not_run = [w.intents.pop(s) for s in steps]
-    pivot = w.pivot if w.pivot in steps else None
+    pivot = w.pivot if w.pivot in steps or w.pivot == w.uncalled else None
     return steps, not_run, pivot, list(w.m.withdrawn)
 
 

@@ -75,6 +75,7 @@ class JournalWriter:
         self.intents: dict[str, int] = {}  # positions of undos to log after their step
         self.bare: set[str] = set()  # steps with no undo: their intent is all that is written
         self.pivot: str | None = None  # the pivot written ``started``
+        self.uncalled: str | None = None  # (that pivot, its start's write failed after it)
         self.halt_written = True  # the policy's halt for a person, if any, is in the journal
         self.refused: list[int] = []  # intents of steps that failed before any effect
         self.refusals: list[str] = []  # (their steps)
@@ -102,6 +103,8 @@ class JournalWriter:
         except RollbackLessonsError:
             raise
         except Exception as exc:
+            if kind is EventKind.STEP_START and step is not None and step == self.pivot:
+                self.uncalled = step  # (written started, never called: attack268 F1)
             at = f"at the {kind._value_} event" + (f" of {step}" if step else "")
             raise typed(exc, at) from exc
 
