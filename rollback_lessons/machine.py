@@ -30,14 +30,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from .calls import off_its_loop
-from .errors import (
-    DuplicateStepError,
-    JournalError,
-    RollbackLessonsError,
-    TakenOver,
-    UnknownStepError,
-    goes_on,
-)
+from .errors import DuplicateStepError, RollbackLessonsError, TakenOver, UnknownStepError, goes_on
 from .events import EventKind, EventRow, describe
 from .operations import (
     ANSWERS,
@@ -63,6 +56,7 @@ from .verdicts import (  # the status and pivot rules, the machine's (one place 
     HALTED_FORWARD,
     KEEPS,
     after_effect,
+    by_journal,
     cut_by,
     cut_past_pivot,
     halted_at_pivot,
@@ -245,8 +239,7 @@ class Machine:
 
     def cut(self, exc: BaseException, where: str | None = None, by: str = "") -> None:
         """Something outside an undo raised in the rollback: no more undos; the first kept.
-        ``where`` None: where the rollback is (``whereabouts``), ``by`` (who stopped it) said
-        after it."""
+        ``where`` None: where the rollback is (``whereabouts``); ``by`` (who stopped it) after."""
         if self.interruption is None:
             said, undo = self.whereabouts()
             if where is not None:
@@ -541,8 +534,7 @@ class Machine:
 
     def fail(self, error: BaseException) -> Op:
         """The run cannot go on (a step failed for good, the with-block raised, the workflow
-        was cancelled): halt forward after a pivot, or roll back. Never once the commit is
-        written (``commit_final``)."""
+        was cancelled): halt forward after a pivot, or roll back; never once committed."""
         if self.commit_written:
             return self.commit_final()
         if self.phase is not _FORWARD:
@@ -587,13 +579,12 @@ class Machine:
     def _pivot_at_stake(self, error: BaseException) -> str | None:
         """A pivot that may have happened is never compensated across: when an attempt of it
         may have (``_doubted``; the run failing then for no step's reason too, attack43 F5),
-        or the run fails for a reason no step gave after it (a journal's write too, at a
-        later step's event: attack264 F1, rolled back across it), a person decides. (A later
-        step failing in an order ``check_order`` refuses, and a cancel, still roll back.)"""
+        or the run fails for a reason no step gave after it (a journal's too: 264 F1), a person
+        decides. (A later step failing in an order ``check_order`` refuses, a cancel: across.)"""
         if self.doubt not in (None, *self.completed) and self.failed_step in (self.doubt, None):
             return halted_at_pivot(self.doubt, "failed", self.doubt_cause)  # type: ignore[arg-type]
-        failing = self.failed_step is None or issubclass(type(error), JournalError)  # (a
-        if self.pivot_done and failing and error is not self.stopping:  # write, not a step)
+        failing = self.failed_step is None or by_journal(error)  # (a write, not a step)
+        if self.pivot_done and failing and error is not self.stopping:
             done = [s for s in self.completed if self.kinds[s] == Kind.PIVOT]
             whole = self.plan and {s.name for s in self.plan} <= {*self.completed}
             cause = COMMIT_UNRECORDED if self.commit_failed or whole else "the run failed"
@@ -646,8 +637,7 @@ class Machine:
         """The undos this rollback asks for from here, in order, as long as each returns (the
         one asked, then the rest of the log), when nothing can come between them: nothing
         watches, none has a timeout or is a correction, nothing cut the rollback short. A
-        driver may call them in a row and tell ``undos_ok`` when they returned; () when they
-        are to be asked one at a time."""
+        driver may call them in a row and tell ``undos_ok`` when they returned; () if not."""
         if self.phase is not _UNDO or self.watch or self.interruption or self.policy_timeout:
             return ()
         plan = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from .errors import InjectedFault, MayHaveRun, RemoteError, interrupts
+from .errors import InjectedFault, JournalError, MayHaveRun, RemoteError, interrupts
 from .events import describe
 from .outcome import DeadLetter, Status, forward_when
 from .rules import Kind
@@ -274,3 +274,8 @@ def still_ran(step: object, who: str, exc: BaseException) -> str:
 KEEPS = " (the journal keeps them for recover)"
 """What a rollback cut short says of the undos left (``Machine._cut_short``), taken back by
 ``journal_end`` when the writes a failed write kept could not be written after all."""
+
+
+def by_journal(error: BaseException) -> bool:
+    """Did a journal's write (or read) fail the run, not a step (``JournalError``)?"""
+    return issubclass(type(error), JournalError)

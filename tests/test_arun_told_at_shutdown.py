@@ -64,6 +64,7 @@ def test_an_undo_whose_record_a_third_ctrl_c_cut_is_said_in_the_outcome_asyncio_
         mp.undo()
         rows = {u.step: u.state for u in journal.undos("r")}
     outcome = raised.value.outcome  # type: ignore[attr-defined]
-    assert calls == ["b"] and rows == {"a": "pending", "b": "pending"}
+    assert calls == ["b"] and rows == {"a": "pending", "b": "done"}  # (b's record, cut,
+    # kept: it went with the run's last writes, attack266; the note's "unless it landed")
     assert outcome.compensated == ("b",) and outcome.pending == ("a",)
     assert CUT in outcome.notes

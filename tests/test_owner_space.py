@@ -171,6 +171,9 @@ def _halted_then_crashed(path, at, policy="halt"):
     con.execute("UPDATE sagas SET owner_pid = ?, owner_started = NULL, status = 'rolling_back'",
                 (dead_pid(),))  # fmt: skip
     con.execute("DELETE FROM events WHERE kind = 'released'")  # (a crash lets nothing go)
+    con.execute(  # (nor writes after it: the Ctrl-C standing in for it carries what the run
+        "DELETE FROM events WHERE seq > (SELECT MIN(seq) FROM events WHERE kind = ?)", (at,)
+    )  # kept, attack266)
     con.commit()
     con.close()
     return calls
