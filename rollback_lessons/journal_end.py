@@ -149,7 +149,7 @@ def carried(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
     reported an undo logged here leaked, a pivot done in doubt, ran a halt's undos). False
     if they could not be: why (the journal as it is then, said by ``left_note``)."""
     try:
-        errors = w.tried(jrun.flush)
+        errors = w.tried(partial(jrun.flush, sync=False))  # (the release after it syncs)
     except TakenOver:
         return None  # (the new holder finishes it: nothing of it written here)
     except BaseException as exc:  # (a second Ctrl-C: as they may be)
