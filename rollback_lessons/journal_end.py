@@ -146,8 +146,8 @@ def carried(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
     """The writes a failed write kept for the next (``durably``: an undo logged, its done, a
     pivot's end, a halt), written before the notes and the saga let go: the run's last
     writes went without them (attack266: a disk full for a moment, then a Ctrl-C; recover
-    reported an undo logged here leaked, a pivot done in doubt, ran a halt's undos). False
-    if they could not be: why (the journal as it is then, said by ``left_note``)."""
+    reported an undo logged here leaked, a pivot done in doubt, ran a halt's undos). None
+    once written; if they could not be, why (the journal as it is then: ``left_note``)."""
     try:
         errors = w.tried(partial(jrun.flush, sync=False))  # (the release after it syncs)
     except TakenOver:
