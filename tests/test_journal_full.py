@@ -227,6 +227,7 @@ def test_a_recover_out_of_room_after_a_crash_leaves_the_journal_to_the_next(tmp_
     done = subprocess.run([sys.executable, "-c", RECOVER_UNDER_A_LIMIT, str(path)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert "disk I/O error" in done.stdout and "undo" not in done.stdout, done
+    assert "file-size limit, ulimit -f" in done.stdout, done  # (the claim's error named)
     assert (tmp_path / "j.db-wal").exists()  # (as the crash left it)
     calls: list[str] = []
     reg = Registry()

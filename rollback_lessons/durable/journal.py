@@ -177,7 +177,7 @@ class Journal:
         grouped = shadow.grouped(statements)  # (same texts together)
         written = written if written is not None else Written()
         opened = holding.tracking(self._mark, grouped, written, fences or ())  # (its sagas)
-        with self._lock, opened:
+        with self._lock, opened, room.named(Path(self.path)):  # (a full disk named)
             try:
                 heal(self._con)  # (one a Ctrl-C left open: attack55 F2)
                 if not sync:
@@ -188,10 +188,6 @@ class Journal:
                             self._check_fence(saga_id, gen)
                     for sql, rows in grouped.items():
                         self._con.executemany(sql, rows)
-            except sqlite3.OperationalError as exc:  # (a full disk, ulimit -f: named)
-                if (named := room.told(exc, Path(self.path))) is exc:
-                    raise
-                raise named from None
             finally:
                 heal(self._con)  # (a Ctrl-C as the ``with`` exited, COMMIT not run: undone)
                 if not sync:  # (never raising over the error that ended the write)
@@ -235,7 +231,7 @@ class Journal:
         the reason to leave it alone."""
         not_forked(self._pid, self.path, self._opener)
         pid, host, started, space = me()
-        with self._lock, healed(self._con), transaction(self._con):  # one: read, decide, claim
+        with self._lock, room.named(Path(self.path)), healed(self._con), transaction(self._con):
             self._con.execute(LOGGED)  # (a step that returned, its undo logged: not leaked)
             pending = unfinished_undos(self, "pending")
             intents = unfinished_undos(self, "intent")

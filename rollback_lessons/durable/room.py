@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOM = 64 * 1024  # below this much free space beside a journal, SQLite's -shm (32 KB) and
@@ -49,6 +50,18 @@ def told(exc: sqlite3.OperationalError, path: Path) -> sqlite3.OperationalError:
         with contextlib.suppress(AttributeError):
             setattr(named, attr, getattr(exc, attr))
     return named
+
+
+@contextlib.contextmanager
+def named(path: Path) -> Iterator[None]:
+    """SQLite's errors writing the journal at ``path`` raised ``told``: a claim's, as a run's
+    write's (recover's claim on a full disk said a bare "disk I/O error" through the API)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if (said := told(exc, path)) is exc:
+            raise
+        raise said from None
 
 
 def unopened(path: Path, said: str) -> str:
