@@ -197,7 +197,8 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
 
     def known(name: str) -> bool:
         then = "nothing was claimed or undone; run recover again when it answers"
-        return bool(_ask(registry, registry.__contains__, name, then))
+        return bool(_ask(registry, lambda n: bool(n in registry), name, then))  # (its bool
+        # and its attribute asked inside: attack271 F1, a traceback)
 
     def decide(saga: SagaRecord, pending: list[UndoRecord]) -> str | None:
         unknown = sorted({u.compensation for u in pending if not known(u.compensation)})
@@ -221,7 +222,7 @@ def _recover(journal: Journal, registry: Registry, force: bool, batch: int) -> R
         """Why the registry's compensation cannot take the journalled arguments (the check
         ``bind`` makes: a deploy changed its parameters), or None; asked before any claim."""
         then = "nothing was claimed or undone; run recover again when it answers"
-        fn = _ask(registry, registry.resolve, undo.compensation, then)
+        fn = _ask(registry, lambda n: registry.resolve(n), undo.compensation, then)
         return unfit(fn, undo.args)
 
     claimed: list[Claimed] | None = None  # (not known if a Ctrl-C cut the claim's return)
@@ -395,7 +396,7 @@ def _resume(
         run.journal.holds(saga.id, claimed.gen)
         fn = _ask(
             registry,
-            registry.resolve,
+            lambda n: registry.resolve(n),
             undo.compensation,
             f"recover stopped before the undo of {undo.step!r} (saga {saga.id!r}); the saga is "
             "left unfinished, that undo pending, for the next recover",

@@ -191,12 +191,18 @@ _takes_key_cached = functools.lru_cache(maxsize=256)(_takes_key)
 def unfit(fn: Callable[..., Any], args: Mapping[str, Any]) -> str | None:
     """Why ``fn`` cannot be called with ``args`` (and the engine's idempotency key, if it
     takes one), as ``inspect.signature(fn).bind`` says; None if it can (or has no
-    signature to ask: its call is the check). ``bind`` refuses on it, and ``recover``
-    leaves a saga unfinished on it, as for a name the registry does not know (attack84 F5)."""
+    signature to ask, as a builtin: its call is the check). ``bind`` refuses on it, and
+    ``recover`` leaves a saga unfinished on it, as for a name the registry does not know
+    (attack84 F5); so on what is not callable, or whose signature raises (attack271 F2: the
+    call failed, a dead letter of an undo never run, the saga ended for good)."""
+    if not callable(fn):
+        return f"the registry gave an object of type {type(fn).__name__}, not a function"
     try:
         signature = inspect.signature(fn)
-    except Exception:
+    except (TypeError, ValueError):  # (none to ask: a builtin's)
         return None
+    except Exception as exc:
+        return f"its signature cannot be read: {type(exc).__name__}"
     key = {"idempotency_key": "key"} if takes_key(fn) else {}  # (the engine's own)
     try:
         signature.bind(**args, **key)
