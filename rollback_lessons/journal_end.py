@@ -242,13 +242,14 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
         raise
     if len(errors) < ATTEMPTS:
         return
-    w.dropped, w.jrun = jrun, None  # the journal keeps the saga unfinished
-    w.m.note(
-        EventKind.JOURNAL_FAILED,
-        left_note(
-            w,
-            jrun,
-            f"{errors[-1]}, {ATTEMPTS} attempts",
-            [*zip(w.refused, w.refusals, strict=True), *zip(not_run, steps, strict=True)],
-        ),
-    )
+    w.dropped, w.jrun = jrun, None  # the journal keeps the saga unfinished, till it
+    jrun.owe()  # writes them with its next write or close (attack270 F1: dropped for good)
+    named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, steps, strict=True)]
+    said = left_note(w, jrun, f"{errors[-1]}, {ATTEMPTS} attempts", named)
+    w.m.note(EventKind.JOURNAL_FAILED, f"{said}{OWED}")
+
+
+OWED = (
+    "; all this until this journal writes the run's end: it tries again with its next write"
+    " and as it closes, and once that is written the journal shows the saga as it ran here"
+)

@@ -663,3 +663,13 @@ def as_killed(journal) -> None:
         con.commit()
     finally:
         con.close()
+
+
+def full_to_the_end(journal) -> None:
+    """The disk stays full until the process ends: what the journal owes (``durable.owed``:
+    a run's last writes that failed, written with its next write or as it closes) is lost,
+    as that process's end loses it. For a test that plays the rest of the story (a recover
+    after that process died) in this one, on the same journal, its writes restored."""
+    from rollback_lessons.durable.owed import Owed
+
+    journal.owed = Owed()

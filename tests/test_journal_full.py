@@ -286,3 +286,59 @@ def test_a_mark_a_full_disk_kept_goes_with_the_processs_next_write(tmp_path):
     finally:
         child.communicate("go\n", timeout=60)
     assert child.returncode == 0
+
+
+FULL_FOR_A_MOMENT = """
+import os, resource, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+path, room_back = sys.argv[1], sys.argv[2]
+INF = resource.RLIM_INFINITY
+undo = Registry().add("moment_u", lambda **k: print("undone", k["n"], flush=True))
+def fill(state):  # (no file of the journal's may grow from here: the disk is full)
+    size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, INF))
+def fail(state):
+    raise RuntimeError("declined")
+steps = [Step("a", lambda s: None, undo.bind(n="a")), Step("b", fill, undo.bind(n="b")),
+         Step("c", fail)]
+journal = Journal(path)
+Saga([Step("w", lambda s: None)], name="w").run({}, journal=journal, run_id="w")
+out = Saga(steps, name="s").run({}, journal=journal, run_id="s")
+print(out.status, "owed" if "once that is written" in out.notes[-1] else out.notes, flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (INF, INF))  # (room again)
+if room_back == "next write":
+    Saga([Step("x", lambda s: None)], name="x").run({}, journal=journal, run_id="x")
+    print(journal.saga("s").status, flush=True)
+journal.close()
+"""
+
+
+@pytest.mark.parametrize("room_back", ["next write", "close"])
+def test_a_disk_full_for_a_moment_leaves_the_saga_as_it_ran(tmp_path, room_back):
+    """attack270 F1: a disk full only while one saga rolled back (its last batch failed
+    three times), then room again: the run's end was dropped for good, the saga left
+    ``running`` for the process's life (every backup refused) and after it, recover ran
+    the undo of 'a' again and named 'b', undone, leaked. The journal writes them with its
+    next write, or as it closes: recover then finds the saga rolled back, nothing to do."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    ran = subprocess.run([sys.executable, "-c", FULL_FOR_A_MOMENT, str(path), room_back],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    said = ran.stdout.split("\n")
+    assert said[:3] == ["undone b", "undone a", "rolled_back owed"], ran.stdout
+    if room_back == "next write":
+        assert said[3] == "rolled_back", ran.stdout  # (written before the next saga's)
+    with Journal(path, readonly=True) as read:
+        assert read.saga("s").status == "rolled_back"
+        assert {row.step: row.state for row in read.undos("s")} == {"a": "done", "b": "done"}
+    calls: list[str] = []
+    reg = Registry()
+    reg.add("moment_u", lambda **k: calls.append(k["n"]))
+    with Journal(path) as journal:
+        report = recover(journal, reg)
+    assert calls == [] and not report.recovered and not report.skipped, report

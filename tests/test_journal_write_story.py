@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import dead_pid
+from conftest import dead_pid, full_to_the_end
 
 from rollback_lessons import RetryPolicy, Rollback, Saga, Status, Step, UndoPolicy, VirtualClock
 from rollback_lessons.durable.journal import Journal, JournalError
@@ -110,6 +110,7 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
                         rb.do(k, lambda: None, undo.bind(k=k))
                     raise ValueError("the block fails")
             journal.write = real  # type: ignore[method-assign]
+            full_to_the_end(journal)  # (until the process ends)
             if rb is None:
                 continue
             in_process = list(calls)
@@ -214,6 +215,7 @@ def test_a_step_the_journal_could_not_record_is_named_in_the_note(tmp_path, shap
             outcome = saga.run({}, journal=journal, run_id="r", inject=inject,
                                clock=VirtualClock())  # fmt: skip
             journal.write = real  # type: ignore[method-assign]
+            full_to_the_end(journal)  # (until the process ends)
             journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
             undone.clear()
             report = recover(journal, registry)

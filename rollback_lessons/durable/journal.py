@@ -60,9 +60,9 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 )
 from .forked import Closed, JournalForked, close, no_new_saga, not_forked  # noqa: F401
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
+from .owed import Owed
 from .reads import reading, unfinished_undos
 from .records import LOGGED, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
-from .room import unopened
 from .settle import Settled, settle, table
 from .values import _bad_value
 
@@ -113,6 +113,7 @@ class Journal:
         self._pid = os.getpid()  # the process whose connection this is (``not_forked``)
         self._opener = me()  # (and who it is: a fork is told whether it still runs)
         self._lock = threading.RLock()
+        self.owed = Owed()  # (runs whose last writes failed: with the next write, or the close)
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)
@@ -131,7 +132,7 @@ class Journal:
             self._con.close()
             if isinstance(exc, writers.Alone):
                 raise
-            more = unopened(self.path, str(exc)) if isinstance(exc, sqlite3.Error) else ""
+            more = room.unopened(self.path, str(exc)) if isinstance(exc, sqlite3.Error) else ""
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}{more}; nothing was run"
             ) from None
@@ -174,6 +175,7 @@ class Journal:
         if self.readonly:
             raise JournalError(f"{self.path} was opened read-only")
         not_forked(self._pid, self.path, self._opener)
+        self.owed.pay()  # (a run's last writes that failed before: first, on their own)
         grouped = shadow.grouped(statements)  # (same texts together)
         written = written if written is not None else Written()
         opened = holding.tracking(self._mark, grouped, written, fences or ())  # (its sagas)
@@ -230,6 +232,7 @@ class Journal:
         ``decide`` (given the saga and its pending undos) returns None to claim a saga, or
         the reason to leave it alone."""
         not_forked(self._pid, self.path, self._opener)
+        self.owed.pay()  # (first: a run's writes, under its claim, never past this one's)
         pid, host, started, space = me()
         with self._lock, room.named(Path(self.path)), healed(self._con), transaction(self._con):
             self._con.execute(LOGGED)  # (a step that returned, its undo logged: not leaked)
@@ -431,6 +434,8 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:  # (its mark taken away first, never in a fork: its parent's)
+            if os.getpid() == self._pid and not self.closed:
+                self.owed.pay()  # (a run's last writes that failed: a last try)
             con, self.closed, self._con = self._con, True, Closed(self)  # type: ignore[assignment]
             writers.closing(getattr(self, "_mark", self), lambda: close(con, self._pid))
 

@@ -81,14 +81,12 @@ class JournalRun:
             pid, host, started, space = me()
             row = (saga_id, name, pid, host, time.time(), started, policy, undo_order, graph)
             writer = getattr(getattr(journal, "_mark", None), "key", None)  # (its mark's)
-            self._pending.append(
-                (
-                    "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
-                    " owner_started, policy, undo_order, graph, owner_space, writer) VALUES"
-                    " (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, space, writer),
-                )
-            )
+            self._pending.append((
+                "INSERT INTO sagas (id, name, status, owner_pid, owner_host, started,"
+                " owner_started, policy, undo_order, graph, owner_space, writer) VALUES"
+                " (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, space, writer),
+            ))  # fmt: skip
 
     def key(self, step: str) -> str:
         return idempotency_key(self.saga_id, step)
@@ -254,11 +252,12 @@ class JournalRun:
         self._pending.append(self._withdraw_statement(step))
 
     def _withdraw_statement(self, step: str) -> tuple[str, tuple[object, ...]]:
-        return (
-            "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND step = ?"
-            " AND state = 'pending'",
-            (self.saga_id, step),
-        )
+        sql = "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND step = ? AND state = ?"
+        return sql, (self.saga_id, step, "pending")
+
+    def owe(self) -> None:
+        """Its last writes failed: they go with its journal's next write, or its close."""
+        self.journal.owed.add(self)
 
     def leaked(self, position: int) -> None:
         """The step of an ``intent`` may have happened (cut short in its call), and no undo
