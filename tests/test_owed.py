@@ -1,0 +1,90 @@
+"""What a journal owes (``durable.owed``): a run's last batch that failed three times (a
+disk full for a moment) is written with the journal's next write, its next claim, or as it
+closes, under the run's claim: a saga taken over since (``recover --force``) is its new
+holder's, and nothing of the old run is written past the fence (attack270 F1)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from rollback_lessons import Saga, Status, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+from rollback_lessons.durable.registry import Registry
+
+
+def full_for_one_saga(journal: Journal, calls: list[str]):
+    """Run saga 's' (a, b with undos, c fails) with every write failing from b's end on."""
+    undo = Registry().add("owed_u", lambda n, idempotency_key=None: calls.append(n))
+    real, seen = journal.write, []
+
+    def write(statements, **kw):
+        if any("'step_done'" in str(p) or "step_done" in sql for sql, p in statements):
+            seen.append(1)
+        if len(seen) >= 2:  # (from b's done on: the disk is full)
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(statements, **kw)
+
+    journal.write = write  # type: ignore[method-assign]
+    steps = [Step("a", lambda s: None, undo.bind(n="a")), Step("b", lambda s: None,
+             undo.bind(n="b")), Step("c", lambda s: (_ for _ in ()).throw(RuntimeError("no")))]  # fmt: skip
+    outcome = Saga(steps, name="s").run({}, journal=journal, run_id="s")
+    journal.write = real  # type: ignore[method-assign]  (room again)
+    return outcome
+
+
+def test_owed_writes_go_with_the_next_write_and_tell_the_saga_as_it_ran(tmp_path):
+    calls: list[str] = []
+    with Journal(tmp_path / "j.db") as journal:
+        outcome = full_for_one_saga(journal, calls)
+        assert outcome.status is Status.ROLLED_BACK and calls == ["b", "a"], outcome
+        assert "once that is written the journal shows the saga as it ran" in outcome.notes[-1]
+        assert journal.saga("s").status == "running"  # (owed, not yet written)
+        Saga([Step("x", lambda s: None)], name="x").run({}, journal=journal, run_id="x")
+        assert journal.saga("s").status == "rolled_back"
+        assert {u.step: u.state for u in journal.undos("s")} == {"a": "done", "b": "done"}
+
+
+def test_owed_writes_of_a_saga_taken_over_since_are_dropped_never_written_past_it(tmp_path):
+    """A recover takes the saga while its owner still owes its end (the owner taken for
+    dead: a pid reused, a host's clock): it runs the undos the journal shows pending (with
+    their keys), and the owner's writes, paid at its next write, are refused by the fence
+    (the claim's generation), never written after it."""
+    from conftest import orphan
+
+    calls: list[str] = []
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        full_for_one_saga(journal, calls)
+        registry = Registry()
+        def refuse(n, idempotency_key=None):  # (recover's story differs from the owner's:
+            calls.append(f"recover {n}")  # a dead letter, the saga rollback_incomplete)
+            raise RuntimeError("refused")
+
+        registry.add("owed_u", refuse)
+        orphan(path, "s")
+        with Journal(path) as other:
+            report = recover(other, registry)
+        assert [s.saga_id for s in report.recovered] == ["s"], report
+        shown = journal.saga("s").status, journal.events("s"), journal.undos("s")
+        assert shown[0] == "rollback_incomplete", shown
+        Saga([Step("x", lambda s: None)], name="x").run({}, journal=journal, run_id="x")
+        assert (journal.saga("s").status, journal.events("s"), journal.undos("s")) == shown
+        assert journal.saga("x").status == "committed"  # (its own write went on)
+    assert calls[:2] == ["b", "a"] and set(calls[2:]) <= {"recover a", "recover b"}
+
+
+@pytest.mark.parametrize("how", ["claim", "close"])
+def test_owed_writes_go_with_a_claim_or_the_close(tmp_path, how):
+    calls: list[str] = []
+    path = tmp_path / "j.db"
+    journal = Journal(path)
+    full_for_one_saga(journal, calls)
+    if how == "claim":
+        report = recover(journal, Registry())  # (its claim pays first: nothing to recover)
+        assert not report.recovered and not report.skipped, report
+    journal.close()
+    with Journal(path, readonly=True) as read:
+        assert read.saga("s").status == "rolled_back"
