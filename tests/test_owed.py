@@ -28,8 +28,11 @@ def full_for_one_saga(journal: Journal, calls: list[str]):
         return real(statements, **kw)
 
     journal.write = write  # type: ignore[method-assign]
-    steps = [Step("a", lambda s: None, undo.bind(n="a")), Step("b", lambda s: None,
-             undo.bind(n="b")), Step("c", lambda s: (_ for _ in ()).throw(RuntimeError("no")))]  # fmt: skip
+    def fail(state):
+        raise RuntimeError("no")
+
+    steps = [Step("a", lambda s: None, undo.bind(n="a")),
+             Step("b", lambda s: None, undo.bind(n="b")), Step("c", fail)]  # fmt: skip
     outcome = Saga(steps, name="s").run({}, journal=journal, run_id="s")
     journal.write = real  # type: ignore[method-assign]  (room again)
     return outcome
