@@ -28,6 +28,7 @@ def full_for_one_saga(journal: Journal, calls: list[str]):
         return real(statements, **kw)
 
     journal.write = write  # type: ignore[method-assign]
+
     def fail(state):
         raise RuntimeError("no")
 
@@ -62,6 +63,7 @@ def test_owed_writes_of_a_saga_taken_over_since_are_dropped_never_written_past_i
     with Journal(path) as journal:
         full_for_one_saga(journal, calls)
         registry = Registry()
+
         def refuse(n, idempotency_key=None):  # (recover's story differs from the owner's:
             calls.append(f"recover {n}")  # a dead letter, the saga rollback_incomplete)
             raise RuntimeError("refused")
