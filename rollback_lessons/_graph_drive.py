@@ -118,8 +118,8 @@ def step_ops(
     while True:  # (its call made before the ``try``: a Ctrl-C as it is, before it is handed
         call = Call(run.actions[step], run.args, "action", step, None)
         try:  # over, is not in the step's action: its branch finds it not begun, not run)
-            if inline:
-                result = call_sync(run.actions[step], run.args, "action", step)
+            if inline:  # (marked begun as it is called, as acarry does: before, never called)
+                result = call_sync(run.actions[step], run.args, "action", step, None, begun)
             else:
                 result = yield call
         except BaseException as exc:
@@ -208,23 +208,21 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     listen(run, asked)
     op: GraphOp = _cancel(run, asked) or gm.start()
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
+    launched: list[str] = []  # (each step as it is launched; ``begun``: its action called)
+    begun: dict[str, bool] = {}
     while type(op) is Ready:  # (asked as each step returns, not again here: nor is it in
-        if pick is None:  # arun's timing that ``pick`` plays, each step's end run to its
-            step = gm.ready()[0]  # freed steps' start in one turn: attack47 F4)
-            run.tick()
-            gm.launch(step)
-            op = _carry(run, step_ops(run, step, asked, inline=True))
-            continue
-        try:
-            for step in gm.ready():
-                run.tick()
+        try:  # arun's timing that ``pick`` plays, each step's end run to its freed steps'
+            for step in gm.ready() if pick is not None else gm.ready()[:1]:  # start in one
+                run.tick()  # turn: attack47 F4)
+                launched.append(step)
                 gm.launch(step)
-                loops[step] = step_ops(run, step, asked, inline=True)
-            step = pick(tuple(loops))
-            op = _carry(run, loops.pop(step))
-        except BaseException:  # the others' actions were not called yet (the timing played):
-            run.uncalled = tuple(loops)  # cut short, they had no effect (arun's refuse, or
-            raise  # never begin their call: attack19 F6)
+                loops[step] = step_ops(run, step, asked, inline=True, begun=begun)
+            step = pick(tuple(loops)) if pick is not None else next(iter(loops))
+            op = _carry(run, loops[step])
+            del loops[step]
+        except BaseException:  # steps launched whose actions were not called yet (the timing
+            run.uncalled = tuple(s for s in launched if s not in begun)  # played, or a Ctrl-C
+            raise  # before its call, attack269 F1): cut short, they had no effect (attack19 F6)
     return run.drive(op)  # type: ignore[arg-type]
 
 

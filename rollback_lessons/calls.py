@@ -203,11 +203,19 @@ def answering(asks: Callable[..., Any], who: str = "the cancel function") -> Cal
 
 
 def call_sync(
-    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, blocked: Any = None
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    role: str,
+    step: str,
+    blocked: Any = None,
+    begun: dict[str, bool] | None = None,
 ) -> Any:
     """Call ``fn(*args)`` (``role`` of ``step``: "action", "undo"); an awaitable or a
     generator it returns is an error, never dropped silently; work it hands back is waited
-    for (``_results.checked``; ``blocked``: the caller's loop, from a helper thread)."""
+    for (``_results.checked``; ``blocked``: the caller's loop, from a helper thread).
+    ``begun``: the step marked called at the last instant before its call (``step_ops``)."""
+    if begun is not None:
+        begun[step] = True
     result = fn(*args)
     if result is None or type(result) in INERT:
         return result

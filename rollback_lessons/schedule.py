@@ -151,9 +151,11 @@ class GraphMachine(Machine):
         if spec.has_undo and spec.register == "before":
             try:
                 self._log(spec)
-            except BaseException:  # never called (withdrawn, ``_emit``; a Ctrl-C: not run)
-                if step in self.where:
-                    self._unlaunch(step)
+            except BaseException as exc:  # never called (withdrawn, ``_emit``; a Ctrl-C: not
+                if step in self.where:  # run; one as ``_log`` returned, past its ``try``, told
+                    self._broke(exc, EventKind.UNDO_REGISTERED, step)  # here: attack269, its
+                if step in self.where:  # undo left logged, the step unlaunched, the
+                    self._unlaunch(step)  # rollback's order a KeyError)
                 raise
         return _new(RunStep, (step, 1))
 
