@@ -85,8 +85,10 @@ async def main(journal):
 journal = Journal(sys.argv[1])
 try:
     asyncio.run(main(journal))
-except BaseException as exc:
-    status = str(getattr(getattr(exc, "outcome", None), "status", None))
+except BaseException as exc:  # (or its context's: asyncio.run's own KeyboardInterrupt, as the
+    # second Ctrl-C came once arun had raised its task's CancelledError, carrying the outcome)
+    told = getattr(exc, "outcome", None) or getattr(exc.__context__, "outcome", None)
+    status = str(getattr(told, "status", None))
 time.sleep(sleep + 0.2)  # (a call left running ends meanwhile)
 rows = journal._con.execute("SELECT step, state FROM undos WHERE step = 'd'").fetchall()
 journal.close()
