@@ -90,9 +90,15 @@ async def _wait(run: Run, seconds: float) -> None:
         )
         await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        ended = [task for task in made if task.done()]
         for task in made:
             task.cancel()
-    for task in (sleep, woken):  # the wait failed (a Ctrl-C in it): its step hears it, as
+    if losers := [task for task in made if task not in ended]:  # (their ends awaited: a Ctrl-C
+        await asyncio.wait(losers)  # as one unwinds its cancel, carried into it, was never
+    for task in losers:  # read, swallowed: the saga committed, attack273 F3)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise original(error)
+    for task in ended:  # the wait failed (a Ctrl-C in it): its step hears it, as
         if task.cancelled() and run.arun is not None and not run.arun.task.done():  # (one
             run.arun.task.cancel()  # asked of it as it ran, a signal handler's: arun's, the
             return await _wait(run, seconds)  # wait made again, ended as arun's, 126 F3)

@@ -210,8 +210,9 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
     loops: dict[str, Generator[Call | float, Any, GraphOp]] = {}
     launched: list[str] = []  # (each step as it is launched; ``begun``: its action called)
     begun: dict[str, bool] = {}
-    while type(op) is Ready:  # (asked as each step returns, not again here: nor is it in
-        try:  # arun's timing that ``pick`` plays, each step's end run to its freed steps'
+    try:  # (the loop's test too: a Ctrl-C there, as a step returned, attack273 F2)
+        while type(op) is Ready:  # (asked as each step returns, not again here: nor is it in
+            # arun's timing that ``pick`` plays, each step's end run to its freed steps'
             for step in gm.ready() if pick is not None else gm.ready()[:1]:  # start in one
                 run.tick()  # turn: attack47 F4)
                 launched.append(step)
@@ -220,9 +221,9 @@ def drive_graph(run: Run, asked: Asked = None, pick: Pick | None = None) -> Op:
             step = pick(tuple(loops)) if pick is not None else next(iter(loops))
             op = _carry(run, loops[step])
             del loops[step]
-        except BaseException:  # steps launched whose actions were not called yet (the timing
-            run.uncalled = tuple(s for s in launched if s not in begun)  # played, or a Ctrl-C
-            raise  # before its call, attack269 F1): cut short, they had no effect (attack19 F6)
+    except BaseException:  # steps launched whose actions were not called yet (the timing
+        run.uncalled = tuple(s for s in launched if s not in begun)  # played, or a Ctrl-C
+        raise  # before its call, attack269 F1): cut short, they had no effect (attack19 F6)
     return run.drive(op)  # type: ignore[arg-type]
 
 

@@ -50,8 +50,10 @@ def _trial(
                 raise KeyboardInterrupt
         return tick
 
+    arm = ("step_done", "a") if completion == ["a", "b"] else ("undo_registered", "b")
+
     def on_event(event):  # type: ignore[no-untyped-def]
-        if event.kind == "undo_registered" and event.step == "b":
+        if (event.kind, event.step) == arm:  # (a first: from its end, b launched with it)
             armed[0] = True
 
     error = None
@@ -59,13 +61,14 @@ def _trial(
         sys.settrace(tick)
         try:
             saga.run({}, journal=journal, run_id="r", on_event=on_event, completion=completion)
-        except KeyboardInterrupt as exc:
-            error = exc
-        finally:
+        except KeyboardInterrupt as exc:  # (kept without its traceback: its frames held a
+            error = exc.with_traceback(None)  # cursor not read to its end, a read open in the
+        finally:  # journal's connection, and recover's claim here found it locked)
             sys.settrace(None)
         if fired[0]:
             orphan(journal.path, "r")
             recover(journal, registry)
+            effects += [f"leaked {step}" for step in journal.leaked("r")]
     return fired[0] or None, error
 
 
@@ -74,7 +77,9 @@ CALL = f"{call_sync.__name__} line: result = fn(*args)"
 in doubt, as any call a Ctrl-C lands at: undone (its undo logged before it, idempotent)."""
 
 
-@pytest.mark.parametrize("completion", [None, ["b", "a"]], ids=["in order", "a timing"])
+@pytest.mark.parametrize(
+    "completion", [None, ["b", "a"], ["a", "b"]], ids=["in order", "b first", "a first"]
+)  # (a first: b launched with it, a Ctrl-C as a returns, at the loop's test: attack273 F2)
 def test_a_ctrl_c_before_a_parallel_steps_call_never_runs_the_undo_logged_before_it(
     tmp_path, completion
 ):
@@ -91,7 +96,13 @@ def test_a_ctrl_c_before_a_parallel_steps_call_never_runs_the_undo_logged_before
             assert "undo b" not in effects, (k, fired, effects, getattr(error, "__notes__", ()))
         else:
             assert effects.count("undo b") == 1, (k, effects)
-        assert effects.count("undo a") == effects.count("a"), (k, fired, effects)
+        told = effects.count("undo a") + effects.count("leaked a")  # (undone once, or cut
+        if "a" in effects:  # inside its call, its undo logged after it: reported leaked)
+            assert told == 1, (k, fired, effects)
+        elif fired.startswith("act_a "):  # (its frame begun, before its first line: in doubt)
+            assert told <= 1, (k, fired, effects)
+        else:  # (never called: neither; at the instant of a call, in doubt: one or the other)
+            assert told == 0 or (told == 1 and fired == CALL), (k, fired, effects)
     else:
         pytest.fail("the window never closed")
     assert before_call > 5  # (instants before b's call were tried)
