@@ -251,5 +251,6 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
 
 OWED = (
     "; all this until this journal writes the run's end: it tries again with its next write"
-    " and as it closes, and once that is written the journal shows the saga as it ran here"
+    ", as it closes and as this process ends, and once that is written the journal shows the"
+    " saga as it ran here"
 )

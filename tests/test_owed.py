@@ -93,3 +93,69 @@ def test_owed_writes_go_with_a_claim_or_the_close(tmp_path, how):
     journal.close()
     with Journal(path, readonly=True) as read:
         assert read.saga("s").status == "rolled_back"
+
+
+ENDS_UNCLOSED = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from test_owed import full_for_one_saga
+from rollback_lessons.durable.journal import Journal
+
+journal = Journal(sys.argv[1])  # (never closed: the process ends with it open)
+print(full_for_one_saga(journal, []).status, len(journal.owed._runs))
+"""
+
+
+def test_owed_writes_go_as_the_process_ends_with_the_journal_unclosed(tmp_path):
+    """attack272 F1: the process ended with its journal unclosed (no ``with``, a Ctrl-C
+    uncaught): nothing paid, the saga left ``rolling_back``, its undo run again by recover
+    and an undone step named leaked. Its last try is made at the process's end."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "j.db"
+    here = str(Path(__file__).parent)
+    ran = subprocess.run([sys.executable, "-c", ENDS_UNCLOSED, str(path), here],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.stdout.split() == ["rolled_back", "1"], ran
+    with Journal(path, readonly=True) as read:
+        assert read.saga("s").status == "rolled_back"
+
+
+def test_a_ctrl_c_at_any_instant_of_a_payment_leaves_it_for_the_next(tmp_path):
+    """attack272 F2: a Ctrl-C as ``Owed.pay`` had taken its lock, before its ``try``, left
+    it held for good: no write, claim or close paid again. At every line of the payment
+    (a tracer's KeyboardInterrupt), the close after it pays, or it was paid."""
+    import sys
+
+    from rollback_lessons.durable import owed
+
+    fired = 0
+    for n in range(1, 200):
+        journal = Journal(tmp_path / f"j{n}.db")
+        full_for_one_saga(journal, [])
+        count, paying = [0], [False]
+
+        def tick(frame, event, arg, n=n, count=count, paying=paying):  # type: ignore[no-untyped-def]
+            if event == "call" and frame.f_code is owed.Owed.pay.__code__:
+                paying[0] = True
+            if paying[0] and event == "line" and "rollback_lessons" in frame.f_code.co_filename:
+                count[0] += 1
+                if count[0] == n:
+                    raise KeyboardInterrupt
+            return tick
+
+        sys.settrace(tick)
+        try:
+            journal.close()
+        except KeyboardInterrupt:
+            fired += 1
+        finally:
+            sys.settrace(None)
+        journal.close()
+        with Journal(tmp_path / f"j{n}.db", readonly=True) as read:
+            assert read.saga("s").status == "rolled_back", n
+        if count[0] < n:
+            break  # (the payment ended before the n-th line: every instant tried)
+    assert fired > 20

@@ -433,9 +433,9 @@ class Journal:
         return settle(self, saga_id, note)
 
     def close(self) -> None:
+        if os.getpid() == self._pid and not self.closed:  # (a run's last writes that failed:
+            self.owed.pay()  # a last try; outside the lock, as a write pays: attack272 F2)
         with self._lock:  # (its mark taken away first, never in a fork: its parent's)
-            if os.getpid() == self._pid and not self.closed:
-                self.owed.pay()  # (a run's last writes that failed: a last try)
             con, self.closed, self._con = self._con, True, Closed(self)  # type: ignore[assignment]
             writers.closing(getattr(self, "_mark", self), lambda: close(con, self._pid))
 
