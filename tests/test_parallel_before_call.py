@@ -61,9 +61,9 @@ def _trial(
         sys.settrace(tick)
         try:
             saga.run({}, journal=journal, run_id="r", on_event=on_event, completion=completion)
-        except KeyboardInterrupt as exc:  # (kept without its traceback: its frames held a
-            error = exc.with_traceback(None)  # cursor not read to its end, a read open in the
-        finally:  # journal's connection, and recover's claim here found it locked)
+        except KeyboardInterrupt as exc:  # (kept without its traceback: the tracer's frame
+            error = exc.with_traceback(None)  # in it holds, as ``arg``, a cursor a call had
+        finally:  # returned, unread: a read left open, recover's claim here found it locked)
             sys.settrace(None)
         if fired[0]:
             orphan(journal.path, "r")
