@@ -670,6 +670,9 @@ def full_to_the_end(journal) -> None:
     a run's last writes that failed, written with its next write or as it closes) is lost,
     as that process's end loses it. For a test that plays the rest of the story (a recover
     after that process died) in this one, on the same journal, its writes restored."""
+    import atexit
+
     from rollback_lessons.durable.owed import Owed
 
-    journal.owed = Owed()
+    atexit.unregister(journal.owed._at_end)  # (its try at this process's end: none)
+    journal.owed = Owed(journal)

@@ -159,3 +159,64 @@ def test_a_ctrl_c_at_any_instant_of_a_payment_leaves_it_for_the_next(tmp_path):
         if count[0] < n:
             break  # (the payment ended before the n-th line: every instant tried)
     assert fired > 20
+
+
+ENDS_LOCKED_OUT = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from test_owed import full_for_one_saga
+from rollback_lessons.durable.journal import Journal
+
+journal = Journal(sys.argv[1], timeout=60)  # (unclosed; another process takes the lock)
+full_for_one_saga(journal, [])
+if sys.argv[3] == "closed on a full disk":  # (its close cannot pay: the exit cannot either)
+    journal.write = lambda *a, **k: (_ for _ in ()).throw(OSError("full"))
+    journal.close()
+print("owed", flush=True)
+sys.stdin.readline()  # (the lock taken by then: the process ends)
+"""
+
+
+@pytest.mark.parametrize("end", ["locked out", "cut", "closed on a full disk"])
+def test_owed_writes_at_the_process_end_wait_its_5_s_and_say_what_is_left_in_one_line(
+    tmp_path, end
+):
+    """attack274 F1-F3: the payment at the process's end waited each journal's whole lock
+    timeout (60 s here), one after another; a Ctrl-C in it printed atexit's traceback; a
+    journal closed on a full disk could not pay and said nothing. Now it waits no longer
+    than the end allows all journals, and what is left unwritten is said in one line."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    child = subprocess.Popen(
+        [sys.executable, "-c", ENDS_LOCKED_OUT, str(path), str(Path(__file__).parent), end],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "owed"
+        holder.execute("BEGIN IMMEDIATE")  # (another process's write lock, for the whole end)
+        assert child.stdin is not None
+        child.stdin.write("\n")
+        child.stdin.flush()
+        if end == "cut":
+            import time
+
+            time.sleep(1.0)  # (the payment waiting for the lock: a Ctrl-C then)
+            child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=40)  # (the whole timeout: 60 s)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    why = {"cut": "KeyboardInterrupt", "closed on a full disk": "closed on a full disk"}
+    assert "the last writes of saga 's' were not written" in lines[0], err
+    assert why.get(end, "locked by another") in lines[0], err

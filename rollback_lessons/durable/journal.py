@@ -113,7 +113,7 @@ class Journal:
         self._pid = os.getpid()  # the process whose connection this is (``not_forked``)
         self._opener = me()  # (and who it is: a fork is told whether it still runs)
         self._lock = threading.RLock()
-        self.owed = Owed()  # (runs whose last writes failed: with the next write, or the close)
+        self.owed = Owed(self)  # (runs whose last writes failed: with the next write, or the close)
         self._claimed_at: int | None = None  # data_version as this connection last claimed
         if readonly:
             self._con = _open_read_only(self.path, timeout)

@@ -7,29 +7,35 @@ tells the saga as it ran (attack270 F1: they were dropped for good, the saga lef
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 from .files import JournalTakenOver
 
 
 class Run(Protocol):
+    saga_id: str
+
     def flush(self, *, sync: bool = True) -> None: ...
 
 
 class Owed:
     """A journal's runs whose last writes failed, oldest first."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Any) -> None:
+        self._journal = journal
         self._runs: list[Run] = []
         self._paying = threading.Lock()  # (one payer; its own writes, nested, pay nothing)
-        self._at_exit = False
 
     def add(self, run: Run) -> None:
         self._runs.append(run)
-        if not self._at_exit:  # (a journal left unclosed as the process ends: a last try,
-            atexit.register(self.pay)  # before its marks go; attack272 F1)
-            self._at_exit = True
+        self._hook()  # (a journal left unclosed as the process ends: a last try, attack272 F1)
+
+    def _hook(self) -> None:
+        atexit.unregister(self._at_end)  # (once: registered again, never twice)
+        atexit.register(self._at_end)
 
     def pay(self) -> None:
         """Write each run's kept writes, under its claim: a run taken over since (``recover
@@ -42,9 +48,9 @@ class Owed:
         with self._paying:  # (no ``try`` right inside: a tracer's Ctrl-C at its line skips
             while self._runs and self._paid_one():  # 3.11's ``with`` cleanup: held for good)
                 pass
-        if self._at_exit and not self._runs:  # (all paid: nothing keeps the journal alive)
-            self._at_exit = False
-            atexit.unregister(self.pay)
+        atexit.unregister(self._at_end)  # (all paid: nothing keeps the journal alive; one
+        if self._runs:  # owed meanwhile, by another thread, hooked again)
+            self._hook()
 
     def _paid_one(self) -> bool:
         """The first run's writes written (or dropped: taken over); False if they failed."""
@@ -56,3 +62,35 @@ class Owed:
             return False
         del self._runs[0]
         return True
+
+    def _at_end(self) -> None:
+        """The last try as the process ends, its journal unclosed, waiting for another's
+        lock no longer than the end allows all journals (``writers.exit_left``: it waited
+        each one's whole timeout, attack274 F1); what is left unwritten, or a signal
+        cutting it, said in one line (a traceback from atexit, attack274 F2), as a journal
+        closed on a full disk, which cannot write them then (attack274 F3)."""
+        from .writers import exit_left
+
+        if os.getpid() != self._journal._pid:  # (a fork's: its parent's runs, not its own)
+            return
+        why = "its journal was closed on a full disk"
+        con = None if self._journal.closed else self._journal._con
+        wait = getattr(con, "wait", 0.0)
+        try:
+            if con is not None:
+                con.wait = exit_left()
+                self.pay()
+                why = "the disk still full, or its file locked by another"
+        except BaseException as exc:  # (a Ctrl-C, a SIGTERM handler's sys.exit)
+            why = f"{type(exc).__name__} as they were written"
+        finally:
+            if con is not None:
+                con.wait = wait
+        if self._runs:
+            sagas = ", ".join(repr(run.saga_id) for run in self._runs)
+            print(
+                f"rollback-lessons: the last writes of saga {sagas} were not written as this "
+                f"process ended ({why}): recover finishes it, calling again the undos that "
+                "ran here (same idempotency keys)",
+                file=sys.stderr,
+            )

@@ -372,6 +372,11 @@ def _leave_all() -> None:
         leave()
 
 
+def exit_left() -> float:
+    """Seconds left of the process's end's wait, one for all its journals (``LEAVE_WAIT``)."""
+    return max(0.0, _EXIT.setdefault("until", time.monotonic() + LEAVE_WAIT) - time.monotonic())
+
+
 LEAVE_WAIT = 5.0
 """Seconds a closing journal waits for a writer's lock to take marks away, whatever its own
 ``timeout``."""
