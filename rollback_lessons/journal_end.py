@@ -92,10 +92,12 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     never = [*w.refused, *not_run]
     m = w.m
     cut_by = m.interruption  # (a sys.exit is no Ctrl-C: attack62 F9)
-    unwritten = carried(w, jrun) if w.jrun is not None else None  # (before the notes)
+    unwritten, owed = carried(w, jrun) if w.jrun is not None else (None, False)  # (first)
     if never or pivot is not None or withdrawn:  # (taken over meanwhile: fenced,
         try:  # nothing written; a Ctrl-C is kept)
-            w.tried(partial(jrun.abandon_now, never, pivot, withdrawn))
+            failed = len(w.tried(partial(jrun.abandon_now, never, pivot, withdrawn)))
+            if failed >= ATTEMPTS and owed:  # (with the kept writes, as they are written:
+                owe_abandoned(jrun, never, pivot, withdrawn)  # attack276 F1)
         except TakenOver:
             pass
         except BaseException:  # a second Ctrl-C: unwritten, recover reports those steps
@@ -108,7 +110,7 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     what = "Ctrl-C" if isinstance(cut_by, KeyboardInterrupt | None) else interruption_name(cut_by)
     said = [
         f"the undo of {', '.join(map(repr, steps))} ran here{how.replace('Ctrl-C', what)}"
-        for steps, how in ((ran, UNRECORDED), (cut, CUT_RECORD))
+        for steps, how in ((ran, UNRECORDED + (LATER if owed else "")), (cut, CUT_RECORD))
         if steps
     ]
     if cut_by is not None and w.jrun is not None and "journal keeps" not in m.cut_note:
@@ -120,7 +122,7 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
             told = cut_by.__notes__  # type: ignore[union-attr]
             cut_by.__notes__ = [n.replace(was, m.cut_note) for n in told]  # type: ignore[union-attr]
         named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, names, strict=True)]
-        said.append(left_note(w, jrun, unwritten, named))
+        said.append(left_note(w, jrun, unwritten, named) + (OWED_KEPT if owed else ""))
     for note in said:
         try:
             m.note(EventKind.JOURNAL_FAILED, note)
@@ -137,31 +139,50 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
     with contextlib.suppress(BaseException):  # (its process may live on: recover may take it
         held = HELD if in_undo or w.runs_on else None  # now, attack101 F5; or, if a call of
         held = held or (None if let_go(jrun) else NOT_LET_GO)  # its may go on, once it ends)
+        if held is NOT_LET_GO and owed:  # (let go with the kept writes, when written)
+            jrun.release(now=False)
+            held += LET_GO_LATER
         if held is not None:
             m.note(EventKind.JOURNAL_FAILED, held)
             cut_by.add_note(f"rollback: {held}")
 
 
-def carried(w: JournalWriter, jrun: UndoJournalRun) -> str | None:
+def carried(w: JournalWriter, jrun: UndoJournalRun) -> tuple[str | None, bool]:
     """The writes a failed write kept for the next (``durably``: an undo logged, its done, a
     pivot's end, a halt), written before the notes and the saga let go: the run's last
     writes went without them (attack266: a disk full for a moment, then a Ctrl-C; recover
     reported an undo logged here leaked, a pivot done in doubt, ran a halt's undos). None
-    once written; if they could not be, why (the journal as it is then: ``left_note``)."""
+    once written; if they could not be, why (the journal as it is then: ``left_note``), and
+    whether they are owed (failed writes, not a second Ctrl-C: in doubt, never written again)."""
     try:
         errors = w.tried(partial(jrun.flush, sync=False))  # (the release after it syncs)
     except TakenOver:
-        return None  # (the new holder finishes it: nothing of it written here)
+        return None, False  # (the new holder finishes it: nothing of it written here)
     except BaseException as exc:  # (a second Ctrl-C: as they may be)
-        return f"{type(exc).__name__} as it was written again"
-    if len(errors) >= ATTEMPTS:
-        return f"{errors[-1]}, {ATTEMPTS} attempts"
+        return f"{type(exc).__name__} as it was written again", False
+    if len(errors) >= ATTEMPTS:  # (kept: with the journal's next write, its close or the
+        owed = jrun.owe()  # process's end, as a last batch is; attack276 F1: dropped)
+        return f"{errors[-1]}, {ATTEMPTS} attempts", owed
     w.unrecorded.clear()  # (written: an undo's done, a halt, with them)
     w.unsure.clear()
     w.halt_written = True
-    return None
+    return None, False
 
 
+def owe_abandoned(
+    jrun: UndoJournalRun, never: list[int], pivot: str | None, withdrawn: list[str]
+) -> None:
+    """``abandon_now``'s writes, failed as the kept ones did: owed with them."""
+    for position in never:
+        jrun.abandon(position)
+    for step in withdrawn:
+        jrun.withdraw(step)
+    if pivot is not None:
+        jrun.pivot(pivot, "refused", flush=False)
+
+
+LATER = ", unless this journal writes it first (as said below)"
+LET_GO_LATER = ", or as this journal writes what the failed write kept (as said above)"
 HELD = (
     "the saga stays with this process, as a call of its run was cut or left running and may "
     "go on: recover takes it once this process ends"
@@ -243,12 +264,17 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
     if len(errors) < ATTEMPTS:
         return
     w.dropped, w.jrun = jrun, None  # the journal keeps the saga unfinished, till it
-    jrun.owe()  # writes them with its next write or close (attack270 F1: dropped for good)
+    owed = jrun.owe()  # writes them with its next write or close (attack270 F1: dropped)
     named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, steps, strict=True)]
     said = left_note(w, jrun, f"{errors[-1]}, {ATTEMPTS} attempts", named)
-    w.m.note(EventKind.JOURNAL_FAILED, f"{said}{OWED}")
+    w.m.note(EventKind.JOURNAL_FAILED, f"{said}{OWED if owed else ''}")
 
 
+OWED_KEPT = (
+    "; all this until this journal writes what the failed write kept: it tries again with its"
+    " next write, as it closes and as this process ends, and once that is written the journal"
+    " shows the undos as they ran here"
+)
 OWED = (
     "; all this until this journal writes the run's end: it tries again with its next write"
     ", as it closes and as this process ends, and once that is written the journal shows the"

@@ -127,10 +127,12 @@ def test_a_disk_full_to_the_end_says_which_undos_recover_will_call_again(tmp_pat
     assert told_again > 0  # (some n left a done undo pending: the case is tested)
 
 
-def test_a_ctrl_c_after_a_disk_filled_names_the_undos_recover_will_call_again(tmp_path):
+@pytest.mark.parametrize("then", ["full to the end", "room again"])
+def test_a_ctrl_c_after_a_disk_filled_names_the_undos_recover_will_call_again(tmp_path, then):
     """attack44 F8: the disk full from a step's done on, then a Ctrl-C in the rollback (an
     observer of an undo's done): the undos that ran here, their done unwritten, were named
-    in no note, and recover called them again (with their key)."""
+    in no note, and recover called them again (with their key). With room again before the
+    process ended, its next write writes them (attack276 F1: dropped for good)."""
     registry, calls = Registry(), []
 
     @compensation("f8_undo", registry)
@@ -159,6 +161,8 @@ def test_a_ctrl_c_after_a_disk_filled_names_the_undos_recover_will_call_again(tm
         with pytest.raises(KeyboardInterrupt) as caught:
             saga.run({}, inject={"c": "fail"}, journal=journal, run_id="r")
         journal.write = real  # type: ignore[method-assign]
+        if then == "full to the end":
+            full_to_the_end(journal)
         journal.write([("UPDATE sagas SET owner_pid = ?, owner_started = NULL", (dead_pid(),))])
         said = (
             "the undo of 'b' ran here, though the journal could not record it: recover will",
@@ -166,8 +170,10 @@ def test_a_ctrl_c_after_a_disk_filled_names_the_undos_recover_will_call_again(tm
         )  # (read
         notes = caught.value.__notes__  # from the journal: its writes unwritten, attack266)
         assert any(one in note for one in said for note in notes), notes
+        assert any("unless this journal writes it first" in note for note in notes), notes
         recover(journal, registry)
-    assert calls == ["b", "b", "a"]  # (b again, with its key, as said)
+    again = ["b"] if then == "full to the end" else []  # (b again, with its key, as said)
+    assert calls == ["b", *again, "a"]
 
 
 @pytest.mark.parametrize("shape", ["undos", "kept", "pivot", "halt", "refused"])

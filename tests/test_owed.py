@@ -217,6 +217,7 @@ def test_owed_writes_at_the_process_end_wait_its_5_s_and_say_what_is_left_in_one
         holder.close()
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    why = {"cut": "KeyboardInterrupt", "closed on a full disk": "closed on a full disk"}
+    closed = "closed before they could be, its disk full"
+    why = {"cut": "KeyboardInterrupt", "closed on a full disk": closed}
     assert "the last writes of saga 's' were not written" in lines[0], err
     assert why.get(end, "locked by another") in lines[0], err

@@ -20,6 +20,7 @@ from .forked import JournalForked
 from .journal import Journal, JournalError
 from .owner import me
 from .records import GIVE_BACK, Claimed
+from .room import was_full
 from .undo_call import file_id, left_running
 from .writer import RECORDED_LATER, UNRECORDED, Writer, briefly
 
@@ -37,6 +38,8 @@ def cleaned(
             briefly(journal, partial(_flush, writer, exc), interrupt or bool(writer.failed))
             told(exc, writer, claimed)
             briefly(journal, partial(_release, journal), interrupt)
+            if any(isinstance(run, GiveBack) for run in journal.owed.runs()):
+                said(exc, CLAIMS_KEPT)
         except BaseException as second:  # (a Ctrl-C in a wait: the first one's facts, its)
             told(second, writer, claimed)
             raise
@@ -78,7 +81,39 @@ def _release(journal: Journal) -> None:
         runs_on = left_running(file_id(journal.path))
         held = [s.id for s in journal.sagas(_HELD, (pid, host, space)) if s.id not in runs_on]
         if held:  # (nothing claimed, nothing written: no lock waited for again, attack50)
-            journal.write([(GIVE_BACK, (pid, host, space, saga_id)) for saga_id in held])
+            back = GiveBack(journal, [(GIVE_BACK, (pid, host, space, s)) for s in held])
+            try:
+                back.flush()
+            except Exception as exc:  # (a full disk: given back with the journal's next
+                if was_full(exc):  # write or claim, its close or the process's end;
+                    journal.owed.add(back)  # attack276 F2: held for the service's life,
+                raise  # refused elsewhere. A lock held: tried once, as ever, attack63 F1)
+
+
+CLAIMS_KEPT = (
+    "its claims could not be given back: they stay with this process until its journal "
+    "writes again (a saga, a recover, its close) or the process ends"
+)
+
+
+def said(exc: BaseException, what: str) -> None:
+    """``what`` added to the error's one line (a JournalError's), or as a note."""
+    with contextlib.suppress(Exception):
+        if isinstance(exc, JournalError) and len(exc.args) == 1:
+            exc.args = (f"{exc.args[0]}; {what}",)
+        else:
+            exc.add_note(what)
+
+
+class GiveBack:
+    """A stopped recover's claims, given back (each only if still this process's)."""
+
+    def __init__(self, journal: Journal, statements: list[tuple[str, tuple[object, ...]]]):
+        self.journal, self.statements = journal, statements
+        self.saga_id = ", ".join(str(args[-1]) for _, args in statements)
+
+    def flush(self, *, sync: bool = True) -> None:
+        self.journal.write(self.statements, sync=sync)
 
 
 _HELD = (  # this process's claims, read (no lock waited for) before any is given back

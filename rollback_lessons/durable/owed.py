@@ -29,9 +29,18 @@ class Owed:
         self._runs: list[Run] = []
         self._paying = threading.Lock()  # (one payer; its own writes, nested, pay nothing)
 
-    def add(self, run: Run) -> None:
+    def runs(self) -> list[Run]:
+        """The runs still owed, oldest first."""
+        return list(self._runs)
+
+    def add(self, run: Run) -> bool:
+        """``run`` owed, unless its journal is closed: it writes nothing more (attack276 F3:
+        its line at the process's end blamed a full disk). Is it owed?"""
+        if self._journal.closed:
+            return False
         self._runs.append(run)
         self._hook()  # (a journal left unclosed as the process ends: a last try, attack272 F1)
+        return True
 
     def _hook(self) -> None:
         atexit.unregister(self._at_end)  # (once: registered again, never twice)
@@ -68,12 +77,13 @@ class Owed:
         lock no longer than the end allows all journals (``writers.exit_left``: it waited
         each one's whole timeout, attack274 F1); what is left unwritten, or a signal
         cutting it, said in one line (a traceback from atexit, attack274 F2), as a journal
-        closed on a full disk, which cannot write them then (attack274 F3)."""
+        closed as its disk was full or its file locked, which cannot write them then
+        (attack274 F3; not "a full disk" whatever kept them, attack276 F3)."""
         from .writers import exit_left
 
         if os.getpid() != self._journal._pid:  # (a fork's: its parent's runs, not its own)
             return
-        why = "its journal was closed on a full disk"
+        why = "its journal was closed before they could be, its disk full or file locked"
         con = None if self._journal.closed else self._journal._con
         wait = getattr(con, "wait", 0.0)
         try:

@@ -233,17 +233,18 @@ class JournalRun:
         self.journal.write(statements, fences={self.saga_id: self.gen})
         self.kept.committed(statements)
 
-    def release(self) -> None:
+    def release(self, *, now: bool = True) -> None:
         """A run an interruption cut, its process living on (a notebook's Interrupt, a service
         that caught the Ctrl-C): it runs nothing more of the saga, so ``recover`` may take it
         while that process lives (attack101 F5: "still running; stop it first", for as long as
-        the kernel lived). Written now, fenced, last (``Journal.released``)."""
+        the kernel lived). Written ``now``, fenced, last (``Journal.released``); or after
+        what is pending, with it (owed: attack276 F1, held for the service's life)."""
         pid, host, started, space = me()
-        owner = {"pid": pid, "host": host, "started": started, "space": space}
-        self.journal.write(
-            [(RELEASE, (self.saga_id, stored(owner))), (LET_GO, (self.saga_id,))],
-            fences={self.saga_id: self.gen},
-        )
+        owner = stored({"pid": pid, "host": host, "started": started, "space": space})
+        statements = [(RELEASE, (self.saga_id, owner)), (LET_GO, (self.saga_id,))]
+        if now:
+            return self.journal.write(statements, fences={self.saga_id: self.gen})
+        self._pending += statements
 
     def withdraw(self, step: str) -> None:
         """The undo of ``step``, logged before its action, which was never called (the
@@ -255,9 +256,10 @@ class JournalRun:
         sql = "UPDATE undos SET state = 'not_run' WHERE saga_id = ? AND step = ? AND state = ?"
         return sql, (self.saga_id, step, "pending")
 
-    def owe(self) -> None:
-        """Its last writes failed: they go with its journal's next write, or its close."""
-        self.journal.owed.add(self)
+    def owe(self) -> bool:
+        """Its last writes failed: owed (True), with its journal's next write or close; not
+        if closed (it writes nothing more, attack276 F3)."""
+        return self.journal.owed.add(self)
 
     def leaked(self, position: int) -> None:
         """The step of an ``intent`` may have happened (cut short in its call), and no undo

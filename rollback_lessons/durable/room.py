@@ -38,6 +38,12 @@ def no_room(path: Path, said: str = "") -> str:
 _NO_ROOM, _LIMIT = "no room on its disk", "its file-size limit, ulimit"
 
 
+def was_full(exc: BaseException) -> bool:
+    """Did ``exc`` (a journal write's, ``told``) fail for want of room?"""
+    said = str(exc)
+    return _NO_ROOM in said or _LIMIT in said or "disk is full" in said
+
+
 def told(exc: sqlite3.OperationalError, path: Path) -> sqlite3.OperationalError:
     """SQLite's error writing the journal at ``path``, its message naming a full disk or
     the process's file-size limit where either is the cause (a run's own write said only
