@@ -1,4 +1,5 @@
-"""The DBOS runner under a running event loop (a Jupyter cell, code inside ``asyncio.run``).
+"""The DBOS runner under a running event loop (a Jupyter cell, code inside ``asyncio.run``),
+or called inside a DBOS workflow's step (a saga's step that stops its own run).
 
 DBOS's synchronous calls (``DBOS.list_workflows``, ``get_workflow_status``, ``recv``, ...)
 refuse to run in a thread whose event loop runs, with advice about DBOS's own API
@@ -94,7 +95,7 @@ def in_own_thread(
     a saga started with ``start_saga`` goes on in DBOS's, and the exception's note says so.
     ``left`` is then given what the call returns (nobody else gets it: a runner ``start``
     made is closed so)."""
-    context = contextvars.copy_context()
+    context = outside_dbos(contextvars.copy_context())
     ended: list[tuple[bool, Any]] = []
     done = threading.Event()
     gone: list[bool] = []  # (the caller left: set under _GUARD, read there)
@@ -151,6 +152,28 @@ def in_own_thread(
     raise value
 
 
+def in_dbos() -> bool:
+    """Is this call made inside a DBOS workflow or step (a saga's step that stops its own
+    run, or runs another saga on the runner)? DBOS's calls there count as the workflow's own
+    steps: ``DBOS.send`` is refused as "no longer owned by this execution", a start fails an
+    ``assert`` (attack278 F1, F2)."""
+    from dbos import DBOS
+
+    return DBOS.workflow_id is not None
+
+
+def outside_dbos(context: contextvars.Context) -> contextvars.Context:
+    """``context`` without DBOS's own variables (a call from a step runs as one from any
+    other thread: DBOS's defaults)."""
+    if not any(var.name.startswith("dbos") for var in context):
+        return context
+    fresh = contextvars.Context()
+    for var, value in context.items():
+        if not var.name.startswith("dbos"):
+            fresh.run(var.set, value)
+    return fresh
+
+
 def off_loop(cls: C) -> C:
     """Make each public method of ``cls`` (``classmethod`` too) run in a thread of its own
     when it is called where an event loop runs (``in_own_thread``); elsewhere as it is. What
@@ -181,7 +204,7 @@ def _wrapped(
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if not loop_runs():
+        if not loop_runs() and not in_dbos():
             return fn(*args, **kwargs)
         return in_own_thread(functools.partial(fn, *args, **kwargs), name, left)
 
