@@ -33,11 +33,13 @@ Python cannot be written into a model: it is refused before anything is written.
 
 from __future__ import annotations
 
+import copy
 from xml.sax.saxutils import quoteattr
 
 from ...errors import InvalidPipelineError, RollbackLessonsError
 from ...operations import StepSpec
 from ...policies import PolicyLike, UndoPolicy, data_only
+from ...rules import check_register
 from ...saga import Saga
 from ..owed import every_undo, owed
 from ..wire import check_nesting
@@ -368,3 +370,15 @@ def to_bpmn_explicit(
         m.flow("in_doubt", "halted", [(end_x - 22, y - room - 18), (end_x - 22, y - room - 62),
                                       (end_x + 100, y - room - 62)])  # fmt: skip
     return _document(saga, m, ERROR + (IN_DOUBT if any(doubts) else ""), process="saga_explicit")
+
+
+def registered(saga: Saga, register: str | None) -> Saga:
+    """``saga`` with every undo logged as ``register`` says (``saga.run``'s override: the
+    models and the machine read ``saga.specs()``); checked first (attack278 F3: refused
+    with Python's own TypeError, where every other engine ran it)."""
+    if register is None:
+        return saga
+    check_register(register)
+    made = copy.copy(saga)
+    made._specs = saga.specs(register)  # type: ignore[arg-type]
+    return made

@@ -38,7 +38,7 @@ from ..wire import (
     plan_of,
 )
 from .graph import GraphHost, run_workflow
-from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, to_bpmn_explicit
+from .model import ENGINE, BpmnEngineError, UnsupportedInBPMN, registered, to_bpmn_explicit
 from .tree import completed as completed_deep
 from .tree import unbounded
 
@@ -88,7 +88,7 @@ class _Host:
 
 def run_explicit(
     saga: Saga, state: State | None = None, *, inject: InjectionLike | None = None,
-    policy: PolicyLike | None = None, undo_order: str = "reverse",
+    policy: PolicyLike | None = None, undo_order: str = "reverse", register: str | None = None,
     completion: Sequence[str] | None = None, cancel: Any = None, answers: Sequence[str] = (),
 ) -> Outcome:  # fmt: skip
     """Run the explicit BPMN form of ``saga`` on SpiffWorkflow, as ``saga.run`` (a list:
@@ -103,6 +103,7 @@ def run_explicit(
     in a step's action fails it for good, as in ``saga.run``, then is raised again. Errors
     are kept as raised (attack203 F2: matched by name, retried where saga.run was not)."""
     with keeping(saga.name):
+        saga = registered(saga, register)  # (``register`` overrides, as in ``saga.run``)
         return _explicit(saga, state, inject, policy, undo_order, completion, cancel, answers)
 
 
@@ -362,6 +363,7 @@ class BpmnRunner(Closable):
         inject: InjectionLike | None = None,
         policy: PolicyLike | None = None,
         undo_order: str = "reverse",
+        register: str | None = None,
         completion: Sequence[str] | None = None,
         cancel: Any = None,
         answers: Sequence[str] = (),
@@ -370,7 +372,8 @@ class BpmnRunner(Closable):
         self._refuse_if_closed("run")
         with self._running(saga.name):
             return run_explicit(saga, state, inject=inject, policy=policy, undo_order=undo_order,
-                                completion=completion, cancel=cancel, answers=answers)  # fmt: skip
+                                register=register, completion=completion, cancel=cancel,
+                                answers=answers)  # fmt: skip
 
     def close(self) -> None:
         """Refuse every call from now on; a run under way goes on to its end, named."""
