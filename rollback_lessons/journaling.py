@@ -117,8 +117,9 @@ class JournalWriter:
         if kind is EventKind.COMMITTED:  # durable, or the run is not committed
             self.commit(Event(seq, kind, step, details), self.caught())
             return
-        if kind is EventKind.HALTED and (forward := m.record().forward_said):
-            details = {**details, KEPT: {"forward": forward}}  # (recover's lines: attack42 F3)
+        if kind is EventKind.HALTED and (forward := m.record().forward_said):  # (recover's
+            steps = list(m.record().forward)  # lines, attack42 F3; ``steps`` to name them to
+            details = {**details, KEPT: {"forward": forward, "steps": steps}}  # finish, 279 F1)
         elif kind is EventKind.ROLLBACK_DONE and m.pending:  # (their order: a graph's, F8)
             details = {**details, KEPT: {"left": list(m.pending)}}
         jrun.event(Event(seq, kind, step, details))

@@ -101,22 +101,24 @@ def _owed_of_closed_journals_unhooked(monkeypatch):
     """A test's journals closed with runs still owed (writes failing to the end, as a fault
     test makes them): their try at this process's end is unhooked, as it could only say, once
     per journal, that a journal closed on a full disk left them to recover (184 such lines
-    at a soak's end), and it kept each alive until then."""
+    at a soak's end), and it kept each alive until then. Each is held weakly: a journal a
+    test lets go is collected as ever (its finalizer takes its mark away)."""
     import atexit
+    import weakref
 
     from rollback_lessons.durable.owed import Owed
 
-    made: list[Owed] = []
+    made: list[weakref.ref[Owed]] = []
     real = Owed.__init__
 
     def init(self, journal):  # type: ignore[no-untyped-def]
         real(self, journal)
-        made.append(self)
+        made.append(weakref.ref(self))
 
     monkeypatch.setattr(Owed, "__init__", init)
     yield
-    for owed in made:
-        if owed._journal.closed:
+    for ref in made:
+        if (owed := ref()) is not None and owed._journal.closed:
             atexit.unregister(owed._at_end)
 
 

@@ -200,3 +200,52 @@ def test_a_journal_closed_as_a_saga_ran_promises_no_later_write_and_blames_no_fu
     assert "tries again with its next write" not in ran.stdout, ran.stdout
     with Journal(path, readonly=True) as read:
         assert read.saga("r1").status == "running"  # (as the note says: recover finishes it)
+
+
+HALTED_PAST_THE_PIVOT = """
+import os, resource, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.recovery import recover
+
+path = sys.argv[1]
+INF = resource.RLIM_INFINITY
+undo = Registry().add("halt_u", lambda **k: None)
+
+def observe(event):
+    if event.kind == "step_start" and event.step == "p":  # (the disk full as the pivot runs)
+        size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, INF))
+    if event.kind == "halted":
+        raise KeyboardInterrupt  # (a Ctrl-C as the halt is told)
+
+steps = [Step(n, lambda s: None, undo.bind(n=n)) for n in ("s1", "s2")]
+steps += [Step("p", lambda s: None, kind="pivot"), Step("after", lambda s: None, kind="retriable")]
+journal = Journal(path)
+try:
+    Saga(steps, name="t").run({}, journal=journal, run_id="r1", on_event=observe)
+except KeyboardInterrupt:
+    pass
+resource.setrlimit(resource.RLIMIT_FSIZE, (INF, INF))  # (room again: the service goes on)
+Saga([Step("x", lambda s: None)], name="t2").run({}, journal=journal, run_id="r2")
+registry = Registry()
+registry.add("halt_u", lambda **k: print("UNDO", k["n"]))
+print(recover(journal, registry).recovered[0].reason, flush=True)
+journal.close()
+"""
+
+
+def test_a_run_halted_past_its_pivot_on_a_full_disk_is_halted_by_recover_naming_its_forward(
+    tmp_path,
+):
+    """attack279 F1: the disk full as the pivot ran (its done unwritten: the run halted past
+    it), a Ctrl-C at the ``halted`` event; room back, the kept writes landed (the run's halted
+    event naming ``after`` to finish forward) with the next saga's. recover halted the saga
+    itself, naming "the steps that come after it in the saga's code", not ``after``. Now it
+    reads the steps its run's halted event named; nothing is undone."""
+    ran = subprocess.run([sys.executable, "-c", HALTED_PAST_THE_PIVOT, str(tmp_path / "j.db")],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "UNDO" not in ran.stdout, ran.stdout  # (never across the pivot)
+    assert "; forward after (after the pivot: finish by hand)" in ran.stdout, ran.stdout
+    assert "in the saga's code" not in ran.stdout, ran.stdout

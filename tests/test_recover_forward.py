@@ -96,11 +96,14 @@ def test_a_list_killed_right_after_its_pivot_says_the_later_steps_are_in_its_cod
     """attack83 F2: a list killed once its pivot was done (r never begun) said "finish the
     steps after it forward by hand" naming none, the journal knowing none of them; a graph
     names r (its shape is kept)."""
-    path, real = tmp_path / "j.db", Journal.write
+    path, real, killed = tmp_path / "j.db", Journal.write, []
 
     def write(self, statements, **kw):  # type: ignore[no-untyped-def]
+        if killed:  # (dead: it writes nothing more, its halted event naming r neither)
+            raise Killed
         done = real(self, statements, **kw)
         if any(e.kind == "step_done" and e.step == "p" for e in self.events("t2")):
+            killed.append(True)
             raise Killed
         return done
 

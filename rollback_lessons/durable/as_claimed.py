@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RemoteError
+from ..events import KEPT
 from ..outcome import DeadLetter
 from .files import _UNFINISHED
 from .records import HEARD, SagaRecord
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 _EVENTS = (  # (the kinds the per-saga readers read: steps begun and done, the rollback's
     "SELECT saga_id, kind, step, details FROM events WHERE saga_id IN"  # start, its undos)
     f" ({_UNFINISHED}) AND kind IN ('step_start', 'step_done', 'rollback_start', 'undo',"
-    " 'undo_done', 'undo_failed', 'step_failed') ORDER BY saga_id, seq"
+    " 'undo_done', 'undo_failed', 'step_failed', 'halted') ORDER BY saga_id, seq"
 )
 _UNDOS = (
     "SELECT saga_id, step, compensation, state, attempts, semantic FROM undos WHERE saga_id"
@@ -44,6 +45,7 @@ class Facts:
     started: list[str] = field(default_factory=list)  # its rollback_start events' details
     last_undo: tuple[str, str] | None = None  # its last undo, undo_done or undo_failed event
     ran_on: list[str] = field(default_factory=list)  # steps given up as their work ran on
+    forward: list[str] = field(default_factory=list)  # its run's halted event's, to finish
 
 
 def read(journal: Journal) -> dict[str, Facts]:
@@ -57,12 +59,24 @@ def read(journal: Journal) -> dict[str, Facts]:
             f.started.append(details)
         elif kind == "step_failed":  # (``Machine._lost_effect``'s, as json.dumps wrote it)
             f.ran_on += [step] if '"runs_on": true' in details else []
+        elif kind == "halted":  # (its end unwritten: attack279 F1, named by recover's line)
+            f.forward = forward_steps(details)
         else:
             f.last_undo = (step, details)
     for saga_id, *row in journal._rows(_UNDOS):
         f = facts.get(saga_id) or facts.setdefault(saga_id, Facts())
         f.undos.append(tuple(row))
     return facts
+
+
+def forward_steps(details: str) -> list[str]:
+    """The steps a run's ``halted`` event names to finish forward (``KEPT``'s ``steps``;
+    none in a journal written before it kept them)."""
+    try:
+        steps = json.loads(details).get(KEPT, {}).get("steps", [])
+    except (ValueError, AttributeError):
+        return []
+    return [str(s) for s in steps] if isinstance(steps, list) else []
 
 
 def cancelled_by(started: list[str], error: str | None) -> bool:

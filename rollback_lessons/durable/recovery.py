@@ -348,7 +348,9 @@ def _resume(
         after = finished[finished.index(saga.pivot) + 1 :] if saga.pivot in finished else []
         later = _after_pivot(saga, facts)  # (a sibling done before it: done, attack101 F1)
         after += [s for s in later if s in finished and s not in after]
-        pivot = (saga.pivot, saga.pivot_state, tuple(after), later, saga.after() is not None)
+        later += tuple(s for s in facts.forward if s not in later)  # (as its run named them)
+        whole = saga.after() is not None or bool(facts.forward)
+        pivot = (saga.pivot, saga.pivot_state, tuple(after), later, whole)
     policy = policy_of(saga.policy)
     halt = halted_at(facts)  # the policy's halt, its end unwritten: honoured
     if halt is not None and halt[0] in by_step:
