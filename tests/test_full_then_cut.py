@@ -4,6 +4,7 @@ never dropped for good (a Ctrl-C's carry that failed, a stopped recover's give-b
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -249,3 +250,35 @@ def test_a_run_halted_past_its_pivot_on_a_full_disk_is_halted_by_recover_naming_
     assert "UNDO" not in ran.stdout, ran.stdout  # (never across the pivot)
     assert "; forward after (after the pivot: finish by hand)" in ran.stdout, ran.stdout
     assert "in the saga's code" not in ran.stdout, ran.stdout
+
+
+FILLING_REGISTRY = """
+import os, resource
+from rollback_lessons import Registry
+
+registry = Registry()
+def undo(step, idempotency_key=None):
+    if step == "b":  # (the disk fills as the undo of b starts, and a Ctrl-C lands in it)
+        path = os.environ["JOURNAL"]
+        size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+        raise KeyboardInterrupt
+registry.add("stop_u", undo)
+"""
+
+
+def test_a_recover_cut_on_a_full_disk_says_one_line_not_a_second_at_its_end(tmp_path):
+    """attack279 F2: ``rollback-lessons recover`` cut by a Ctrl-C as the disk filled: beside
+    its one line, a second at the process's end said "the last writes of saga 'r1' were not
+    written ... calling again the undos that ran here" of a claim's release (the claim goes
+    with the process; the undo of c was recorded). Now a claim owed is not said at the end."""
+    path = tmp_path / "j.db"
+    crash = subprocess.run([sys.executable, "-c", CRASHED, str(path)], timeout=60)
+    assert crash.returncode == 9
+    (tmp_path / "filling.py").write_text(FILLING_REGISTRY)
+    env = {**os.environ, "JOURNAL": str(path), "PYTHONPATH": f"{tmp_path}:{os.getcwd()}"}
+    cli = [sys.executable, "-m", "rollback_lessons", "recover", str(path), "--registry", "filling"]
+    ran = subprocess.run(cli, capture_output=True, text=True, timeout=60, env=env)
+    assert ran.returncode == 130, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert "recover interrupted (Ctrl-C) during the undo of 'b'" in ran.stderr, ran.stderr

@@ -106,7 +106,10 @@ def said(exc: BaseException, what: str) -> None:
 
 
 class GiveBack:
-    """A stopped recover's claims, given back (each only if still this process's)."""
+    """A stopped recover's claims, given back (each only if still this process's). Not said
+    at the process's end: the claims go with it (recover takes them), nothing is lost."""
+
+    told_at_end = False
 
     def __init__(self, journal: Journal, statements: list[tuple[str, tuple[object, ...]]]):
         self.journal, self.statements = journal, statements
