@@ -74,6 +74,13 @@ def left_note(
             f"; the journal shows {w.pivot!r} started, though it happened here (its done could "
             "not be written): recover will leave the saga for a person to check it"
         )
+    kept = [s for s in w.m.withdrawn if shown.get(w.before.get(s, -1)) == "pending"]
+    if kept:  # (attack279 F3: said of none, recover ran it, a refund of a charge never made)
+        said += (
+            f"; the undo of {', '.join(map(repr, kept))}, logged before its step, which was "
+            "never called, could not be withdrawn: recover will run it, though that step "
+            "never happened"
+        )
     if lost:  # (attack36 F2: recover then sends a person to a step undone here)
         said += (
             f"; {', '.join(map(repr, lost))} undone here, though the journal never "

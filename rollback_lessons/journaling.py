@@ -81,6 +81,7 @@ class JournalWriter:
         self.refusals: list[str] = []  # (their steps)
         self.cancel_told = False  # the caller's cancel, heard, is written (``cancel_heard``)
         self.rows: dict[int, str] = {}  # the step of each intent's row written (by its position)
+        self.before: dict[str, int] = {}  # the rows of undos logged before their step
         self.dropped: UndoJournalRun | None = None  # the run a failed write stopped writing
         self.withdrawn = 0  # how many of the machine's ``withdrawn`` undos are written
         self.failed = False  # a write of the rollback failed (said once, in a note)
@@ -165,7 +166,7 @@ class JournalWriter:
                 else:
                     self.unsure.append(step)
             else:  # durable before anything relies on it
-                entry.position = jrun.register(
+                entry.position = self.before[step] = jrun.register(
                     step, self.named[step], "pending", entry.semantic, entry.timeout
                 )
                 self.unsure.clear()

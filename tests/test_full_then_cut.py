@@ -282,3 +282,50 @@ def test_a_recover_cut_on_a_full_disk_says_one_line_not_a_second_at_its_end(tmp_
     assert ran.returncode == 130, ran.stderr
     assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
     assert "recover interrupted (Ctrl-C) during the undo of 'b'" in ran.stderr, ran.stderr
+
+
+WITHDRAWN_ON_A_FULL_DISK = """
+import os, resource, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+path = sys.argv[1]
+undo = Registry().add("before_u", lambda **k: None)
+
+def observe(event):
+    if event.kind == "undo_registered" and event.step == "s2":  # (its row written)
+        size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+        raise KeyboardInterrupt  # (before s2's action: never called; the disk full to the end)
+
+steps = [Step("s1", lambda s: None, undo.bind(n="s1")),
+         Step("s2", lambda s: None, undo.bind(n="s2"), register="before")]
+try:
+    Saga(steps, name="t").run({}, journal=Journal(path), run_id="r1", on_event=observe)
+except KeyboardInterrupt as exc:
+    print(" | ".join(exc.__notes__), flush=True)
+"""
+
+
+def test_an_undo_withdrawn_that_a_full_disk_left_pending_is_said_before_recover_runs_it(
+    tmp_path,
+):
+    """attack279 F3: an undo logged before its step, a Ctrl-C before the step's call (the undo
+    withdrawn in memory), the disk full until the process ended: the notes named only the
+    other undos to be called again, and recover ran this one too, for a step never called
+    (a refund of a charge never made). The note now says so, as recover then does."""
+    path = tmp_path / "j.db"
+    ran = subprocess.run([sys.executable, "-c", WITHDRAWN_ON_A_FULL_DISK, str(path)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "s2 was not run" in ran.stdout, ran.stdout
+    assert (
+        "the undo of 's2', logged before its step, which was never called, could not be "
+        "withdrawn: recover will run it, though that step never happened"
+    ) in ran.stdout, ran.stdout
+    calls: list[str] = []
+    reg = Registry()
+    reg.add("before_u", lambda n, idempotency_key=None: calls.append(n))
+    with Journal(path) as journal:
+        recover(journal, reg)
+    assert calls == ["s2", "s1"]  # (as the note said)

@@ -81,15 +81,28 @@ def test_owed_writes_of_a_saga_taken_over_since_are_dropped_never_written_past_i
     assert calls[:2] == ["b", "a"] and set(calls[2:]) <= {"recover a", "recover b"}
 
 
-@pytest.mark.parametrize("how", ["claim", "close"])
+def _refused(n, idempotency_key=None):
+    raise RuntimeError("refused")
+
+
+@pytest.mark.parametrize("how", ["claim", "close", "settle"])
 def test_owed_writes_go_with_a_claim_or_the_close(tmp_path, how):
+    """And with a settle, a write too (attack279 F4: only the close wrote them then)."""
     calls: list[str] = []
     path = tmp_path / "j.db"
     journal = Journal(path)
+    if how == "settle":  # (a saga its undo policy halted, for a person to settle)
+        undo = Registry().add("owed_h", _refused)
+        halted = Saga([Step("h", lambda s: None, undo.bind(n="h")), Step("i", _refused)],
+                      name="h", policy="halt").run({}, journal=journal, run_id="h")  # fmt: skip
+        assert halted.status is Status.HALTED, halted
     full_for_one_saga(journal, calls)
     if how == "claim":
         report = recover(journal, Registry())  # (its claim pays first: nothing to recover)
         assert not report.recovered and not report.skipped, report
+    if how == "settle":
+        journal.settle("h", "refunded by hand")
+        assert journal.saga("s").status == "rolled_back"  # (before the close)
     journal.close()
     with Journal(path, readonly=True) as read:
         assert read.saga("s").status == "rolled_back"

@@ -94,6 +94,7 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     if journal.readonly or journal.closed:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
     no_new_saga(journal._pid, journal.path, "a saga cannot be settled", "nothing was settled")
+    journal.owed.pay()  # (a run's writes a failed write kept, first: attack279 F4)
     by, at = _who(), time.time()
     written = _Written()
     try:
