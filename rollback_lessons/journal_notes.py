@@ -74,10 +74,10 @@ def left_note(
             f"; the journal shows {w.pivot!r} started, though it happened here (its done could "
             "not be written): recover will leave the saga for a person to check it"
         )
-    kept = [s for s in w.m.withdrawn if shown.get(w.before.get(s, -1)) == "pending"]
-    if kept:  # (attack279 F3: said of none, recover ran it, a refund of a charge never made)
+    left_in = [s for s in w.m.withdrawn if shown.get(w.before.get(s, -1)) == "pending"]
+    if left_in:  # (attack279 F3: said of none, recover ran it, a refund of a charge never made)
         said += (
-            f"; the undo of {', '.join(map(repr, kept))}, logged before its step, which was "
+            f"; the undo of {', '.join(map(repr, left_in))}, logged before its step, which was "
             "never called, could not be withdrawn: recover will run it, though that step "
             "never happened"
         )
