@@ -25,6 +25,12 @@ ID_LIMIT = 1000
 measures a Go string, so ``é`` counts two, ``日`` three)."""
 HISTORY_EVENTS_LIMIT = 51_200
 """Events in one workflow's history."""
+ACTIVITY_SLOTS = 10_000
+"""Activities the worker runs at once (temporalio's default: 100). A run playing a timing
+(``completion``) starts a group's every action at once, each waiting for its turn: a group
+wider than the slots stalled for good, the next turn's activity never taken (attack278 F4).
+More than any run within the history limit can start (``worst_history``: a step's turn alone
+is 2 workflow tasks); each waits on a thread of its own (``activities.Threads``)."""
 WORKFLOW_TASK = 3
 """A workflow task's events (scheduled, started, completed): at worst one after each event
 the workflow waits on."""

@@ -56,7 +56,7 @@ from .dblock import DbLock
 from .handle import SagaHandle, _release
 from .left import compensated, server_gone, unfinished, unread
 from .left import warning as lost_warning
-from .limits import HISTORY_EVENTS_LIMIT, check_id, check_plan, check_task_queue
+from .limits import ACTIVITY_SLOTS, HISTORY_EVENTS_LIMIT, check_id, check_plan, check_task_queue
 from .local import start_local
 from .lost import (  # noqa: F401 (the package's names)
     SagaTerminated,
@@ -134,6 +134,7 @@ class TemporalRunner(Closable):
             max_heartbeat_throttle_interval=timedelta(seconds=0.5),
             default_heartbeat_throttle_interval=timedelta(seconds=0.5),
             graceful_shutdown_timeout=timedelta(seconds=GRACE),
+            max_concurrent_activities=ACTIVITY_SLOTS,  # (a timing's group waits at once)
         )
         self._worker_task = ending.start(self, self._worker.run())  # (attack61 H1, M2)
 
