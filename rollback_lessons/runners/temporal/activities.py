@@ -24,6 +24,7 @@ from ...verdicts import after_effect
 from .. import hosted, remote
 from ..error_record import ErrorRecord, cut_text, lineage
 from .ends import IN_DOUBT, NOT_CALLED, past_step_timeout
+from .limits import ACTIVITY_SLOTS
 from .running import running
 from .workflow import ACTION, UNDO, StepCall
 
@@ -340,10 +341,11 @@ class Threads(ThreadPoolExecutor):
     can be abandoned (``abandon``: its activity fails, the worker can stop) and does not
     hold up the interpreter's exit (a thread pool's threads are joined at exit). A
     ThreadPoolExecutor by type, as the SDK asks of the executor of synchronous
-    activities; its pool is never used."""
+    activities; its pool is never used (sized as the worker's slots, ``ACTIVITY_SLOTS``:
+    the SDK warns of a pool smaller than them)."""
 
     def __init__(self) -> None:
-        super().__init__(max_workers=1)
+        super().__init__(max_workers=ACTIVITY_SLOTS)
         self._pending: set[Future[Any]] = set()
         self.closed: Future[None] = Future()  # done once its runner begins to close
 
