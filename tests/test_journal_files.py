@@ -195,6 +195,26 @@ def test_a_directory_as_the_journal_is_refused(tmp_path, capsys):
         Journal(tmp_path)
 
 
+def test_a_schema_whose_table_name_is_not_utf8_is_refused_in_one_line(tmp_path, capsys):
+    """attack281 F2: one byte of ``sqlite_master``'s name of the sagas table made not UTF-8:
+    SQLite's error names it, Python could not read that error (a UnicodeDecodeError, not an
+    sqlite3 error): journal show, recover and settle ended in a 27-line traceback, exit 1
+    (the status of sagas left unfinished)."""
+    path = tmp_path / "j.db"
+    Journal(path).close()  # (closed whole: the file alone)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"tablesagassagas") + 8] = 0xF0  # ('sag\xf0s')
+    path.write_bytes(bytes(data))
+    for args in (["journal", "show", str(path)], ["recover", str(path), "--registry", "x"],
+                 ["journal", "settle", str(path), "r1", "--note", "x"]):  # fmt: skip
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert "is not a readable journal (corrupt?)" in err, err
+    with pytest.raises(JournalError, match="not a readable journal"):
+        Journal(path)
+
+
 def test_overwritten_pages_are_refused_before_any_undo(tmp_path):
     """Random pages overwritten with random bytes: recover either refuses the file in one
     line (a JournalError) having run no undo, or finishes it."""

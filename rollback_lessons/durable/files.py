@@ -250,6 +250,9 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
+            except UnicodeDecodeError:  # (SQLite's error names a damaged schema's name,
+                con.close()  # not UTF-8: Python cannot read it, attack281 F2, a traceback)
+                raise sqlite3.DatabaseError("malformed database schema (a name not UTF-8)")
         con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")  # (its later reads)
     except sqlite3.OperationalError:
         con.close()
