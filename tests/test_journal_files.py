@@ -215,6 +215,24 @@ def test_a_schema_whose_table_name_is_not_utf8_is_refused_in_one_line(tmp_path, 
         Journal(path)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives the journal to another user (root only)")
+def test_a_look_at_another_users_journal_at_rest_leaves_no_file_beside_it(tmp_path, capsys):
+    """attack281 F1: `journal show` by another user (root too) of a journal at rest (no
+    -wal) made its -wal and -shm, that user's: its owner could write it no more (its next
+    saga and recover refused, the files not its to remove). Read as immutable now."""
+    path = tmp_path / "j.db"
+    Journal(path).close()
+    os.chown(path, 65534, 65534)  # (nobody's)
+    try:
+        assert main(["journal", "show", str(path)]) == 0
+        with Journal(path, readonly=True) as read:
+            assert read.sagas() == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["j.db"]
+    finally:
+        os.chown(path, 0, 0)
+    capsys.readouterr()
+
+
 def test_overwritten_pages_are_refused_before_any_undo(tmp_path):
     """Random pages overwritten with random bytes: recover either refuses the file in one
     line (a JournalError) having run no undo, or finishes it."""

@@ -237,7 +237,15 @@ def _uri(path: Path, query: str) -> str:
 
 def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     """Open for reading only. In a folder nobody may write (no WAL's shared-memory file):
-    read as immutable without a WAL; refused with one, whose sagas would be left out."""
+    read as immutable without a WAL; refused with one, whose sagas would be left out. A file
+    at rest (no WAL) of another user's (root's look too): read as immutable too (opened so,
+    SQLite made its -wal and -shm, this user's, and its owner could write it no more,
+    attack281 F1: a `journal show` by another user locked it out for good)."""
+    real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
+    if _others(real) and not real.with_name(real.name + "-wal").exists():
+        return sqlite3.connect(
+            _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
+        )
     con = sqlite3.connect(  # (its first read waits in turns, ``begin``'s: attack60 F1)
         _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
         timeout=min(timeout, TURN_MS / 1000))  # fmt: skip
@@ -252,11 +260,11 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
                     raise
             except UnicodeDecodeError:  # (SQLite's error names a damaged schema's name,
                 con.close()  # not UTF-8: Python cannot read it, attack281 F2, a traceback)
-                raise sqlite3.DatabaseError("malformed database schema (a name not UTF-8)")
+                bad = "malformed database schema (a name not UTF-8)"
+                raise sqlite3.DatabaseError(bad) from None
         con.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")  # (its later reads)
     except sqlite3.OperationalError:
         con.close()
-        real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
         if os.access(real.parent, os.W_OK):
             raise
         if (wal := real.with_name(real.name + "-wal")).exists() and wal.stat().st_size > 0:
@@ -269,6 +277,14 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
             _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
         )
     return con
+
+
+def _others(path: Path) -> bool:
+    """Is ``path`` another user's, or one this user may not write?"""
+    try:
+        return path.stat().st_uid != os.geteuid() or not os.access(path, os.W_OK)
+    except OSError:
+        return False
 
 
 def _schema_version(path: Path, meta: Mapping[str, Any]) -> int:
