@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from rollback_lessons import Saga, Status, Step
-from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
 
@@ -79,6 +79,34 @@ def test_owed_writes_of_a_saga_taken_over_since_are_dropped_never_written_past_i
         assert (journal.saga("s").status, journal.events("s"), journal.undos("s")) == shown
         assert journal.saga("x").status == "committed"  # (its own write went on)
     assert calls[:2] == ["b", "a"] and set(calls[2:]) <= {"recover a", "recover b"}
+
+
+def test_a_settle_the_owed_end_of_its_saga_blocks_names_the_failed_write(tmp_path):
+    """attack280 F3: the disk still full, a settle of a saga whose run's end is owed was
+    refused as "running: it has not ended (it runs, or a recover holds it ...)", none of
+    which was why. It names the write that failed; with room, the settle goes through."""
+    undo = Registry().add("owed_h", _refused)
+    with Journal(tmp_path / "j.db") as journal:
+        real = journal.write
+        full = [False]
+
+        def write(statements, **kw):
+            if full[0]:
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(statements, **kw)
+
+        def fill(state):
+            full[0] = True
+            raise RuntimeError("no")
+
+        journal.write = write  # type: ignore[method-assign]
+        steps = [Step("h", lambda s: None, undo.bind(n="h")), Step("i", fill)]
+        halted = Saga(steps, name="h", policy="halt").run({}, journal=journal, run_id="h")
+        assert halted.status is Status.HALTED, halted
+        with pytest.raises(JournalError, match=r"could not be written yet \(database or disk is"):
+            journal.settle("h", "refunded by hand")
+        full[0] = False
+        assert journal.settle("h", "refunded by hand").saga_id == "h"
 
 
 def _refused(n, idempotency_key=None):
@@ -232,5 +260,5 @@ def test_owed_writes_at_the_process_end_wait_its_5_s_and_say_what_is_left_in_one
     assert len(lines) == 1 and "Traceback" not in err, err
     closed = "closed before they could be, its disk full"
     why = {"cut": "KeyboardInterrupt", "closed on a full disk": closed}
-    assert "the last writes of saga 's' were not written" in lines[0], err
+    assert f"the last writes of saga 's' in {path} were not written" in lines[0], err
     assert why.get(end, "locked by another") in lines[0], err

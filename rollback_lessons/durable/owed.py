@@ -28,6 +28,7 @@ class Owed:
         self._journal = journal
         self._runs: list[Run] = []
         self._paying = threading.Lock()  # (one payer; its own writes, nested, pay nothing)
+        self.why = ""  # the last payment's failure (a settle refused says it)
 
     def runs(self) -> list[Run]:
         """The runs still owed, oldest first."""
@@ -67,7 +68,8 @@ class Owed:
             self._runs[0].flush()
         except JournalTakenOver:
             pass
-        except Exception:  # (no room yet: with the next write, or the close)
+        except Exception as exc:  # (no room yet: with the next write, or the close)
+            self.why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return False
         del self._runs[0]
         return True
@@ -100,8 +102,8 @@ class Owed:
         if told:  # it goes with the process, recover takes it: nothing to say, attack279 F2)
             sagas = ", ".join(repr(run.saga_id) for run in told)
             print(
-                f"rollback-lessons: the last writes of saga {sagas} were not written as this "
-                f"process ended ({why}): recover finishes it, calling again any undo that "
-                "ran here unrecorded (same idempotency keys)",
+                f"rollback-lessons: the last writes of saga {sagas} in {self._journal.path} "
+                f"were not written as this process ended ({why}): recover finishes it, "
+                "calling again any undo that ran here unrecorded (same idempotency keys)",
                 file=sys.stderr,
             )

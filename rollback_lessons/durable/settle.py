@@ -95,6 +95,11 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
         raise JournalError(f"{journal!r} is closed or read-only: nothing can be settled in it")
     no_new_saga(journal._pid, journal.path, "a saga cannot be settled", "nothing was settled")
     journal.owed.pay()  # (a run's writes a failed write kept, first: attack279 F4)
+    if any(run.saga_id == saga_id for run in journal.owed.runs()):  # (attack280 F3)
+        raise JournalError(
+            f"saga {saga_id!r}'s end, kept since a write of its run failed, could not be "
+            f"written yet ({journal.owed.why}): nothing was settled; settle it once it can be"
+        )
     by, at = _who(), time.time()
     written = _Written()
     try:
