@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from conftest import full_to_the_end
 
 from rollback_lessons import AsyncRollback, Retry, RetryPolicy, Rollback, Saga, Status, Step
 from rollback_lessons.durable.journal import Journal
@@ -165,6 +166,7 @@ def test_a_journal_write_failure_mid_rollback_does_not_stop_the_undos(tmp_path):
     assert len(failed) == 2, failed  # the rollback's first (its writes kept for the next),
     assert "went on in memory" in failed[0] and "3 attempts" in failed[1]  # the end's last
     assert failing.journal.saga("s1").status == "running"  # still unfinished: recover can see it
+    full_to_the_end(failing.journal)  # (its disk full to the end: no line at the process's)
 
 
 # -- 8. a hung undo --------------------------------------------------------------------
