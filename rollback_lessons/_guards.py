@@ -352,30 +352,38 @@ def left_notes(run: Run) -> list[str]:
     )  # fmt: skip
 
 
-def add_notes(run: Run, error: BaseException) -> None:
+def add_notes(run: Run, error: BaseException, warn: bool = True) -> None:
     """The notes of an incomplete rollback (what the machine left: dead letters, pending,
     leaked, its notes) on the error (and on the interruption), so a caller sees it; one
-    that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the
-    outcome keeps them, and says so."""
+    that refuses them (a frozen dataclass, a tuple of notes) is never replaced: the outcome
+    keeps them, and says so. ``warn``: a SystemExit's warning here (else ``exits_said``)."""
     m = run.m
     notes = left_notes(run)
     if not notes:
         return  # (complete: nothing to say, the common case)
-    carriers = [error]  # and the Ctrl-C the caller gets, whatever the run failed with
-    for other in (m.interruption, run.raise_after):
-        if other is not None and not [c for c in carriers if c is other]:
-            carriers.append(other)
-    for carrier in carriers:
+    for carrier in _carriers(run, error):
         try:
             for note in notes:
                 carrier.add_note(note)
-            exit_said(run, carrier)
+            if warn:
+                exit_said(run, carrier)
         except Exception:
             m.notes = [
                 *m.notes,
                 f"the {type(carrier).__name__} raised refused these notes (add_note "
                 "failed); the outcome keeps them",
             ]
+
+
+def _carriers(run: Run, error: BaseException) -> list[BaseException]:
+    every = [error, run.m.interruption, run.raise_after]  # (and the Ctrl-C the caller gets)
+    return [c for i, c in enumerate(every) if c is not None and all(c is not d for d in every[:i])]
+
+
+def exits_said(run: Run, error: BaseException) -> None:  # (once the journal's notes are
+    for carrier in _carriers(run, error) if left_notes(run) else ():
+        with contextlib.suppress(Exception):  # in: one warning, attack280 F1)
+            exit_said(run, carrier)
 
 
 def cut_running(run: Run, late: BaseException, failed: BaseException | None) -> BaseException:

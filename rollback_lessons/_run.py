@@ -400,13 +400,15 @@ class Run(Driver):
         finishes it."""
         if self.history is not None:
             return  # (recorded: committed, or every undo returned; no journal, no notes)
-        if error is not None:
-            _guards.add_notes(self, error)
+        if error is not None:  # (a SystemExit's warning once the journal's notes are in)
+            _guards.add_notes(self, error, warn=self.journal is None)
         try:  # (the journal's end first: the outcome told below has its notes, attack70 F3)
             if self.journal is not None:  # (a call left running: its saga is held, F1)
                 self.journal.runs_on = self.journal.runs_on or left_running(self) or self.went_on
                 self.journal.end(error)
         finally:
+            if error is not None and self.journal is not None:
+                _guards.exits_said(self, error)
             told_at_shutdown(self)  # (the Ctrl-C asyncio.run raises after: what was done)
         self.m.watch = None  # nothing more to watch: no cycle left (run -> machine -> run)
 

@@ -281,3 +281,26 @@ def test_a_sys_exit_as_an_undos_record_is_written_is_named_and_said_on_stderr(tm
     assert "Ctrl-C" not in said
     texts = " ".join(str(w.message) for w in shown if w.category is RuntimeWarning)
     assert "the SystemExit cut the write of its record" in texts, texts
+
+
+def test_a_sys_exit_in_a_journalled_rollback_is_one_warning_with_every_note(tmp_path):
+    """attack280 F1: a sys.exit in an undo of a journalled saga.run gave two warnings, one
+    per note, the first before the journal's notes were in (a stale one after a full disk:
+    its "(the journal keeps them for recover)" taken back later). One warning now, after."""
+    import sys
+
+    from rollback_lessons.durable.registry import Registry
+
+    def undo(step, idempotency_key=None):
+        if step == "b":
+            sys.exit()
+
+    bound = Registry().add("exit_u", undo)
+    saga = Saga([Step(n, lambda s: None, bound.bind(step=n)) for n in "abc"])
+    with Journal(tmp_path / "j.db") as journal, warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as caught:
+            saga.run({}, journal=journal, run_id="r1", inject={"c": "fail"})
+    notes = [n for n in caught.value.__notes__ if n.startswith("rollback")]
+    [warning] = [str(w.message) for w in said if issubclass(w.category, RuntimeWarning)]
+    assert len(notes) == 2 and all(note in warning for note in notes), (notes, warning)
