@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rollback_lessons import Saga, Step
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry
@@ -329,3 +330,37 @@ def test_an_undo_withdrawn_that_a_full_disk_left_pending_is_said_before_recover_
     with Journal(path) as journal:
         recover(journal, reg)
     assert calls == ["s2", "s1"]  # (as the note said)
+
+
+SETTLE_ON_A_FULL_DISK = """
+import resource, signal, sys
+from rollback_lessons.durable.journal import Journal, JournalError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+journal = Journal(sys.argv[1])
+journal.sagas()
+resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))  # (no room)
+try:
+    journal.settle("h", "refunded by hand")
+except JournalError as exc:
+    print(type(exc).__name__, exc, flush=True)
+"""
+
+
+def test_a_settle_on_a_full_disk_is_one_typed_line_nothing_settled(tmp_path):
+    """attack282 F2: ``Journal.settle`` on a full disk (past ``ulimit -f``) raised a raw
+    ``sqlite3.OperationalError: disk I/O error``, the limit unnamed. A JournalError now,
+    naming it; nothing settled (a settle with room goes through)."""
+    path = tmp_path / "j.db"
+    undo = Registry().add("settle_u", lambda **k: (_ for _ in ()).throw(RuntimeError("no")))
+    with Journal(path) as journal:
+        steps = [Step("h", lambda s: None, undo.bind(n="h")), Step("i", lambda s: 1 / 0)]
+        halted = Saga(steps, name="h", policy="halt").run({}, journal=journal, run_id="h")
+        assert str(halted.status) == "halted", halted
+    ran = subprocess.run([sys.executable, "-c", SETTLE_ON_A_FULL_DISK, str(path)],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert ran.returncode == 0 and ran.stderr == "", ran.stderr
+    assert ran.stdout.startswith("JournalError cannot settle 'h' ("), ran.stdout
+    assert "file-size limit" in ran.stdout and "nothing was settled" in ran.stdout, ran.stdout
+    with Journal(path) as journal:
+        assert journal.settle("h", "refunded by hand").saga_id == "h"

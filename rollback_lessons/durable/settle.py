@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from ..rules import check_text
 from .files import JournalError, Written, _cell, healed, transaction
 from .forked import no_new_saga
 from .reads import reading
+from .room import told
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -108,6 +110,11 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
         if written.committed:  # same, and whoever pressed it is told so (``settled``)
             exc.settled = Settled(saga_id, written.status, by, at, note)  # type: ignore[attr-defined]
         raise
+    except sqlite3.OperationalError as exc:  # (a full disk, ulimit -f: a raw error, 282 F2)
+        if written.committed:
+            raise
+        said = told(exc, journal.path)
+        raise JournalError(f"cannot settle {saga_id!r} ({said}); nothing was settled") from None
     return Settled(saga_id, status, by, at, note)
 
 

@@ -95,6 +95,7 @@ def in_own_thread(
     a saga started with ``start_saga`` goes on in DBOS's, and the exception's note says so.
     ``left`` is then given what the call returns (nobody else gets it: a runner ``start``
     made is closed so)."""
+    looping = loop_runs() or not in_dbos()  # (else: called in a run's step, 282 F3)
     context = outside_dbos(contextvars.copy_context())
     ended: list[tuple[bool, Any]] = []
     done = threading.Event()
@@ -142,7 +143,11 @@ def in_own_thread(
                     "is closed (a with-block's end closes it: a run then stops at its next "
                     "step, left on the file for a relaunch)"
                 )
-                + ": an event loop runs in this thread, where DBOS's calls refuse to run"
+                + (
+                    ": an event loop runs in this thread, where DBOS's calls refuse to run"
+                    if looping
+                    else ": it was called in a step of a run of the runner's"
+                )
                 + ("; what it makes is closed then (nobody holds it)" if left else "")
             )
         raise
