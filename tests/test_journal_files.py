@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import orphan
 
+from rollback_lessons import Saga, Step
 from rollback_lessons.cli import main
 from rollback_lessons.durable import journal as journal_module
 from rollback_lessons.durable.journal import Journal, JournalError
@@ -227,6 +228,10 @@ def test_a_look_at_another_users_journal_at_rest_leaves_no_file_beside_it(tmp_pa
         assert main(["journal", "show", str(path)]) == 0
         with Journal(path, readonly=True) as read:
             assert read.sagas() == []
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["j.db"]
+            with Journal(path) as owner:  # (written meanwhile, closed: read as it lies now,
+                Saga([Step("a", lambda s: None)]).run({}, journal=owner, run_id="r1")
+            assert [s.id for s in read.sagas()] == ["r1"]  # not as it lay: attack282 F1)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["j.db"]
     finally:
         os.chown(path, 0, 0)

@@ -243,8 +243,12 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
     attack281 F1: a `journal show` by another user locked it out for good)."""
     real = Path(os.path.realpath(path))  # (a symlink's files are its target's: attack204)
     if _others(real) and not real.with_name(real.name + "-wal").exists():
-        return sqlite3.connect(
-            _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
+        return sqlite3.connect(  # (opened again for each read: ``reads.reading``, 282 F1)
+            _uri(path, "immutable=1"),
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=Look,
         )
     con = sqlite3.connect(  # (its first read waits in turns, ``begin``'s: attack60 F1)
         _uri(path, "mode=ro"), uri=True, isolation_level=None, check_same_thread=False,
@@ -277,6 +281,10 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
             _uri(path, "immutable=1"), uri=True, isolation_level=None, check_same_thread=False
         )
     return con
+
+
+class Look(sqlite3.Connection):
+    """Another user's journal at rest, read as it lay when opened (``immutable``)."""
 
 
 def _others(path: Path) -> bool:

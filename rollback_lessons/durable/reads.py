@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .files import _UNFINISHED, JournalError, _duration, heal
+from .files import _UNFINISHED, JournalError, Look, _duration, _open_read_only, heal
 from .records import UndoRecord
 from .values import as_written
 
@@ -31,7 +32,18 @@ def reading(journal: Journal) -> Iterator[None]:
     with journal._lock:
         if os.getpid() == journal._pid:
             heal(journal._con)
-        yield
+        if not isinstance(journal._con, Look):
+            yield
+            return
+        journal._con.close()  # (another's journal, read as it lies now: not as it lay when
+        journal._con = _open_read_only(journal.path)  # first read, attack282 F1, stale)
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:  # (its owner's close wrote pages back meanwhile)
+            raise JournalError(
+                f"{journal.path} changed as it was read (its owner wrote it back as this "
+                f"process, another user, looked): look again ({exc})"
+            ) from None
 
 
 def unfinished_undos(journal: Journal, state: str) -> dict[str, list[UndoRecord]]:
