@@ -284,7 +284,8 @@ def _open_read_only(path: Path, timeout: float = 30.0) -> sqlite3.Connection:
 
 
 class Look(sqlite3.Connection):
-    """Another user's journal at rest, read as it lay when opened (``immutable``)."""
+    """Another user's journal at rest, read as immutable: opened again for each read
+    (``reads.reading``), so each sees the file as it lies then."""
 
 
 def _others(path: Path) -> bool:
