@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._starting import Terminated
+from ._starting import Terminated, raised_by_code
 
 AT_END = "{} came as the process ended, its command's work done and recorded"
 
@@ -200,7 +200,9 @@ def came(exc: BaseException) -> str:
     """What cut the process's end, as ``AT_END`` says it."""
     if isinstance(exc, Terminated):
         return "a SIGTERM"
-    return "a Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "a sys.exit"
+    if not isinstance(exc, KeyboardInterrupt):
+        return "a sys.exit"
+    return "a KeyboardInterrupt (raised; no Ctrl-C was sent)" if raised_by_code() else "a Ctrl-C"
 
 
 def stop_pools(within: float) -> None:

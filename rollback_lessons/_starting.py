@@ -44,12 +44,18 @@ HELD: list[int] = []
 """The signals heard while an interrupt was being handled (``handling``): noted, not raised."""
 
 
+HEARD: list[int] = []
+"""Every signal the command's own handlers heard (``_interrupt``, ``_terminate``)."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    HEARD.append(signum)
     if not _noted(signum, frame):
         raise _own(KeyboardInterrupt())
 
 
 def _terminate(signum: int, frame: object) -> None:
+    HEARD.append(signum)
     if not _noted(signum, frame):
         raise _own(Terminated())
 
@@ -164,6 +170,14 @@ def started() -> None:
         signal.signal(signal.SIGINT, _interrupt)
     if signal.getsignal(signal.SIGTERM) is _terminated_early:
         signal.signal(signal.SIGTERM, _terminate)
+
+
+def raised_by_code() -> bool:
+    """Was the KeyboardInterrupt the command is ending with raised by code it ran (an undo's
+    body, a registry's lookup: attack281 F3), not by a Ctrl-C? Only known while the
+    command's own handler hears every Ctrl-C (a registry may have put its own in): then
+    none has come."""
+    return not HEARD and signal.getsignal(signal.SIGINT) is _interrupt
 
 
 def unwrapped(exc: RuntimeError) -> BaseException:

@@ -16,7 +16,7 @@ from ._ending import HANDLERS_LEAST, at_end, ended, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
-from ._starting import Terminated
+from ._starting import Terminated, raised_by_code
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
@@ -98,16 +98,20 @@ class UsageExit(SystemExit):
     takes for the end of a command; any other is an interrupt (``interrupted_by``)."""
 
 
+NOT_SENT = "a KeyboardInterrupt the code it ran raised; no Ctrl-C was sent"
+
+
 def interrupted_by(exc: BaseException) -> tuple[str, int]:
     """What interrupted a command, and the exit status it ends with: a Ctrl-C 130; a
     SIGTERM 143 (``Terminated``: the command's own handler); a ``SystemExit`` that is not
     argparse's (a registry's SIGTERM handler calling ``sys.exit(0)``, a library's own) its
     own code when that is a failure status (143 says SIGTERM to a service manager), 2
-    otherwise: never 0, the command did not finish."""
+    otherwise: never 0, the command did not finish. A KeyboardInterrupt that no Ctrl-C sent
+    (an undo's or a registry's own ``raise``) is the code's failure, said so, exit 2."""
     if isinstance(exc, Terminated):
         return "SIGTERM", 143
-    if not isinstance(exc, SystemExit):
-        return "Ctrl-C", 130
+    if not isinstance(exc, SystemExit):  # (a KeyboardInterrupt no Ctrl-C sent: the code's
+        return (NOT_SENT, 2) if raised_by_code() else ("Ctrl-C", 130)  # failure)
     code = exc.code
     status = code if type(code) is int and 0 < code < 256 else 2
     return f"sys.exit({code!r}) was called (a signal handler's?)", status

@@ -314,7 +314,9 @@ def test_a_journal_path_with_a_line_break_is_named_on_one_line(tmp_path, command
 
 @pytest.mark.parametrize(
     "raised, status, said",
-    [("KeyboardInterrupt", 130, "a Ctrl-C came"), ("SystemExit(0)", 2, "a sys.exit came"),
+    [("KeyboardInterrupt", 2, "a KeyboardInterrupt (raised; no Ctrl-C was sent) came"),
+     ("os.kill(os.getpid(), signal.SIGINT) or time.sleep(5)", 130, "a Ctrl-C came"),
+     ("SystemExit(0)", 2, "a sys.exit came"),
      ("SystemExit(143)", 143, "a sys.exit came"),
      # attack45 L1: Python's "Exception ignored in atexit callback" and a traceback
      ("RuntimeError('pool gone')", 0, "an exit handler raised RuntimeError: pool gone")],
@@ -329,7 +331,7 @@ def test_a_ctrl_c_or_exit_in_an_exit_handler_is_one_line_and_its_status(
     import subprocess
 
     (tmp_path / "reg_at_exit.py").write_text(
-        "import atexit\nfrom rollback_lessons.durable.registry import Registry\n"
+        "import atexit, os, signal, time\nfrom rollback_lessons.durable.registry import Registry\n"
         "registry = Registry()\n"
         f"def close_pool():\n    raise {raised}\n"
         "atexit.register(close_pool)\n"

@@ -254,7 +254,7 @@ def test_a_run_halted_past_its_pivot_on_a_full_disk_is_halted_by_recover_naming_
 
 
 FILLING_REGISTRY = """
-import os, resource
+import os, resource, signal, time
 from rollback_lessons import Registry
 
 registry = Registry()
@@ -263,7 +263,8 @@ def undo(step, idempotency_key=None):
         path = os.environ["JOURNAL"]
         size = max(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGINT)  # (a real one: raised by the command's handler)
+        time.sleep(5)
 registry.add("stop_u", undo)
 """
 

@@ -22,6 +22,7 @@ AT_SET_NAME = textwrap.dedent(
         if event == "call" and not done and frame.f_code.co_name == "__set_name__" \\
                 and caller.startswith("rollback_lessons"):
             done.append(caller)
+            sys.modules["rollback_lessons._starting"].HEARD.append(2)  # (as a Ctrl-C's is)
             raise KeyboardInterrupt
     sys.argv = ["rollback-lessons", *sys.argv[1:]]
     from rollback_lessons import cli

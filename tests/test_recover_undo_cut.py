@@ -130,3 +130,46 @@ def test_an_undo_raising_an_interrupt_whose_repr_raises_is_told_by_its_type(tmp_
         "interrupt): recover stopped there; the saga is left unfinished, the undos not recorded "
         "done pending, for the next recover\n"
     )
+
+
+RAISING_REG = """
+from rollback_lessons.durable.registry import Registry
+
+def undo(step, idempotency_key=None):
+    if step == "b":
+        raise KeyboardInterrupt  # (a client library's own use of it: no Ctrl-C)
+    print("UNDID", step)
+
+class Asked(Registry):
+    def resolve(self, name):
+        raise KeyboardInterrupt
+
+registry = {registry}()
+registry.add("u", undo)
+"""
+
+
+@pytest.mark.parametrize(
+    ("registry", "undid", "during"),
+    [("Registry", ["UNDID", "c"], " during the undo of 'b' (saga 's')"), ("Asked", [], "")],
+)
+def test_a_keyboard_interrupt_an_undo_or_a_lookup_raises_is_not_told_as_a_ctrl_c(
+    tmp_path, registry, undid, during
+):
+    """attack281 F3: an undo's body (or a registry's lookup) raising KeyboardInterrupt
+    itself, no Ctrl-C sent, was "recover interrupted (Ctrl-C)", exit 130, on every recover;
+    nothing pointed at the code. Now said so, exit 2 (what it undid before is recorded)."""
+    path = tmp_path / "j.db"
+    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
+    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
+    command, env = recover_command(tmp_path, path)
+    (tmp_path / "raising_reg.py").write_text(RAISING_REG.format(registry=registry))
+    command[command.index("printing_reg")] = "raising_reg"
+    for undone in (undid, []):  # (the next recover alike: c's undo recorded done)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stdout.split()) == (2, undone), done.stderr
+        assert done.stderr.startswith(
+            "rollback-lessons: recover interrupted (a KeyboardInterrupt the code it ran "
+            f"raised; no Ctrl-C was sent){during}"
+        ), done.stderr
+        assert done.stderr.count("\n") == 1, done.stderr
