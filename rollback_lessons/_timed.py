@@ -12,6 +12,7 @@ from typing import Any
 
 from . import _forward
 from ._forward import cut, home_asked
+from ._late_threads import kept
 from ._numbers import plain_number
 from ._results import _as_future, awaitable, awaited, checked, handed_off, on_a_loop, ran_on
 from .calls import ON_LOOP, late, refused, timed_out, what
@@ -190,10 +191,11 @@ async def acall_timed(
         raise refusal
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
-    threading.Thread(
+    thread = threading.Thread(
         target=_target, args=(loop, box, fn, args),
         name=f"rollback-lessons {what(role, step)}", daemon=True,
-    ).start()  # fmt: skip
+    )  # fmt: skip
+    thread.start()
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
@@ -204,6 +206,7 @@ async def acall_timed(
     if box not in done:
         box.cancel()
         late(owner, role, step, keep=True)
+        kept(thread, what(role, step), owner)
         raise timed_out(role, step, timeout)
     result = box.result()
     if awaitable(result):  # (awaited to its end, work it hands back too, within what is left)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._forward import cancels
+from ._late_threads import kept
 from ._numbers import plain_number
 from ._results import _loop_here, checked, what
 from ._wrapped import INERT
@@ -330,6 +331,7 @@ def call_timed(
         thread.join(min(left, threading.TIMEOUT_MAX / 2))  # raised OverflowError: attack50 F5)
     if thread.is_alive():
         late(owner, role, step, keep=True)
+        kept(thread, name, owner)
         raise timed_out(role, step, timeout)
     if "error" in box:
         raise box["error"]

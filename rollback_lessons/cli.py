@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from . import _late_threads as late_threads
 from ._ending import HANDLERS_LEAST, at_end, ended, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
@@ -391,11 +392,15 @@ def run() -> NoReturn:
             if thread is not me and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
         threads_left(waited, _warn)
+        if cut := late_threads.waited(deadline):  # (a call past its timeout: attack283 F2)
+            _warn(late_threads.cut_line(cut, f"{THREAD_WAIT:g} s after the command ended"))
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         said, code = code, code or interrupted_by(exc)[1]
         with contextlib.suppress(BaseException):
             at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)
+            if cut := late_threads.waited(0.0):
+                _warn(late_threads.cut_line(cut, "as the command ended (interrupted)"))
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         within = max(HANDLERS_LEAST, deadline - time.monotonic())
         os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1], within))

@@ -1,0 +1,142 @@
+"""A timed synchronous undo past its timeout "goes on in a helper thread and may still
+complete": a daemon thread, it died with the process, so a script (or ``recover``) that
+ended right after cut the refund mid-call, and nothing said so (attack283 F2). The
+process's end now waits for such calls a while, and says in one line any it cuts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+REGISTRY = """
+import os, time
+from rollback_lessons import Registry
+
+registry = Registry()
+
+def refund(order, idempotency_key=None):
+    with open(os.environ["WORLD"], "a") as world:
+        world.write(f"begins {order}\\n")
+    time.sleep(float(os.environ["REFUND_TAKES"]))  # (a slow payment API)
+    with open(os.environ["WORLD"], "a") as world:
+        world.write(f"done {order}\\n")
+
+refund = registry.add("refund", refund)
+"""
+
+IN_PROCESS = """
+import asyncio, sys
+import rollback_lessons._late_threads as late
+from rollback_lessons import AsyncRollback, Saga, Step
+from late_reg import refund
+
+late.WAIT = 2.0
+steps = [Step("charge", lambda s: None, refund.bind(order="o"), undo_timeout=0.3),
+         Step("ship", lambda s: None)]
+saga = Saga(steps, name="order")
+if sys.argv[1] == "run":
+    out = saga.run({}, inject={"ship": "fail"})
+elif sys.argv[1] == "arun":
+    out = asyncio.run(saga.arun({}, inject={"ship": "fail"}))
+else:
+    async def block():
+        rb = AsyncRollback()
+        try:
+            async with rb:
+                await rb.do("charge", lambda: None, lambda: refund(order="o"), undo_timeout=0.3)
+                raise RuntimeError("ship failed")
+        except RuntimeError:
+            return rb.outcome
+    out = asyncio.run(block())
+print(out.status)
+"""
+
+CRASH = """
+import os, signal
+from rollback_lessons import Rollback
+from rollback_lessons.durable.journal import Journal
+from late_reg import refund
+
+with Rollback(journal=Journal(os.environ["JOURNAL"]), run_id="o") as rb:
+    rb.do("charge", lambda: None, refund.bind(order="o"), undo_timeout=0.3)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _env(tmp_path, takes: float) -> dict[str, str]:
+    (tmp_path / "late_reg.py").write_text(REGISTRY)
+    return {**os.environ, "WORLD": str(tmp_path / "world.txt"), "REFUND_TAKES": str(takes),
+            "JOURNAL": str(tmp_path / "j.db"),
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # fmt: skip
+
+
+def _world(tmp_path) -> list[str]:
+    return (tmp_path / "world.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("how", ["run", "arun", "block"])
+def test_a_script_ending_waits_for_a_timed_out_undo_and_says_one_it_cuts(tmp_path, how):
+    env = _env(tmp_path, 1.0)  # (past its 0.3 s timeout, within the end's 2 s)
+    done = subprocess.run([sys.executable, "-c", IN_PROCESS, how], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "rollback_incomplete\n", "")
+    assert _world(tmp_path) == ["begins o", "done o"]  # (was: "begins o" only)
+    env["REFUND_TAKES"] = "30"  # (hung: cut as the process ends, said so)
+    (tmp_path / "world.txt").unlink()
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", IN_PROCESS, how], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert time.monotonic() - start < 20
+    assert (done.returncode, _world(tmp_path)) == (0, ["begins o"])
+    assert done.stderr == (
+        "rollback-lessons: the undo of step 'charge', past its timeout, still ran in its "
+        "helper thread 2 s after the program ended: the process ends, cutting it mid-call; "
+        "check its effect by hand (partly done, perhaps)\n"
+    )
+
+
+def test_recover_waits_for_a_timed_out_undo_and_says_one_it_cuts(tmp_path):
+    env = _env(tmp_path, 1.0)
+    crash = subprocess.run([sys.executable, "-c", CRASH], env=env, timeout=60)
+    assert crash.returncode == -9
+    command = [sys.executable, "-m", "rollback_lessons", "recover", env["JOURNAL"],
+               "--registry", "late_reg"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr  # (its dead letter: a person must finish it)
+    assert "took longer than its timeout of 0.3 s" in done.stdout
+    assert "helper thread" not in done.stderr, done.stderr
+    assert _world(tmp_path) == ["begins o", "done o"]  # (was: "begins o" only)
+
+    os.unlink(env["JOURNAL"])
+    (tmp_path / "world.txt").unlink()
+    env["REFUND_TAKES"] = "30"
+    assert subprocess.run([sys.executable, "-c", CRASH], env=env, timeout=60).returncode == -9
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, _world(tmp_path)) == (1, ["begins o"]), done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "rollback-lessons: the undo of step 'charge', past its timeout, still ran in its "
+        "helper thread 5 s after the command ended: the process ends, cutting it mid-call; "
+        "check its effect by hand (partly done, perhaps)"
+    )
+
+
+def test_a_ctrl_c_in_the_ends_wait_cuts_it_short_and_says_so(tmp_path):
+    env = _env(tmp_path, 30)
+    script = textwrap.dedent(IN_PROCESS).replace("late.WAIT = 2.0", "late.WAIT = 30.0")
+    child = subprocess.Popen([sys.executable, "-c", script, "run"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert child.stdout is not None
+    assert child.stdout.readline() == "rollback_incomplete\n"
+    time.sleep(0.5)  # (in the end's wait)
+    child.send_signal(2)
+    _, err = child.communicate(timeout=20)
+    assert err == (
+        "rollback-lessons: the undo of step 'charge', past its timeout, still ran in its "
+        "helper thread as the program ended (its wait interrupted): the process ends, cutting "
+        "it mid-call; check its effect by hand (partly done, perhaps)\n"
+    )
