@@ -122,6 +122,17 @@ def _owed_of_closed_journals_unhooked(monkeypatch):
             atexit.unregister(owed._at_end)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _late_calls_not_waited_for_at_the_end():
+    """The helper threads of timed calls a test left hung (past their timeout on purpose)
+    are not waited for as a test process ends (5 s, and a line, each worker): what the
+    process's end does with them is tested in processes of their own (test_late_thread_end)."""
+    yield
+    from rollback_lessons import _late_threads
+
+    _late_threads.waited(0.0)
+
+
 def examples(n: int) -> int:
     """A property's example count: ``n`` in make test, ten times as many in make soak."""
     return n * 10 if HYPOTHESIS_PROFILE == "soak" else n
