@@ -169,17 +169,17 @@ def ended_on(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
         if _forward.was_cut(exc):  # (a cancel of arun's that cut an undo: 132)
             _guards.cancelled_with(exc, outcome())
         else:
-            _carries(run, exc, outcome)
+            carries(run, exc, outcome)
     except BaseException as late:
         _guards.at_end(run, late)
-        _carries(run, late, outcome)
+        carries(run, late, outcome)
         raise
     ending(run, exc)
 
 
-def _carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
-    """A Ctrl-C or sys.exit raised in ``arun`` once its run is over carries the outcome (not
-    asyncio.run's own: ``told_at_shutdown`` says that one)."""
+def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
+    """A Ctrl-C or sys.exit raised in ``arun`` (or out of a with-block: attack283 F1) once
+    its run is over carries the outcome (not asyncio.run's own: ``told_at_shutdown``)."""
     from .machine import Phase
 
     if not isinstance(exc, KeyboardInterrupt | SystemExit) or exc is run.shutdown:
@@ -187,6 +187,12 @@ def _carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
     if run.m.phase is Phase.DONE and getattr(exc, "outcome", None) is None:
         with contextlib.suppress(Exception):
             exc.outcome = outcome()  # type: ignore[attr-defined,union-attr]
+
+
+def carried(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> BaseException:
+    """``exc``, carrying the outcome (``carries``), to be raised."""
+    carries(run, exc, outcome)
+    return exc
 
 
 def ending(run: Run, exc: BaseException) -> None:

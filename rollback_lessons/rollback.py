@@ -5,8 +5,7 @@ is logged as its step succeeds (or just before, when the step may fail after its
 and on any exception the log is run backwards, last in first out. The original exception is
 re-raised unchanged (same object, type and traceback). When the rollback is incomplete (dead
 letters, a halt, or an effect no undo covers) it carries notes (``exc.__notes__``) saying
-so, and ``rb.outcome`` has the details.
-"""
+so, and ``rb.outcome`` has the details."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _forward, _guards, _shutdown
+from ._arun import carried
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run, own_error
 from ._wakeable import Wakeable
@@ -280,8 +280,8 @@ class Rollback(_Base):
         self._state = _CLOSED  # (only now: an outcome never says committed for a failed block)
         if run.history is None:  # (else recorded, every undo returned: nothing to finish)
             run.finish(failed)
-        if run.raise_after is not None and run.raise_after is not exc:
-            raise run.raise_after  # Ctrl-C during an undo: what is left is pending
+        if run.raise_after is not None and run.raise_after is not exc:  # a Ctrl-C in an undo:
+            raise carried(run, run.raise_after, lambda: self.outcome)  # what is left pending
         if failed is not exc and (exc is None or run.raise_after is not exc):  # (exc: as is)
             raise failed
         # returning None re-raises the original exception, unchanged
@@ -429,8 +429,8 @@ class AsyncRollback(_Base):
             _guards.landed_late(run, failed, late)
         self._state = _CLOSED
         run.finish(failed)
-        if run.raise_after is not None and run.raise_after is not exc:
-            raise run.raise_after  # an undo raised KeyboardInterrupt / SystemExit
+        if run.raise_after is not None and run.raise_after is not exc:  # (an undo's, a Ctrl-C:
+            raise carried(run, run.raise_after, lambda: self.outcome)  # its outcome, F1)
         cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
             raise _shutdown.honoured(cancelled_again, _guards.left_notes(run))  # 139 F2)
