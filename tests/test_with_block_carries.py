@@ -1,7 +1,8 @@
 """A Ctrl-C that cuts a with-block's rollback (heard at an event of the rollback: under
-``asyncio.run`` a second one) is re-raised once the rollback stopped, and carries the outcome as ``saga.arun``'s
-does (attack283 F1: ``error.outcome`` was missing on ``AsyncRollback``'s, though the README
-says the KeyboardInterrupt raised after carries it; ``rb.outcome`` and the notes were right)."""
+``asyncio.run`` a second one) is re-raised once the rollback stopped, and carries the
+outcome as ``saga.arun``'s does (attack283 F1: ``error.outcome`` was missing on
+``AsyncRollback``'s, though the README says the KeyboardInterrupt raised after carries it;
+``rb.outcome`` and the notes were right)"""
 
 from __future__ import annotations
 
