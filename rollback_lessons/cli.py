@@ -309,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         _starting.started()  # a Ctrl-C is KeyboardInterrupt again, caught here
-        for said in ("DONE", "TOLD", "ENTERED"):  # (an earlier main's, in process)
+        for said in ("DONE", "TOLD", "ENTERED", "SETTLED"):  # (an earlier main's, in process)
             getattr(sys.modules.get(_COMMAND), said, []).clear()
         if sys.stdout is None:  # started with it closed (>&-): nothing is done
             _warn(
@@ -395,7 +395,7 @@ def run() -> NoReturn:
         if cut := late_threads.waited(deadline):  # (a call past its timeout: attack283 F2)
             _warn(late_threads.cut_line(cut, f"{THREAD_WAIT:g} s after the command ended"))
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
-        said, code = code, code or interrupted_by(exc)[1]
+        said, code = code, code or _status_at_end(exc)
         with contextlib.suppress(BaseException):
             at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)
@@ -403,11 +403,17 @@ def run() -> NoReturn:
                 _warn(late_threads.cut_line(cut, "as the command ended (interrupted)"))
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         within = max(HANDLERS_LEAST, deadline - time.monotonic())
-        os._exit(ended(code, _warn, lambda exc: interrupted_by(exc)[1], within))
+        os._exit(ended(code, _warn, _status_at_end, within))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
             at_end(exc, code, _warn)
-        os._exit(code or interrupted_by(exc)[1])
+        os._exit(code or _status_at_end(exc))
+
+
+def _status_at_end(exc: BaseException) -> int:
+    """The status an interrupt at the process's end gives a command that ended 0: its own
+    (``interrupted_by``), but a settle's, written and said, stands (0)."""
+    return 0 if getattr(sys.modules.get(_COMMAND), "SETTLED", None) else interrupted_by(exc)[1]
 
 
 def _main(argv: Sequence[str] | None) -> int:

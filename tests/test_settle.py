@@ -218,3 +218,39 @@ def test_a_ctrl_c_during_settle_says_whether_the_saga_is_settled(tmp_path, reg, 
             "rollback-lessons: interrupted (Ctrl-C) before the settle was written: nothing "
             "was settled\n"
         )
+
+
+_CTRL_C_AT_THE_END = """
+import atexit, os, signal, sys, time
+
+sys.argv = ["rollback-lessons", *sys.argv[1:]]  # (the command: its own handlers)
+from rollback_lessons import cli
+
+def ctrl_c():  # (registered first: run last, as the process ends)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+
+atexit.register(ctrl_c)
+cli.run()
+"""
+
+
+def test_a_ctrl_c_as_the_process_ends_after_a_settle_keeps_its_status_0(tmp_path, reg):
+    """attack285 F2: a Ctrl-C (or SIGTERM) heard once ``journal settle`` had written and said
+    the settle, as the process ended, gave exit 130 (143): a script trusting the status
+    retried the settle, refused (settled already). The README says such a one ends with the
+    command's own status, 0."""
+    saga, faults = ended_for_a_person(reg, "halted")
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga.run({}, inject=faults, journal=journal, run_id="t1")
+    args = ["journal", "settle", str(path), "t1", "--note", "refunded by hand"]
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_AT_THE_END, *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.startswith("t1: halted, settled by "), done
+    assert (done.returncode, done.stderr) == (0, (
+        "rollback-lessons: a Ctrl-C came as the process ended, its command's work done and "
+        "recorded\n"
+    ))  # fmt: skip
+    with Journal(path, create=False, readonly=True) as journal:
+        assert [s.saga_id for s in settled(journal)] == ["t1"]

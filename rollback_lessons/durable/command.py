@@ -107,6 +107,7 @@ def journal_command(args: argparse.Namespace) -> int:
             _say(_safe(str(settled)))
             STDOUT.flush()
             DONE.append((0, "the saga is settled"))  # (from here on, said so: attack60 F2)
+            SETTLED.append(True)
         except OutputError as exc:  # (settled, written: say so, attack41 F3)
             raise OutputError(f"{exc}; the saga is settled ({args.file}: journal show)") from None
         except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2)
@@ -142,6 +143,10 @@ def journal_command(args: argparse.Namespace) -> int:
 DONE: list[tuple[int, str]] = []
 """The command's status and what it did, once its work is done and said: a Ctrl-C or a
 ``sys.exit`` heard after (as it returns) is said so, the status kept (``cli._interrupted``)."""
+
+SETTLED: list[bool] = []
+"""A settle written and said: its status, 0, stands whatever interrupt comes after, to the
+process's end (attack285 F2: exit 130, and a script trusting it retried, refused: settled)."""
 
 ENTERED: list[bool] = []
 """Set as the command begins: an interrupt before it (its arguments read, this module

@@ -93,8 +93,9 @@ class Owed:
                 con.wait = exit_left()
                 self.pay()
                 why = "the disk still full, or its file locked by another"
-        except BaseException as exc:  # (a Ctrl-C, a SIGTERM handler's sys.exit)
-            why = f"{type(exc).__name__} as they were written"
+        except BaseException as exc:  # (a Ctrl-C, a SIGTERM handler's sys.exit: the ends
+            why = f"{type(exc).__name__} as they were written"  # after it wait no more)
+            exit_left(cut=True)
         finally:
             if con is not None:
                 con.wait = wait

@@ -372,8 +372,10 @@ def _leave_all() -> None:
         leave()
 
 
-def exit_left() -> float:
-    """Seconds left of the process's end's wait, one for all its journals (``LEAVE_WAIT``)."""
+def exit_left(cut: bool = False) -> float:
+    """Seconds left of the process's end's wait, one for all its journals (``LEAVE_WAIT``);
+    ``cut``: a signal ended it (an owed write's, attack285 F1): the ends after wait no more."""
+    _EXIT["cut"] = _EXIT["cut"] or cut
     return max(0.0, _EXIT.setdefault("until", time.monotonic() + LEAVE_WAIT) - time.monotonic())
 
 
