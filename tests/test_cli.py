@@ -145,9 +145,10 @@ def test_a_registry_that_is_no_module_name_is_one_clear_line(name, tmp_path, cap
         pass
     with pytest.raises(SystemExit) as exit_:
         main(["recover", str(tmp_path / "j.db"), "--registry", name])
-    assert exit_.value.code == 2  # argparse's: its usage line, then the one error line
+    assert exit_.value.code == 2  # (a usage error: one line, attack285 F3)
     err = capsys.readouterr().err
-    assert err.startswith("usage:") and err.count("error:") == 1
+    assert err.count("\n") == 1 and err.startswith("rollback-lessons recover: error: ")
+    assert err.endswith(" (`rollback-lessons recover --help` shows usage)\n")
     assert f"argument --registry: {name!r} is not a module name" in err.splitlines()[-1]
     assert "Error(" not in err and "Traceback" not in err  # (no repr)
     with pytest.raises(CommandError, match=f"--registry {re.escape(repr(name))} is not a module"):
@@ -165,7 +166,8 @@ def test_an_empty_journal_path_is_one_clear_line(argv, tmp_path, monkeypatch, ca
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert err.splitlines()[-1].endswith("argument file: a journal's path cannot be empty")
+    assert err.count("\n") == 1  # (a usage error: one line, attack285 F4)
+    assert ": error: argument file: a journal's path cannot be empty (" in err
     assert "Traceback" not in err and os.listdir(tmp_path) == []
     from rollback_lessons.durable.journal import Journal
 
