@@ -342,3 +342,57 @@ def test_a_disk_full_for_a_moment_leaves_the_saga_as_it_ran(tmp_path, room_back)
     with Journal(path) as journal:
         report = recover(journal, reg)
     assert calls == [] and not report.recovered and not report.skipped, report
+
+
+GROWN_LOG = """
+import os, sqlite3, sys
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+path = sys.argv[1]
+journal = Journal(path)
+saga = Saga([Step("a", lambda s: None, Registry().add("u", lambda: None).bind())])
+saga.run({}, journal=journal, run_id="s0")
+reader = sqlite3.connect(path)  # (a long backup's snapshot: the log cannot start over)
+reader.execute("BEGIN")
+reader.execute("SELECT count(*) FROM sagas").fetchone()
+for i in range(1, 400):
+    saga.run({}, journal=journal, run_id=f"s{i}")
+os._exit(9)  # (as the disk filled: the log there, its last pages not yet in the file)
+"""
+
+
+def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
+    tmp_path, monkeypatch
+):
+    """attack285 F3: a reader's snapshot (a long .backup) let the -wal grow till the disk
+    was full; the log is given back only once written into the file, which must grow for
+    that: with no room, never, and the line said "free some space" of a disk the journal
+    alone filled. Now it names the log and the room writing it back takes."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from rollback_lessons.durable import room
+    from rollback_lessons.durable.walcheck import growth
+
+    path = tmp_path / "j.db"
+    crash = subprocess.run([sys.executable, "-c", GROWN_LOG, str(path)], timeout=120)
+    assert crash.returncode == 9
+    grown = growth(path)
+    assert grown is not None
+    size, need = grown
+    assert 0 < need < size and size == (tmp_path / "j.db-wal").stat().st_size
+    with monkeypatch.context() as patch:  # (its disk full)
+        patch.setattr(room.os, "statvfs", lambda _: SimpleNamespace(f_bavail=0, f_frsize=4096))
+        said = room.no_room(path, "database or disk is full")
+    assert said.startswith("; no room on its disk (0 bytes free): its own j.db-wal ")
+    assert f"({size} bytes) takes it" in said and f"needs {need} bytes more" in said
+    assert "free some space" not in said
+    before = path.stat().st_size  # (and so much it takes: written back, with room)
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    finally:
+        con.close()
+    assert path.stat().st_size - before == need

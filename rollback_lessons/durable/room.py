@@ -29,10 +29,27 @@ def no_room(path: Path, said: str = "") -> str:
     if free >= ROOM and "disk is full" not in said:
         return limit
     now = " by now, SQLite's own files let go" if free >= ROOM else ""  # (attack174 F2)
-    return (
-        f"; {_NO_ROOM} ({free} bytes free{now}): SQLite makes {path.name}-wal and "
-        f"{path.name}-shm beside it; free some space and run it again"
-    )
+    return f"; {_NO_ROOM} ({free} bytes free{now}): " + (_own_log(path, free) or (
+        f"SQLite makes {path.name}-wal and {path.name}-shm beside it; free some space and run "
+        "it again"
+    ))  # fmt: skip
+
+
+def _own_log(path: Path, free: int) -> str:
+    """The journal's own ``-wal`` as what keeps its disk full, if it is (a reader's snapshot
+    let it grow, attack285 F3): what room writing it back takes; else ""."""
+    from .walcheck import growth
+
+    with contextlib.suppress(OSError, ValueError):
+        if (log := growth(path)) is not None and log[1] + ROOM > free and log[0] > log[1]:
+            return (
+                f"its own {path.name}-wal ({log[0]} bytes) takes it, and is given back only "
+                f"once written into {path.name}, which needs {log[1]} bytes more for that (at "
+                f"least): with no process using the journal, give this disk that room (or move "
+                f"{path.name} and {path.name}-wal together to a disk that has it) and run "
+                "it again"
+            )
+    return ""
 
 
 _NO_ROOM, _LIMIT = "no room on its disk", "its file-size limit, ulimit"

@@ -89,3 +89,29 @@ def _frames(log: BinaryIO) -> str | None:
                 )
         chain, n = (stored if ours else None), n + 1
     return None
+
+
+def growth(path: Path) -> tuple[int, int] | None:
+    """The journal's ``-wal`` size, and the bytes its file must grow by to take the log's
+    committed pages back (SQLite's checkpoint writes them there, the log given back only
+    then): a log a reader's snapshot let grow till the disk filled cannot be written back
+    until that room is found (attack285 F3). None if there is no log, or it needs none."""
+    path = Path(os.path.realpath(path))
+    try:
+        size, fd = path.stat().st_size, os.open(f"{path}-wal", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with open(fd, "rb") as log:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or len(head := log.read(_HEADER)) < _HEADER:
+            return None
+        magic, _, page, _, salt1, salt2 = struct.unpack(">6I", head[:24])
+        if magic not in _MAGIC or page < 512 or page > 65536 or page & (page - 1):
+            return None
+        pages = 0  # (the file's size in pages after the log's last commit of this salt)
+        while len(frame := log.read(_FRAME_HEADER)) == _FRAME_HEADER:
+            after = struct.unpack(">I", frame[4:8])[0]
+            if after and struct.unpack(">2I", frame[8:16]) == (salt1, salt2):
+                pages = after
+            log.seek(page, os.SEEK_CUR)
+        need = pages * page - size
+        return (os.fstat(fd).st_size, need) if need > 0 else None
