@@ -8,11 +8,13 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from . import _forward, _guards
+from ._at_exit import finalizing
 from ._branches import Escaped, original
 from ._forward import Home, answered
 from ._graph_drive import Asked, adrive_graph
 from ._run import Run
 from ._shutdown import LoopEnded, half_made
+from .machine import Phase
 from .operations import Op
 
 
@@ -163,7 +165,10 @@ def ended_on(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
     undo): its notes (``_guards.at_end``), the outcome on a cut's CancelledError (attack132)
     and on a Ctrl-C or sys.exit once the run is over (as the README says it carries), then
     ``ending``. One raised as that is said (a Ctrl-C a millisecond after a shutdown cut an
-    undo: attack136 F1, no outcome, no note) is said the same, and raised."""
+    undo: attack136 F1, no outcome, no note) is said the same, and raised. At Python's
+    shutdown (its coroutine closed), nothing but a line: imports fail there."""
+    if isinstance(exc, GeneratorExit) and finalizing(run, say=True) is not None:
+        return
     try:
         _guards.at_end(run, exc)
         if _forward.was_cut(exc):  # (a cancel of arun's that cut an undo: 132)
@@ -180,8 +185,6 @@ def ended_on(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
 def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
     """A Ctrl-C or sys.exit raised in ``arun`` (or out of a with-block: attack283 F1) once
     its run is over carries the outcome (not asyncio.run's own: ``told_at_shutdown``)."""
-    from .machine import Phase
-
     if not isinstance(exc, KeyboardInterrupt | SystemExit) or exc is run.shutdown:
         return
     if run.m.phase is Phase.DONE and getattr(exc, "outcome", None) is None:

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from . import _guards
 from ._forward import was_cut
 from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
-from ._shutdown import shut_down, told_end
+from ._shutdown import Finalizing, shut_down, told_end
 from ._timed import acall_timed, within
 from ._wrapped import INERT
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep
@@ -294,7 +294,7 @@ class Driver:
         is the caller's (the run fails there); in the rollback, it ends it (``cut``)."""
         if isinstance(exc, StopIteration):
             return self.over(exc.value)
-        if not self.m.rolling:
+        if not self.m.rolling or isinstance(exc, Finalizing):  # (Python's shutdown: no more)
             raise exc
         return self.cut(exc)
 

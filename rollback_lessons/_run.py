@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -181,7 +182,11 @@ class Run(Driver):
 
     def _tell(self, kind: EventKind, call: Callable[[], Any], who: str) -> None:
         """An observer told of an event, by the rule every engine follows (``events.tell``);
-        in arun, its cancel of the task it ran in is arun's (``forward_asked``, attack123 F2)."""
+        in arun, its cancel of the task it ran in is arun's (``forward_asked``, attack123 F2).
+        None at Python's shutdown (a block with no journal undone there): a thread it starts
+        would wait for ever to begin, the process never ending (attack283 F4)."""
+        if sys.is_finalizing():
+            return
         tell(self, kind, call, who)
         if self.arun is not None:
             forward_asked(self)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _forward
+from ._at_exit import Finalizing as Finalizing
+from ._at_exit import asyncio_here, finalizing
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
 
@@ -38,9 +40,9 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
     sends every task left as it ends on it, that cancel taken back (the task runs on);
     else None. ``private``: the task is the engine's own, which nobody else cancels, so any
     cancel of it is that one: one that no Ctrl-C made is taken back too (``LoopEnded``)."""
-    if issubclass(type(exc), Exception):  # (never a cancel; no import: it fails at Python's
-        return None  # shutdown, where an undo that raised was then no dead letter: attack86 F5)
-    import asyncio
+    if issubclass(type(exc), Exception) or (asyncio := asyncio_here()) is None:  # (never a
+        return None  # cancel; no import: it fails at Python's shutdown, where an undo that
+    # raised was then no dead letter, attack86 F5, or its close raised it, attack283 F3)
 
     ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
     if not issubclass(type(exc), asyncio.CancelledError):
@@ -91,7 +93,10 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     rollback, or an undo a journal holds (idempotent, called with its key, as a journal
     asks). Anything else (an undo with no journal: it may not be idempotent, attack42 F12;
     a step going forward, F1) is the Ctrl-C (or exit) it is: what it cut is not known to
-    be done, and the rollback runs from there, as when it lands in a plain ``def``."""
+    be done, and the rollback runs from there, as when it lands in a plain ``def``. At
+    Python's shutdown, the run ends there (``_at_exit``)."""
+    if (end := finalizing(run)) is not None:
+        raise end
     if forwarded(run, exc):  # (user code's cancel of the task: arun's, attack123 F2; a
         if type(todo) is float or type(todo) is int:  # call it cut is cut short, 132 F1)
             return None
@@ -395,20 +400,6 @@ def rescued(
     return found
 
 
-def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
-    """A journalled block ended by the interpreter's shutdown (a generator left suspended
-    that Python closes as it exits): its undos are not run there, where builtins and
-    modules are being torn down (each one failed, written a dead letter for a person, and
-    the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
-    would, and ``recover`` runs them once this process has ended. Said on stderr."""
-    with contextlib.suppress(Exception):
-        sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
-            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
-            "it unfinished, and recover runs them\n"
-        )
-
-
 def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     """``exc``, after saying on stderr that a journalled ``AsyncRollback`` was closed as its
     rollback ran (``GeneratorExit``: its event loop stopped, the program ending), the undos
@@ -424,23 +415,10 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     return exc
 
 
-def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
-    """A block with no journal ended by Python's shutdown: its undos are run there, the only
-    chance they have, but with builtins and modules half torn down, and what fails there is
-    seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
-    with contextlib.suppress(Exception):
-        sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
-            f"shutdown ({type(exc).__name__}); its undos run now, with Python half torn down, "
-            "and no journal keeps what fails: end the block before the program exits, or "
-            "give it a journal\n"
-        )
-
-
 def alone(rollback: Coroutine[Any, Any, Any]) -> None:
     """An ``AsyncRollback``'s ``rollback`` (no journal, ended by Python's shutdown:
-    ``undone_at_exit``) run to its end on a loop of its own: no loop runs there, and an await
-    there yields to the generator's close, which gives up ("async generator ignored
+    ``_at_exit.undone_at_exit``) run to its end on a loop of its own: no loop runs there,
+    and an await there yields to the generator's close, which gives up ("async generator ignored
     GeneratorExit"). The loop is made with the asyncio kept as the block began (``unowned``):
     an import fails there (attack86 F5: the undo never ran, a raw ImportError said)."""
     loop = _KEPT["asyncio"].SelectorEventLoop()  # (not the policy's: it may import)

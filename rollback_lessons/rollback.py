@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import _forward, _guards, _shutdown
+from . import _at_exit, _forward, _guards, _shutdown
 from ._arun import carried
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run, own_error
@@ -249,8 +249,8 @@ class Rollback(_Base):
             failed = _guards.own_failure(self._run, exc)  # (an observer's Ctrl-C: after)
             if exc is not None and sys.is_finalizing():  # (Python's shutdown: attack84 F3)
                 if self._run.journal is not None:
-                    return _shutdown.left_at_exit(self._run.run_id, exc)  # (re-raises exc)
-                _shutdown.undone_at_exit(self._run.run_id, exc)  # (said: attack85 F3)
+                    return _at_exit.left_at_exit(self._run.run_id, exc)  # (re-raises exc)
+                _at_exit.undone_at_exit(self._run.run_id, exc)  # (said: attack85 F3)
             self._state = _ENDING  # no step begins now (one running is waited for)
             if self._running:  # a step still runs in another thread: the block ends once it
                 failed = self._wait_step(failed)  # returns (then undone), never over it
@@ -372,9 +372,9 @@ class AsyncRollback(_Base):
             except BaseException as late:
                 at_exit, self._run.raise_after = False, self._run.raise_after or late
             if at_exit and self._run.journal is not None:  # (no import before: they fail)
-                return _shutdown.left_at_exit(self._run.run_id, exc, "AsyncRollback")
+                return _at_exit.left_at_exit(self._run.run_id, exc, "AsyncRollback")
             if at_exit:
-                _shutdown.undone_at_exit(self._run.run_id, exc, "AsyncRollback")
+                _at_exit.undone_at_exit(self._run.run_id, exc, "AsyncRollback")
                 return self._undone_alone(exc)
         self._state = _ENDING  # no step begins now (one running is waited for)
         cancelled_again: Any = False  # (the cancel heard in the rollback, its message kept)

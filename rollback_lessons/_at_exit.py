@@ -1,0 +1,77 @@
+"""Python's shutdown closing an async run's coroutine: a loop that ``run_until_complete``
+ran, stopped by a Ctrl-C, and the script ended. What the closing raised in a call (the loop
+closed, asyncio torn down) was told to the machine as the call's failure, and the engine
+went on there, calling the run's observers: one that starts a thread waited for ever, as a
+thread's start does while Python finalizes, and the process never ended (attack283 F4).
+The engine goes no further there: nothing more of the run is made, told or written; the
+journal keeps it unfinished for ``recover``, as a crash would. Said once, on stderr.
+A with-block Python's shutdown ends says so itself (``left_at_exit``, ``undone_at_exit``)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+from ._results import KEPT
+
+
+class Finalizing(GeneratorExit):
+    """The run's coroutine closed by Python's shutdown: it ends there, nothing told."""
+
+
+def asyncio_here() -> Any:
+    """asyncio, if loaded, with no import (one fails at Python's shutdown); else None."""
+    return KEPT.get("asyncio") or (sys.modules or {}).get("asyncio")
+
+
+def finalizing(run: Any, say: bool = False) -> Finalizing | None:
+    """At Python's shutdown, no loop running (the run's coroutine closed as it is
+    collected), the run's end there (said once if ``say``: ``arun``'s; a with-block says
+    its own); else None. A with-block with no journal rolls back on a loop of its own there
+    (``_shutdown.alone``): that one runs on, its undos' failures dead letters as ever."""
+    aio = asyncio_here()
+    if not sys.is_finalizing() or (aio is not None and aio._get_running_loop() is not None):
+        return None
+    if say and not vars(run).get("exit_said"):
+        vars(run)["exit_said"] = True
+        kept = (
+            "the journal keeps it unfinished, and recover finishes it"
+            if getattr(run, "journal", None) is not None
+            else "no journal keeps what it left undone: end the run before the program "
+            "exits, or give it a journal"
+        )
+        with contextlib.suppress(Exception):  # (no import here: they fail at the shutdown)
+            sys.__stderr__.write(  # type: ignore[union-attr]
+                f"rollback-lessons: saga {getattr(run, 'run_id', '?')!r} was ended by "
+                f"Python's shutdown (its event loop stopped): nothing more of it ran there; "
+                f"{kept}\n"
+            )
+    return Finalizing()
+
+
+def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
+    """A journalled block ended by the interpreter's shutdown (a generator left suspended
+    that Python closes as it exits): its undos are not run there, where builtins and
+    modules are being torn down (each one failed, written a dead letter for a person, and
+    the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
+    would, and ``recover`` runs them once this process has ended. Said on stderr."""
+    with contextlib.suppress(Exception):
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
+            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
+            "it unfinished, and recover runs them\n"
+        )
+
+
+def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
+    """A block with no journal ended by Python's shutdown: its undos are run there, the only
+    chance they have, but with builtins and modules half torn down, and what fails there is
+    seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
+    with contextlib.suppress(Exception):
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
+            f"shutdown ({type(exc).__name__}); its undos run now, with Python half torn down, "
+            "and no journal keeps what fails: end the block before the program exits, or "
+            "give it a journal\n"
+        )
