@@ -48,6 +48,7 @@ def test_a_second_ctrl_c_in_the_wait_to_compensate_says_where_the_saga_is_left(m
 
     with warnings.catch_warnings(record=True) as said, pytest.raises(kind) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ResourceWarning)  # (another test's pipes, collected)
         asyncio.run(main())
     assert cancels == ["sent"]  # (the saga's cancel reached the server all the same)
     [note] = caught.value.__notes__
@@ -85,6 +86,7 @@ def test_the_wait_to_compensate_cut_by_the_loops_end_is_said_once_with_its_cance
 
     with warnings.catch_warnings(record=True) as said, pytest.raises(asyncio.CancelledError):
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", ResourceWarning)  # (another test's pipes, collected)
         asyncio.run(main())
     assert [type(w.message) for w in said] == [WorkerGone], [str(w.message) for w in said]
     assert "compensat" in str(said[0].message), str(said[0].message)
