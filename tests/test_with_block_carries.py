@@ -65,3 +65,38 @@ def test_saga_aruns_ctrl_c_carries_the_same():
         asyncio.run(saga.arun({}, inject={"s3": "fail"}))
     outcome = caught.value.outcome  # type: ignore[attr-defined]
     assert (outcome.status, outcome.pending) == ("halted", ("s2", "s1"))
+
+
+FIRST_CTRL_C = """
+import asyncio, os, signal, threading
+from rollback_lessons import AsyncRollback, Saga, Step
+
+async def slow(*_):
+    await asyncio.sleep(5)
+
+async def block():
+    async with AsyncRollback() as rb:
+        await rb.do("a", lambda: None, lambda: None)
+        await rb.do("b", slow)
+
+for main in (lambda: Saga([Step("a", lambda s: None, lambda s: None),
+                         Step("b", lambda s: slow())]).arun({}),
+             block):
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt as e:
+        outcome = getattr(e.__context__, "outcome", None)
+        print(type(e.__context__).__name__, outcome.status if outcome else None)
+"""
+
+
+def test_a_first_ctrl_c_under_asyncio_run_leaves_the_outcome_on_its_context():
+    """(attack284's observation, as the README now says it: asyncio.run raises its own
+    KeyboardInterrupt; saga.arun's CancelledError, its ``__context__``, carries the outcome.)"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FIRST_CTRL_C], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.stdout.splitlines() == ["CancelledError cancelled", "CancelledError None"], done
