@@ -10,53 +10,69 @@ import atexit
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 WAIT = 5.0
 """How long the process's end waits for such calls, all of them together."""
 
 _LOCK = threading.Lock()
-_RUNNING: list[tuple[threading.Thread, str]] = []  # (the thread, "undo of step 'charge'")
+_RUNNING: list[tuple[threading.Event, str]] = []  # (set as it ends, "undo of step 'charge'")
 
 
-def kept(thread: threading.Thread, what: str, owner: object = None) -> None:
-    """``thread`` (its call: ``what``, of the run ``owner``: a saga's id in ``recover``)
-    runs on past its timeout: waited for at the process's end."""
+def helper(name: str, target: Callable[..., Any], *args: Any) -> tuple[Any, threading.Event]:
+    """A helper daemon thread (not started) calling ``target(*args)``, and the Event set as
+    that call ends: how its end is told (a join a Ctrl-C cut marks a thread running on
+    stopped: CPython's bpo-45274 fix, in 3.11)."""
+    ended = threading.Event()
+
+    def call() -> None:
+        try:
+            target(*args)
+        finally:
+            ended.set()
+
+    return threading.Thread(target=call, name=name, daemon=True), ended
+
+
+def kept(ended: threading.Event, what: str, owner: object = None) -> None:
+    """A call (``what``, of the run ``owner``: a saga's id in ``recover``) that runs on past
+    its timeout, or past a Ctrl-C that cut its wait, until ``ended`` is set: waited for at
+    the process's end."""
     what += f" (saga {owner!r})" if isinstance(owner, str) else ""
     with _LOCK:
-        _RUNNING[:] = [(t, w) for t, w in _RUNNING if t.is_alive()]
+        _RUNNING[:] = [(e, w) for e, w in _RUNNING if not e.is_set()]
         if not _RUNNING:
             atexit.unregister(_at_end)  # (once)
             atexit.register(_at_end)
-        _RUNNING.append((thread, what))
+        _RUNNING.append((ended, what))
 
 
 def waited(deadline: float) -> list[str]:
     """Each such call waited for until ``deadline`` (``time.monotonic``): those still
     running then, named, and forgotten (told once, by the caller). A Ctrl-C cuts the wait
     (raised), what is left kept for the line that follows."""
-    _join(deadline)
+    for ended, _ in list(_RUNNING):
+        while not ended.is_set() and (wait := deadline - time.monotonic()) > 0:
+            ended.wait(min(wait, 1.0))
     with _LOCK:
-        left, _RUNNING[:] = [w for _, w in _RUNNING], []
+        left, _RUNNING[:] = [w for e, w in _RUNNING if not e.is_set()], []
     atexit.unregister(_at_end)
     return left
 
 
-def _join(deadline: float) -> None:
-    """Those that ended by ``deadline`` let go. A thread whose join a Ctrl-C cut stays
-    (CPython marks it stopped though it runs on: bpo-45274's fix, in 3.11)."""
-    for thread, what in list(_RUNNING):
-        try:
-            while thread.is_alive() and (left := deadline - time.monotonic()) > 0:
-                thread.join(min(left, 1.0))
-        except BaseException:
-            _CUT.add(thread)
-            raise
-        if not thread.is_alive() and thread not in _CUT:
-            with _LOCK:
-                _RUNNING.remove((thread, what))
+_END: dict[str, Any] = {"until": None, "cut": False}
 
 
-_CUT: set[threading.Thread] = set()
+def end_left(cut: bool = False, wait: float | None = None) -> float:
+    """Seconds left of the process's end's one wait (``wait``, from its first ask), for all
+    it waits for: these calls, a journal's last writes and marks (``durable.writers``): not
+    one after another (attack286 F5: 10 s, a Ctrl-C ending one of them only); none once a
+    signal (``cut``) ended it."""
+    _END["cut"] = _END["cut"] or cut
+    if _END["until"] is None:
+        _END["until"] = time.monotonic() + (WAIT if wait is None else wait)
+    return 0.0 if _END["cut"] else max(0.0, _END["until"] - time.monotonic())
 
 
 def cut_line(left: list[str], waited: str) -> str:
@@ -72,15 +88,17 @@ def cut_line(left: list[str], waited: str) -> str:
 
 def _at_end() -> None:
     """A script's end (``atexit``): waited for ``WAIT`` s at most; said if cut (a Ctrl-C
-    during the wait cuts them at once, said so)."""
-    how = f"{WAIT:g} s after the program ended"
+    during the wait cuts them at once, said so), on the process's own stderr (a Jupyter
+    kernel's: its cell's output is gone by then, attack286 F3)."""
     try:
-        left = waited(time.monotonic() + WAIT)
-    except BaseException:  # (a Ctrl-C as it waits: the process ends now)
-        how = "as the program ended (its wait interrupted)"
+        left = waited(time.monotonic() + end_left())
+    except BaseException:  # (a Ctrl-C as it waits: the process ends now, the rest too)
+        end_left(cut=True)
         left = waited(0.0)
+    how = "interrupted" if _END["cut"] else f"of {WAIT:g} s at most over"
+    how = f"as the program ended, its wait {how}"
     if left:
         try:  # noqa: SIM105 (stderr closed: nothing more to do)
-            print(f"rollback-lessons: {cut_line(left, how)}", file=sys.stderr)
+            print(f"rollback-lessons: {cut_line(left, how)}", file=sys.__stderr__ or sys.stderr)
         except Exception:
             pass

@@ -5,14 +5,13 @@ outlived its timeout is never made again in the run, never overlapped (attack47 
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _forward
 from ._forward import cut, home_asked
-from ._late_threads import kept
+from ._late_threads import helper, kept
 from ._numbers import plain_number
 from ._results import _as_future, awaitable, awaited, checked, handed_off, on_a_loop, ran_on
 from .calls import ON_LOOP, late, refused, timed_out, what
@@ -191,22 +190,23 @@ async def acall_timed(
         raise refusal
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
-    thread = threading.Thread(
-        target=_target, args=(loop, box, fn, args),
-        name=f"rollback-lessons {what(role, step)}", daemon=True,
-    )  # fmt: skip
+    thread, ended = helper(f"rollback-lessons {what(role, step)}", _target, loop, box, fn, args)
     thread.start()
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
     except BaseException as exc:  # (a cancel, asyncio.run's end: the call runs on there)
-        await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
-        end = await _work_end(box, timeout - (loop.time() - start), owner, role, step)
+        try:
+            await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
+            end = await _work_end(box, timeout - (loop.time() - start), owner, role, step)
+        finally:  # (still running: waited for at the process's end, attack286 F1)
+            if not ended.is_set():
+                kept(ended, what(role, step), owner)
         raise ran_on(exc, True, end)  # noqa: B904  (its end told first, never made again)
     if box not in done:
         box.cancel()
         late(owner, role, step, keep=True)
-        kept(thread, what(role, step), owner)
+        kept(ended, what(role, step), owner)
         raise timed_out(role, step, timeout)
     result = box.result()
     if awaitable(result):  # (awaited to its end, work it hands back too, within what is left)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._forward import cancels
-from ._late_threads import kept
+from ._late_threads import helper, kept
 from ._numbers import plain_number
 from ._results import _loop_here, checked, what
 from ._wrapped import INERT
@@ -324,14 +324,17 @@ def call_timed(
             box["error"] = exc
 
     name = what(role, step)
-    thread = threading.Thread(target=target, name=f"rollback-lessons {name}", daemon=True)
+    thread, ended = helper(f"rollback-lessons {name}", target)
     thread.start()
-    deadline = time.monotonic() + timeout  # (joined in parts: one join past TIMEOUT_MAX, some
-    while thread.is_alive() and (left := deadline - time.monotonic()) > 0:  # 292 years,
-        thread.join(min(left, threading.TIMEOUT_MAX / 2))  # raised OverflowError: attack50 F5)
-    if thread.is_alive():
+    deadline = time.monotonic() + timeout  # (waited in parts: one wait past TIMEOUT_MAX, some
+    try:  # 292 years, raised OverflowError: attack50 F5)
+        while not ended.is_set() and (left := deadline - time.monotonic()) > 0:
+            ended.wait(min(left, threading.TIMEOUT_MAX / 2))
+    finally:  # (a Ctrl-C in the wait: the call runs on, waited for at the end, attack286 F1)
+        if not ended.is_set():
+            kept(ended, name, owner)
+    if not ended.is_set():
         late(owner, role, step, keep=True)
-        kept(thread, name, owner)
         raise timed_out(role, step, timeout)
     if "error" in box:
         raise box["error"]

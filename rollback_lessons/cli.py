@@ -390,7 +390,8 @@ def run() -> NoReturn:
     run), saying so in one line, with the command's own exit status."""
     code, me = main(), threading.current_thread()
     waited = f"still ran {THREAD_WAIT:g} s after the command ended"
-    deadline = time.monotonic() + THREAD_WAIT  # (the threads' and the exit handlers' in all)
+    deadline = time.monotonic() + late_threads.end_left(wait=THREAD_WAIT)  # (the threads'
+    # and the exit handlers' in all: a journal's end, its last writes, waits no more)
     try:  # (all of it: a handler's sys.exit(0) between two parts ended it 0, no line: F5)
         stop_pools(THREAD_WAIT)  # (a registry's pools: told to stop, as Python's exit does)
         for thread in threading.enumerate():
@@ -400,7 +401,7 @@ def run() -> NoReturn:
         if cut := late_threads.waited(deadline):  # (a call past its timeout: attack283 F2)
             _warn(late_threads.cut_line(cut, f"{THREAD_WAIT:g} s after the command ended"))
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
-        said, code = code, code or _status_at_end(exc)
+        said, code, _ = code, code or _status_at_end(exc), late_threads.end_left(cut=True)
         with contextlib.suppress(BaseException):
             at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._held import held
+from .._late_threads import end_left
 from ..errors import JournalError
 from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
@@ -274,7 +275,7 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
         _ending(con, mark, cut)
     finally:
         if cut:  # (the ends after it at the process's end wait no more; a SIGTERM left to
-            _EXIT["cut"] = True  # its default ends the process as it would have; a Ctrl-C,
+            exit_left(cut=True)  # its default ends the process as it would have; a Ctrl-C,
             if signal.SIGTERM in cut and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
                 signal.raise_signal(signal.SIGTERM)  # raised in a finalizer, Python only
             # reports and drops: it ends the wait, nothing more)
@@ -282,7 +283,7 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
 
 def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
     exiting = _EXIT["now"]
-    hurry = _hurried(con) or (exiting and _EXIT["cut"])  # (after a signal at the end)
+    hurry = _hurried(con) or (exiting and not exit_left())  # (after a signal at the end)
     if os.getpid() != mark.pid or not mark.lock.acquire(timeout=1.0 if exiting else LEAVE_WAIT):
         return  # (a thread holds it as the process ends: its mark goes with the next close)
     left: list[str] = []  # (the other marks in the file as it closes: ``_tidy``'s to take)
@@ -305,8 +306,8 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
                 if exiting:  # its end: 5 s at most, a signal ending it, attack235 F1, F2; at
-                    until = _EXIT.setdefault("until", time.monotonic() + LEAVE_WAIT)  # the
-                    longest = max(0.0, until - time.monotonic())  # process's end, 5 s for all
+                    longest = exit_left()  # the process's end, 5 s for all (and calls left
+                    # running past their timeout: ``_late_threads``, attack286 F5)
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
                 with (
@@ -346,7 +347,7 @@ def _hurried(con: sqlite3.Connection) -> bool:
 _UNCLOSED: list[int] = []
 """A mark's ``kept`` until ``closing`` gives it its own: its end is the journal collected
 unclosed, or the process's end."""
-_EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None, "cut": False}
+_EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
 """``now`` is set as the process ends, before the journals' finalizers run; ``pool``: the
 process that hooked its multiprocessing exit (``_at_pool_exit``)."""
 _LIVE: list[weakref.finalize[Any, Any]] = []
@@ -373,10 +374,9 @@ def _leave_all() -> None:
 
 
 def exit_left(cut: bool = False) -> float:
-    """Seconds left of the process's end's wait, one for all its journals (``LEAVE_WAIT``);
-    ``cut``: a signal ended it (an owed write's, attack285 F1): the ends after wait no more."""
-    _EXIT["cut"] = _EXIT["cut"] or cut
-    return max(0.0, _EXIT.setdefault("until", time.monotonic() + LEAVE_WAIT) - time.monotonic())
+    """Seconds left of the process's end's wait, one for all its journals and calls left
+    running (``_late_threads.end_left``); ``cut``: a signal ended it (attack285 F1)."""
+    return end_left(cut, LEAVE_WAIT)
 
 
 LEAVE_WAIT = 5.0
