@@ -128,9 +128,9 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
-        """A usage error: one line (attack285 F3: argparse's usage block came first), the
-        way to the usage named."""
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` shows usage)\n")
+        """A usage error: one line (attack285 F4; 286 F12), naming the way to the usage."""
+        how = f"`{self.prog} --help` shows usage"
+        self.exit(2, f"{self.prog}: error: {one_line(message)} ({how})\n")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
@@ -378,8 +378,7 @@ def _interrupted(exc: BaseException, ending: list[Any] | None = None, settle: bo
     return status
 
 
-THREAD_WAIT = 5.0
-"""How long the program waits, once the command is done, for threads left running."""
+THREAD_WAIT = 5.0  # how long the program waits, its command done, for threads left running
 
 
 def run() -> NoReturn:
@@ -417,9 +416,8 @@ def run() -> NoReturn:
 
 
 def _status_at_end(exc: BaseException) -> int:
-    """The status an interrupt at the process's end gives a command that ended 0: its own
-    (``interrupted_by``), but a settle's, written and said, stands (0)."""
-    return 0 if getattr(sys.modules.get(_COMMAND), "SETTLED", None) else interrupted_by(exc)[1]
+    """A command that ended 0, cut at its end: ``interrupted_by``'s status; a settle's 0."""
+    return 0 if getattr(sys.modules.get(_COMMAND), "SETTLED", ()) else interrupted_by(exc)[1]
 
 
 def _main(argv: Sequence[str] | None) -> int:
