@@ -219,7 +219,7 @@ def test_a_second_signal_as_settle_says_it_is_settled_is_held(tmp_path, reg, at)
     """F3: the settle written, a Ctrl-C as its line is printed, and a SIGTERM as the
     interrupt's line is written, or as the Ctrl-C's handler begins (Python calls the second
     handler there, before the first has raised), or once the command returned: the Ctrl-C's
-    line alone (was a bare "interrupted (SIGTERM)", exit 143)."""
+    line alone (was a bare "interrupted (SIGTERM)", exit 143); exit 0, it is settled."""
     saga, faults = ended_for_a_person(reg, "halted")
     path = tmp_path / "j.db"
     with Journal(path) as journal:
@@ -227,7 +227,7 @@ def test_a_second_signal_as_settle_says_it_is_settled_is_held(tmp_path, reg, at)
     args = ["journal", "settle", str(path), "t1", "--note", "by hand"]
     done = _command(tmp_path, args, SIGNAL_AT=at)
     assert (done.returncode, done.stderr) == (
-        130,
+        0,  # (settled: the status says so, attack286 F4)
         "rollback-lessons: interrupted (Ctrl-C) once the settle was written: the saga is settled\n",
     )
 

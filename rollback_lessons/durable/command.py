@@ -110,10 +110,10 @@ def journal_command(args: argparse.Namespace) -> int:
             SETTLED.append(True)
         except OutputError as exc:  # (settled, written: say so, attack41 F3)
             raise OutputError(f"{exc}; the saga is settled ({args.file}: journal show)") from None
-        except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2)
-            why, status = interrupted_by(exc)
+        except (KeyboardInterrupt, SystemExit) as exc:  # (as it was said: attack50 F2; 0:
+            why, _ = interrupted_by(exc)  # settled, the status says so, attack286 F4)
             _warn(f"interrupted ({why}) once the settle was written: the saga is settled")
-            return told(status)
+            return told(0)
         return 0
     if readonly:
         _say(table)
@@ -221,7 +221,8 @@ def _settle_interrupted(
     args: argparse.Namespace, done: Any, why: str = "Ctrl-C", status: int = 130,
     opened: bool = True,
 ) -> int:  # fmt: skip
-    """A Ctrl-C during ``journal settle``: whether the saga was settled is said, known (its
+    """A Ctrl-C during ``journal settle``: whether the saga was settled is said (and is the
+    status: 0 if it is, a script's retry refused else, attack285 F2), known (its
     write committed, ``Written``; or the journal not yet ``opened``: nothing, at once, not
     read back after another whole wait for its lock) or read back (the Ctrl-C came as the
     call returned), its lock tried once (a second signal is held meanwhile: no wait one
@@ -239,10 +240,11 @@ def _settle_interrupted(
             known, done = True, next((s for s in found if s.note == args.note), None)
         except Exception:  # (cannot be read now: say so, never guess)
             pass
-    if done is not None:
+    if done is not None:  # (exit 0: settled, whatever cut the command, attack286 F4)
         _say(_safe(str(done)))
         _warn(f"interrupted ({why}) once the settle was written: the saga is settled")
-    elif known:
+        return 0
+    if known:
         _warn(f"interrupted ({why}) before the settle was written: nothing was settled")
     else:
         _warn(
