@@ -396,3 +396,34 @@ def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
     finally:
         con.close()
     assert path.stat().st_size - before == need
+
+
+def test_a_wal_that_fills_its_disk_is_written_back_before_a_command_writes(
+    tmp_path, monkeypatch
+):
+    """attack286 F9: given the room the line asked for, recover's first write went into the
+    -wal too (SQLite appends before it writes the log back) and took it: the line asked for
+    it again. Now a command that writes first writes the log back (room.written_back), the
+    -wal given back whole."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from rollback_lessons.durable import room
+    from rollback_lessons.durable.walcheck import growth
+
+    path = tmp_path / "j.db"
+    crash = subprocess.run([sys.executable, "-c", GROWN_LOG, str(path)], timeout=120)
+    assert crash.returncode == 9
+    grown = growth(path)
+    assert grown is not None
+    size, need = grown
+    before = path.stat().st_size
+    with Journal(path) as journal:
+        with monkeypatch.context() as patch:  # (the room asked for, and no more)
+            free = SimpleNamespace(f_bavail=need + 4096, f_frsize=1)
+            patch.setattr(room.os, "statvfs", lambda _: free)
+            room.written_back(journal)
+        assert (tmp_path / "j.db-wal").stat().st_size == 0
+        assert path.stat().st_size - before == need
+        assert len(journal.sagas()) == 400  # (all of it there)

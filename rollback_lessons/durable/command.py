@@ -35,7 +35,7 @@ def journal_command(args: argparse.Namespace) -> int:
         from .journal import Journal, JournalError
         from .recovery import recover
         from .report import _safe
-        from .room import no_room
+        from .room import no_room, written_back
     except BaseException as exc:  # (a Ctrl-C Python 3.11 wrapped as a class was made too)
         from .._starting import unwrapped
         from ..cli import interrupted_by as cut_by
@@ -48,6 +48,8 @@ def journal_command(args: argparse.Namespace) -> int:
     settled, report, journal = None, None, None  # (no journal: cut as it opened, attack63 F5)
     try:
         with Journal(args.file, create=False, readonly=readonly, timeout=args.wait) as journal:
+            if not readonly:  # (a -wal that fills its disk written back first: attack286 F9)
+                written_back(journal)
             if settling:
                 settled = journal.settle(args.saga_id, args.note)
             elif readonly:
