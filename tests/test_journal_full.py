@@ -398,9 +398,7 @@ def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
     assert path.stat().st_size - before == need
 
 
-def test_a_wal_that_fills_its_disk_is_written_back_before_a_command_writes(
-    tmp_path, monkeypatch
-):
+def test_a_wal_that_fills_its_disk_is_written_back_before_a_command_writes(tmp_path, monkeypatch):
     """attack286 F9: given the room the line asked for, recover's first write went into the
     -wal too (SQLite appends before it writes the log back) and took it: the line asked for
     it again. Now a command that writes first writes the log back (room.written_back), the
@@ -417,7 +415,7 @@ def test_a_wal_that_fills_its_disk_is_written_back_before_a_command_writes(
     assert crash.returncode == 9
     grown = growth(path)
     assert grown is not None
-    size, need = grown
+    _, need = grown
     before = path.stat().st_size
     with Journal(path) as journal:
         with monkeypatch.context() as patch:  # (the room asked for, and no more)
