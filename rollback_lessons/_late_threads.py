@@ -7,11 +7,14 @@ still running is said in one line: cut mid-call, its effect to be checked by han
 from __future__ import annotations
 
 import atexit
+import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from ._held import held
 
 WAIT = 5.0
 """How long the process's end waits for such calls, all of them together."""
@@ -48,13 +51,15 @@ def kept(ended: threading.Event, what: str, owner: object = None) -> None:
         _RUNNING.append((ended, what))
 
 
-def waited(deadline: float) -> list[str]:
+def waited(deadline: float, forget: bool = True) -> list[str]:
     """Each such call waited for until ``deadline`` (``time.monotonic``): those still
-    running then, named, and forgotten (told once, by the caller). A Ctrl-C cuts the wait
-    (raised), what is left kept for the line that follows."""
+    running then, named, and (``forget``) forgotten: told once, by the caller. A Ctrl-C cuts
+    the wait (raised), what is left kept for the line that follows."""
     for ended, _ in list(_RUNNING):
         while not ended.is_set() and (wait := deadline - time.monotonic()) > 0:
             ended.wait(min(wait, 1.0))
+    if not forget:
+        return [w for e, w in _RUNNING if not e.is_set()]
     with _LOCK:
         left, _RUNNING[:] = [w for e, w in _RUNNING if not e.is_set()], []
     atexit.unregister(_at_end)
@@ -88,17 +93,33 @@ def cut_line(left: list[str], waited: str) -> str:
 
 def _at_end() -> None:
     """A script's end (``atexit``): waited for ``WAIT`` s at most; said if cut (a Ctrl-C
-    during the wait cuts them at once, said so), on the process's own stderr (a Jupyter
-    kernel's: its cell's output is gone by then, attack286 F3)."""
-    try:
-        left = waited(time.monotonic() + end_left())
-    except BaseException:  # (a Ctrl-C as it waits: the process ends now, the rest too)
-        end_left(cut=True)
+    during the wait cuts them at once, said so, a second one held as it is: attack286 F10),
+    on the process's own stderr (a Jupyter kernel's: its cell's output is gone by then,
+    attack286 F3)."""
+    try:  # noqa: SIM105 (no call as it is handled: a second Ctrl-C would land in it)
+        waited(time.monotonic() + end_left(), forget=False)
+    except BaseException:  # (a Ctrl-C as it waits: the process ends now)
+        pass
+    said: list[bool] = []
+    for _ in range(3):  # (a second Ctrl-C as the hold begins: tried again, never said twice)
+        try:
+            if not said:
+                _said(said)
+            return
+        except BaseException:  # (the hold not yet in place)
+            continue
+
+
+def _said(said: list[bool]) -> None:
+    with held([]):
         left = waited(0.0)
-    how = "interrupted" if _END["cut"] else f"of {WAIT:g} s at most over"
-    how = f"as the program ended, its wait {how}"
-    if left:
-        try:  # noqa: SIM105 (stderr closed: nothing more to do)
-            print(f"rollback-lessons: {cut_line(left, how)}", file=sys.__stderr__ or sys.stderr)
-        except Exception:
-            pass
+        if left and end_left() > 0:  # (its wait cut short, calls running: by a Ctrl-C; the
+            end_left(cut=True)  # rest of the end waits no more)
+        how = "interrupted" if _END["cut"] else f"of {WAIT:g} s at most over"
+        if left:
+            with contextlib.suppress(Exception):  # (stderr closed: nothing more to do)
+                print(
+                    f"rollback-lessons: {cut_line(left, f'as the program ended, its wait {how}')}",
+                    file=sys.__stderr__ or sys.stderr,
+                )
+        said.append(True)
