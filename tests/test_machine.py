@@ -149,6 +149,15 @@ def test_a_record_crosses_an_engine_and_comes_back_the_same():
     ]
 
 
+def test_a_records_kinds_keep_the_sagas_order_through_sorted_json():
+    """attack287 F2: Temporal's Outcome.kinds came back in sorted-name order (its payload's
+    keys sorted), definition order on every other engine."""
+    saga = Saga([Step(n, lambda s: None, lambda s: None) for n in ("zeta", "alpha", "mid")])
+    outcome = saga.run({})
+    back = record_of(json.loads(json.dumps(record_data(outcome), sort_keys=True)))
+    assert list(back.kinds) == list(outcome.kinds) == ["zeta", "alpha", "mid"]
+
+
 def _saga(policy):
     return Saga(
         [

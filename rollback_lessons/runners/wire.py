@@ -367,7 +367,7 @@ def record_data(record: RunRecord) -> dict[str, Any]:
             _error_data(record.error, record.failed_step, record.run_id) if record.error else None
         ),
         "failed_step": record.failed_step,
-        "kinds": dict(record.kinds),
+        "kinds": list(record.kinds.items()),  # (pairs: a payload's keys sorted, attack287 F2)
         "name": record.name,
         "run_id": record.run_id,
         "notes": list(record.notes),
