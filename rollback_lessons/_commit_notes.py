@@ -4,6 +4,7 @@ says: nothing was undone, and why; the note names what came (a Ctrl-C, a ``sys.e
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, TypeVar
 
 from ._shutdown import LoopEnded, exit_said
@@ -102,3 +103,15 @@ def commit_in_doubt(run: Run, error: BaseException) -> bool:
         error.add_note(said)
         exit_said(run, error)  # (a SystemExit's: on stderr, attack53 F6)
     return error is run.in_doubt
+
+
+def with_notes(outcome: Outcome) -> Outcome:
+    """``outcome``, its error carrying what the rollback left as notes, as ``saga.run``'s
+    does (attack287 F4: an engine's came back bare, ``raise_for_status`` telling less)."""
+    error = outcome.error
+    if error is not None and outcome.status is not Status.COMMITTED:
+        for note in outcome_notes(outcome):
+            if note not in getattr(error, "__notes__", ()):
+                with contextlib.suppress(Exception):
+                    error.add_note(note)
+    return outcome

@@ -4,8 +4,7 @@ comes back out. No rule lives here: the machine reads the steps and the policy t
 and decides as it does in process.
 
 Exceptions travel as data (``error_record``); a policy that decides in Python code travels
-by its run's id only, to a machine in this process (``hosted``).
-"""
+by its run's id only, to a machine in this process (``hosted``)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._checks import check_undo
+from .._commit_notes import with_notes
 from ..errors import InvalidPipelineError, NestedTooDeep
 from ..graph import MACHINE_LIST, WRITTEN_LIST, ListForm, needs_graph, too_deep
 from ..operations import StepSpec
@@ -422,13 +422,13 @@ def outcome_of(
     state: State | None,
 ) -> Outcome:
     """An engine's record as ``saga.run``'s Outcome (state after: a snapshot of ``state``;
-    a state before that could not be copied says so, as in process: ``noted``)."""
-    return Outcome.of(
+    a state before not copied: ``noted``), its error with the rollback's notes (287 F4)."""
+    return with_notes(Outcome.of(
         noted(record, before),
         state_before=before,
         state_after=safe_snapshot(state) if state is not None else None,
         labels={s.name: s.label for s in saga.steps if s.label},
-    )
+    ))  # fmt: skip
 
 
 __all__ = [
