@@ -42,7 +42,8 @@ def kept(ended: threading.Event, what: str, owner: object = None) -> None:
     """A call (``what``, of the run ``owner``: a saga's id in ``recover``) that runs on past
     its timeout, or past a Ctrl-C that cut its wait, until ``ended`` is set: waited for at
     the process's end."""
-    what += f" (saga {owner!r})" if isinstance(owner, str) else ""
+    run = owner if isinstance(owner, str) else getattr(owner, "saga_id", None)  # (recover's
+    what += f" (saga {run!r})" if isinstance(run, str) else ""  # run: attack286 F6)
     with _LOCK:
         _RUNNING[:] = [(e, w) for e, w in _RUNNING if not e.is_set()]
         if not _RUNNING:

@@ -120,9 +120,9 @@ def test_recover_waits_for_a_timed_out_undo_and_says_one_it_cuts(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, _world(tmp_path)) == (1, ["begins o"]), done.stderr
     assert done.stderr.splitlines()[-1] == (
-        "rollback-lessons: the undo of step 'charge', past its timeout, still ran in its "
-        "helper thread 5 s after the command ended: the process ends, cutting it mid-call; "
-        "check its effect by hand (partly done, perhaps)"
+        "rollback-lessons: the undo of step 'charge' (saga 'o'), past its timeout, still ran "
+        "in its helper thread 5 s after the command ended: the process ends, cutting it "
+        "mid-call; check its effect by hand (partly done, perhaps)"
     )
 
 
