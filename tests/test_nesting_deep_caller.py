@@ -135,3 +135,37 @@ def test_temporal_run_at_its_limit_from_a_deep_caller(on_temporal, monkeypatch):
     outcome = entry_at(low)()
     assert outcome.status is Status.COMMITTED, outcome
     assert asyncio.iscoroutinefunction(deep)
+
+
+FIRST_DBOS_RUN_DEEP = """
+import sys, tempfile
+from rollback_lessons import Saga, Step
+from rollback_lessons.errors import NestedTooDeep
+from rollback_lessons.runners.dbos import DBOSRunner
+
+saga = Saga([Step("a", lambda s: None, lambda s: None), Step("b", lambda s: None)], name="shallow")
+runner = DBOSRunner.start(sys.argv[1])
+
+def deep(frames):
+    return runner.run(saga, {}) if frames == 0 else deep(frames - 1)
+
+try:
+    deep(sys.getrecursionlimit() - 40)
+except NestedTooDeep as refused:
+    print("refused:", refused)
+finally:
+    runner.close()
+"""
+
+
+def test_a_first_dbos_run_from_deep_in_a_stack_is_refused_before_dbos_recurses(tmp_path):
+    """attack287 F1: a 2-step saga given to DBOS from ~40 frames below the recursion limit,
+    the process's first run: a bare RecursionError inside DBOS / SQLAlchemy (its run-id
+    check, made before the nesting check). Now refused first, in the one line."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FIRST_DBOS_RUN_DEEP, str(tmp_path / "d.sqlite")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.stdout.startswith("refused: saga 'shallow': at this call's depth"), done
+    assert "RecursionError" not in done.stderr, done.stderr

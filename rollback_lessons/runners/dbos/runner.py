@@ -31,7 +31,7 @@ from .. import hosted
 from ..closed import Closable
 from ..error_record import keeping
 from ..hosted import UnknownRun
-from ..wire import needs_graph, plan_of, record_of
+from ..wire import check_nesting, needs_graph, plan_of, record_of
 from . import hosting, ids, launch, offloop, stops, waits, workflow
 from .graph import graph_workflow
 from .handle import REPLAY_VERSION as REPLAY_VERSION
@@ -180,6 +180,7 @@ class DBOSRunner(Closable):
         in. ``DBOSHandle.stop`` cancels the children too (a running call ends, nothing follows).
         A closed runner refuses it (``RunnerClosed``): DBOS may run another file now."""
         self._refuse_if_closed("start_saga")
+        check_nesting(saga, "DBOS")  # (first: DBOS's own checks recurse, attack287 F1)
         check_state(state)
         if run_id is not None:  # (the undos' idempotency keys are '<run id>:<step>')
             check_run_id(run_id)
