@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ WAIT = 5.0
 
 _LOCK = threading.Lock()
 _RUNNING: list[tuple[threading.Event, str]] = []  # (set as it ends, "undo of step 'charge'")
+os.register_at_fork(after_in_child=_RUNNING.clear)  # (a fork has none of these threads)
 
 
 def helper(name: str, target: Callable[..., Any], *args: Any) -> tuple[Any, threading.Event]:
@@ -85,7 +87,7 @@ def cut_line(left: list[str], waited: str) -> str:
     """What the process's end says of the calls ``left`` running."""
     one = len(left) == 1
     return (
-        f"the {', '.join(left)}, past {'its' if one else 'their'} timeout, still ran in "
+        f"the {', '.join(left)} still ran in "
         f"{'its helper thread' if one else 'their helper threads'} {waited}: the process "
         f"ends, cutting {'it' if one else 'them'} mid-call; check "
         f"{'its effect' if one else 'their effects'} by hand (partly done, perhaps)"
