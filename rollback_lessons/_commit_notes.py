@@ -4,14 +4,14 @@ says: nothing was undone, and why; the note names what came (a Ctrl-C, a ``sys.e
 
 from __future__ import annotations
 
-import contextlib
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from ._shutdown import LoopEnded, exit_said
 from .machine import Phase
 from .outcome import Outcome, Status
 from .schedule import PAST_PIVOT
-from .verdicts import COMMIT_UNRECORDED, interruption_name, rollback_notes
+from .verdicts import COMMIT_UNRECORDED, REFUSED, interruption_name, rollback_notes
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -109,9 +109,13 @@ def with_notes(outcome: Outcome) -> Outcome:
     """``outcome``, its error carrying what the rollback left as notes, as ``saga.run``'s
     does (attack287 F4: an engine's came back bare, ``raise_for_status`` telling less)."""
     error = outcome.error
-    if error is not None and outcome.status is not Status.COMMITTED:
+    if error is None or outcome.status is Status.COMMITTED:
+        return outcome
+    try:
         for note in outcome_notes(outcome):
             if note not in getattr(error, "__notes__", ()):
-                with contextlib.suppress(Exception):
-                    error.add_note(note)
+                error.add_note(note)
+    except Exception:  # (one that refuses notes: the outcome keeps them, as saga.run's)
+        refused = REFUSED.format(type(error).__name__)
+        return replace(outcome, notes=(*outcome.notes, refused))  # (attack288 F3)
     return outcome

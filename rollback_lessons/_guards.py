@@ -35,7 +35,7 @@ from .operations import RAISE, Finished, Op
 from .schedule import GraphMachine, GraphOp, Ready, declines, log_anyway, past_pivot
 from .undo_log import cut_off
 from .undo_log import log_cut_off as log_now
-from .verdicts import COMMIT_UNRECORDED, cut_by, rollback_notes
+from .verdicts import COMMIT_UNRECORDED, REFUSED, cut_by, rollback_notes
 
 E = TypeVar("E", bound=BaseException)
 
@@ -368,11 +368,7 @@ def add_notes(run: Run, error: BaseException, warn: bool = True) -> None:
             if warn:
                 exit_said(run, carrier)
         except Exception:
-            m.notes = [
-                *m.notes,
-                f"the {type(carrier).__name__} raised refused these notes (add_note "
-                "failed); the outcome keeps them",
-            ]
+            m.notes = [*m.notes, REFUSED.format(type(carrier).__name__)]
 
 
 def _carriers(run: Run, error: BaseException) -> list[BaseException]:

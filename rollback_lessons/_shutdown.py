@@ -405,12 +405,14 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     rollback ran (``GeneratorExit``: its event loop stopped, the program ending), the undos
     not known done left in the journal for ``recover``; a stop in a step said so, one in the
     rollback said nothing, exit 0 (attack101 F4)."""
-    if type(exc) is GeneratorExit and run.journal is not None:
+    if type(exc) is GeneratorExit:  # (no journal too: not a word was said, attack288 F2)
+        kept = ("stay in the journal, and recover runs them" if run.journal is not None else
+                "are kept nowhere (no journal): check them by hand")  # fmt: skip
         with contextlib.suppress(Exception):
             sys.__stderr__.write(  # type: ignore[union-attr]
                 f"rollback-lessons: saga {run.run_id!r}: its AsyncRollback block was closed "
                 "(GeneratorExit: its event loop stopped) as its rollback ran; the undos not "
-                "known to be done stay in the journal, and recover runs them\n"
+                f"known to be done {kept}\n"
             )
     return exc
 

@@ -191,22 +191,20 @@ async def acall_timed(
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
     thread, ended = helper(f"rollback-lessons {what(role, step)}", _target, loop, box, fn, args)
-    thread.start()
+    kept(ended, what(role, step), owner)  # (from its start: waited for at the process's end
+    thread.start()  # if it runs on, however this wait ends: a loop stopped, attack288 F1)
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
+    except GeneratorExit:  # (closed: Python's shutdown, its loop stopped; no await here)
+        raise
     except BaseException as exc:  # (a cancel, asyncio.run's end: the call runs on there)
-        try:
-            await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
-            end = await _work_end(box, timeout - (loop.time() - start), owner, role, step)
-        finally:  # (still running: waited for at the process's end, attack286 F1)
-            if not ended.is_set():
-                kept(ended, what(role, step), owner)
+        await _thread_end(box, timeout - (loop.time() - start), owner, role, step)
+        end = await _work_end(box, timeout - (loop.time() - start), owner, role, step)
         raise ran_on(exc, True, end)  # noqa: B904  (its end told first, never made again)
     if box not in done:
         box.cancel()
         late(owner, role, step, keep=True)
-        kept(ended, what(role, step), owner)
         raise timed_out(role, step, timeout)
     result = box.result()
     if awaitable(result):  # (awaited to its end, work it hands back too, within what is left)

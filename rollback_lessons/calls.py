@@ -325,14 +325,11 @@ def call_timed(
 
     name = what(role, step)
     thread, ended = helper(f"rollback-lessons {name}", target)
-    thread.start()
+    kept(ended, name, owner)  # (from its start: however the wait ends, the process's end
+    thread.start()  # waits for it if it runs on: a Ctrl-C, attack286 F1; a loop stopped, 288 F1)
     deadline = time.monotonic() + timeout  # (waited in parts: one wait past TIMEOUT_MAX, some
-    try:  # 292 years, raised OverflowError: attack50 F5)
-        while not ended.is_set() and (left := deadline - time.monotonic()) > 0:
-            ended.wait(min(left, threading.TIMEOUT_MAX / 2))
-    finally:  # (a Ctrl-C in the wait: the call runs on, waited for at the end, attack286 F1)
-        if not ended.is_set():
-            kept(ended, name, owner)
+    while not ended.is_set() and (left := deadline - time.monotonic()) > 0:  # 292 years,
+        ended.wait(min(left, threading.TIMEOUT_MAX / 2))  # raised OverflowError: attack50 F5)
     if not ended.is_set():
         late(owner, role, step, keep=True)
         raise timed_out(role, step, timeout)

@@ -228,6 +228,11 @@ def cut_by(exc: BaseException) -> str:
     return exc.type_name if issubclass(type(exc), RemoteError) else type(exc).__name__  # type: ignore[attr-defined]
 
 
+REFUSED = "the {} raised refused these notes (add_note failed); the outcome keeps them"
+"""What the outcome says of an error that refuses the rollback's notes (in process and on
+every engine alike: attack288 F3)."""
+
+
 def rollback_notes(
     dead_letters: Sequence[DeadLetter],
     pending: Sequence[str],

@@ -111,3 +111,58 @@ def test_a_run_pythons_shutdown_closes_ends_there_in_one_line(tmp_path, when, jo
         assert again.returncode == 0 and "rolled_back; undone room" in again.stdout, again
     else:  # (pay cut as it ran: it may have happened, no undo logged: told a person)
         assert again.returncode == 1 and "undone room; dead letters -; leaked " in again.stdout
+
+
+TIMED_IN_A_STOPPED_LOOP = """
+import asyncio, os, signal, sys, threading, time
+from rollback_lessons import AsyncRollback, Saga, Step
+
+def slow_undo(*_):
+    print("undo starts", flush=True)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    time.sleep(1.5)
+    print("undo finished", flush=True)
+
+async def block():
+    async with AsyncRollback() as rb:
+        await rb.do("a", lambda: None, slow_undo, undo_timeout=5)
+        raise ValueError("boom")
+
+async def awaited_undo():
+    print("undo starts", flush=True)
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    await asyncio.sleep(3)
+
+async def awaited_block():
+    async with AsyncRollback() as rb:
+        await rb.do("a", lambda: None, awaited_undo)
+        raise ValueError("boom")
+
+saga = Saga([Step("a", lambda s: None, slow_undo, undo_timeout=5), Step("f", lambda s: 1 / 0)],
+            name="s")
+main = {"arun": lambda: saga.arun({}, run_id="r1"), "block": block,
+        "awaited": awaited_block}[sys.argv[1]]
+loop = asyncio.new_event_loop()
+try:
+    loop.run_until_complete(main())
+except KeyboardInterrupt:
+    print("the script ends", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["arun", "block", "awaited"])
+def test_a_call_running_as_a_ctrl_c_stops_the_loop_is_waited_for_or_said(how):
+    """attack288 F1: a timed sync undo running (in its helper thread) as a Ctrl-C stopped a
+    run_until_complete loop: the script ended at once, the refund cut mid-call, unsaid. F2:
+    an AsyncRollback with no journal closed so as its rollback awaited an undo: no line."""
+    done = subprocess.run([sys.executable, "-c", TIMED_IN_A_STOPPED_LOOP, how],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    said = [line for line in done.stderr.splitlines() if line.startswith("rollback-lessons")]
+    assert "Traceback" not in done.stderr and len(said) <= 1, done.stderr
+    if how == "awaited":
+        assert done.stdout.splitlines() == ["undo starts", "the script ends"], done
+        assert said and "the undos not known to be done are kept nowhere (no journal)" in said[0]
+        return
+    assert done.stdout.splitlines() == ["undo starts", "the script ends", "undo finished"], done
+    if how == "arun":
+        assert said and said[0].startswith("rollback-lessons: saga 'r1' was ended by Python's")

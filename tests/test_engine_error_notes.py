@@ -37,3 +37,29 @@ def test_an_engines_outcome_error_carries_the_rollbacks_notes(engine, policy, re
     with pytest.raises(type(here.error)) as caught:
         there.raise_for_status()
     assert caught.value.__notes__ == said
+
+
+class NoNotes(Exception):
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("no notes here")
+
+
+def refund(state: dict) -> None:
+    raise RuntimeError("refund broke")
+
+
+def charge(state: dict) -> None:
+    raise NoNotes("declined")
+
+
+def test_an_error_refusing_notes_has_the_outcome_say_so_on_an_engine_too(bpmn_runner):
+    """attack288 F3: saga.run's outcome said the error refused the rollback's notes; an
+    engine's dropped them, nowhere said."""
+    saga = Saga([Step("book", lambda s: None, refund), Step("charge", charge, None)],
+                policy="continue")  # fmt: skip
+    here, there = saga.run({}), bpmn_runner.run(saga, {})
+    assert (
+        here.notes
+        == there.notes
+        == ("the NoNotes raised refused these notes (add_note failed); the outcome keeps them",)
+    )
