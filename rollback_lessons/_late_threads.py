@@ -58,9 +58,11 @@ def waited(deadline: float, forget: bool = True) -> list[str]:
     """Each such call waited for until ``deadline`` (``time.monotonic``): those still
     running then, named, and (``forget``) forgotten: told once, by the caller. A Ctrl-C cuts
     the wait (raised), what is left kept for the line that follows."""
-    for ended, _ in list(_RUNNING):
-        while not ended.is_set() and (wait := deadline - time.monotonic()) > 0:
-            ended.wait(min(wait, 1.0))
+    while (wait := deadline - time.monotonic()) > 0:  # (one made meanwhile too: 288 F6)
+        running = [e for e, _ in list(_RUNNING) if not e.is_set()]
+        if not running:
+            break
+        running[0].wait(min(wait, 1.0))
     if not forget:
         return [w for e, w in _RUNNING if not e.is_set()]
     with _LOCK:
@@ -99,25 +101,26 @@ def _at_end() -> None:
     during the wait cuts them at once, said so, a second one held as it is: attack286 F10),
     on the process's own stderr (a Jupyter kernel's: its cell's output is gone by then,
     attack286 F3)."""
-    try:  # noqa: SIM105 (no call as it is handled: a second Ctrl-C would land in it)
+    cut = False
+    try:
         waited(time.monotonic() + end_left(), forget=False)
     except BaseException:  # (a Ctrl-C as it waits: the process ends now)
-        pass
+        cut = True
     said: list[bool] = []
     for _ in range(3):  # (a second Ctrl-C as the hold begins: tried again, never said twice)
         try:
             if not said:
-                _said(said)
+                _said(said, cut)
             return
         except BaseException:  # (the hold not yet in place)
             continue
 
 
-def _said(said: list[bool]) -> None:
+def _said(said: list[bool], cut: bool) -> None:
     with held([]):
         left = waited(0.0)
-        if left and end_left() > 0:  # (its wait cut short, calls running: by a Ctrl-C; the
-            end_left(cut=True)  # rest of the end waits no more)
+        if cut:  # (its wait cut short by a Ctrl-C: the rest of the end waits no more)
+            end_left(cut=True)
         how = "interrupted" if _END["cut"] else f"of {WAIT:g} s at most over"
         if left:
             with contextlib.suppress(Exception):  # (stderr closed: nothing more to do)

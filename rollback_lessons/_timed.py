@@ -5,6 +5,7 @@ outlived its timeout is never made again in the run, never overlapped (attack47 
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -183,11 +184,16 @@ async def acall_timed(
     loop nor outlast its timeout: past it the attempt fails, the call goes on there and is
     never made again in the run, as in ``saga.run``); an awaitable it returns is awaited
     here, within the time left (``within``)."""
-    import asyncio
-
     timeout = plain_number(timeout)  # (a number's subclass: as recover reads it, attack106 F8)
     if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
+    if sys.is_finalizing():  # (no thread starts there, nor an import: called here, 288 F5)
+        result = fn(*args)
+        if awaitable(result):
+            return await within(awaited(result, role, step), timeout, role, step, owner)
+        return result if result is None else checked(result, role, step)
+    import asyncio
+
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
     thread, ended = helper(f"rollback-lessons {what(role, step)}", _target, loop, box, fn, args)

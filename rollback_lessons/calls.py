@@ -316,6 +316,9 @@ def call_timed(
         raise refusal
     box: dict[str, Any] = {}
     blocked = _loop_here()  # (a Task of it, handed back, cannot be waited for there)
+    if sys.is_finalizing():  # (no thread starts at Python's shutdown: its start waited for
+        return call_sync(fn, args, role, step, blocked)  # ever; called here, its timeout
+    # not kept, a block's undos there their only chance: attack288 F4)
 
     def target() -> None:
         try:
