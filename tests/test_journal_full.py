@@ -362,18 +362,11 @@ os._exit(9)  # (as the disk filled: the log there, its last pages not yet in the
 """
 
 
-def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
-    tmp_path, monkeypatch
-):
-    """attack285 F3: a reader's snapshot (a long .backup) let the -wal grow till the disk
-    was full; the log is given back only once written into the file, which must grow for
-    that: with no room, never, and the line said "free some space" of a disk the journal
-    alone filled. Now it names the log and the room writing it back takes."""
+def _grown_log(tmp_path):
+    """A journal whose process died as ``GROWN_LOG``'s, and its -wal's (size, growth)."""
     import subprocess
     import sys
-    from types import SimpleNamespace
 
-    from rollback_lessons.durable import room
     from rollback_lessons.durable.walcheck import growth
 
     path = tmp_path / "j.db"
@@ -381,7 +374,21 @@ def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
     assert crash.returncode == 9
     grown = growth(path)
     assert grown is not None
-    size, need = grown
+    return path, grown
+
+
+def test_a_disk_the_journals_own_wal_fills_says_what_room_writing_it_back_takes(
+    tmp_path, monkeypatch
+):
+    """attack285 F3: a reader's snapshot (a long .backup) let the -wal grow till the disk
+    was full; the log is given back only once written into the file, which must grow for
+    that: with no room, never, and the line said "free some space" of a disk the journal
+    alone filled. Now it names the log and the room writing it back takes."""
+    from types import SimpleNamespace
+
+    from rollback_lessons.durable import room
+
+    path, (size, need) = _grown_log(tmp_path)
     assert 0 < need < size and size == (tmp_path / "j.db-wal").stat().st_size
     with monkeypatch.context() as patch:  # (its disk full)
         patch.setattr(room.os, "statvfs", lambda _: SimpleNamespace(f_bavail=0, f_frsize=4096))
@@ -403,19 +410,11 @@ def test_a_wal_that_fills_its_disk_is_written_back_before_a_command_writes(tmp_p
     -wal too (SQLite appends before it writes the log back) and took it: the line asked for
     it again. Now a command that writes first writes the log back (room.written_back), the
     -wal given back whole."""
-    import subprocess
-    import sys
     from types import SimpleNamespace
 
     from rollback_lessons.durable import room
-    from rollback_lessons.durable.walcheck import growth
 
-    path = tmp_path / "j.db"
-    crash = subprocess.run([sys.executable, "-c", GROWN_LOG, str(path)], timeout=120)
-    assert crash.returncode == 9
-    grown = growth(path)
-    assert grown is not None
-    _, need = grown
+    path, (_, need) = _grown_log(tmp_path)
     before = path.stat().st_size
     with Journal(path) as journal:
         with monkeypatch.context() as patch:  # (the room asked for, and no more)

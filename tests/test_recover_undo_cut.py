@@ -83,6 +83,18 @@ registry.add("u", undo)
 """
 
 
+def _crashed_with(tmp_path, module: str, text: str) -> tuple[list[str], dict[str, str]]:
+    """Saga 's' (a, b, c undone by 'u'; d fails) crashed at its first undo, and the recover
+    command that loads registry ``module`` (``text``) instead of the printing one."""
+    path = tmp_path / "j.db"
+    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
+    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
+    command, env = recover_command(tmp_path, path)
+    (tmp_path / f"{module}.py").write_text(text)
+    command[command.index("printing_reg")] = module
+    return command, env
+
+
 @pytest.mark.parametrize(
     ("raised", "said", "status"),
     [("KeyboardInterrupt('from repr')", "KeyboardInterrupt('from repr')", 2),
@@ -95,12 +107,7 @@ def test_an_undo_whose_errors_repr_raises_an_interrupt_is_named_not_a_ctrl_c(
     as recover tells it. Without the fix: "recover interrupted (Ctrl-C); ... left unfinished
     for the next recover: saga 's'" (exit 130; a sys.exit's "(a signal handler's?)"),
     naming neither the undo nor its error, and a Ctrl-C nobody sent."""
-    path = tmp_path / "j.db"
-    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
-    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
-    command, env = recover_command(tmp_path, path)
-    (tmp_path / "nasty_reg.py").write_text(NASTY_REG.format(raised=raised))
-    command[command.index("printing_reg")] = "nasty_reg"
+    command, env = _crashed_with(tmp_path, "nasty_reg", NASTY_REG.format(raised=raised))
     for undid in (["UNDID", "c"], []):  # (the next recover alike: c's undo recorded done)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout.split()) == (status, undid), done.stderr
@@ -159,12 +166,7 @@ def test_a_keyboard_interrupt_an_undo_or_a_lookup_raises_is_not_told_as_a_ctrl_c
     """attack281 F3: an undo's body (or a registry's lookup) raising KeyboardInterrupt
     itself, no Ctrl-C sent, was "recover interrupted (Ctrl-C)", exit 130, on every recover;
     nothing pointed at the code. Now said so, exit 2 (what it undid before is recorded)."""
-    path = tmp_path / "j.db"
-    steps = [Step(k, lambda _: None, undo.bind(step=k)) for k in "abc"]
-    crash_at_first_undo(path, Saga([*steps, Step("d", fails)]))
-    command, env = recover_command(tmp_path, path)
-    (tmp_path / "raising_reg.py").write_text(RAISING_REG.format(registry=registry))
-    command[command.index("printing_reg")] = "raising_reg"
+    command, env = _crashed_with(tmp_path, "raising_reg", RAISING_REG.format(registry=registry))
     for undone in (undid, []):  # (the next recover alike: c's undo recorded done)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout.split()) == (2, undone), done.stderr
