@@ -41,12 +41,10 @@ def finalizing(run: Any, say: bool = False) -> Finalizing | None:
             else "no journal keeps what it left undone: end the run before the program "
             "exits, or give it a journal"
         )
-        with contextlib.suppress(Exception):  # (no import here: they fail at the shutdown)
-            sys.__stderr__.write(  # type: ignore[union-attr]
-                f"rollback-lessons: saga {getattr(run, 'run_id', '?')!r} was ended by "
-                f"Python's shutdown (its event loop stopped): nothing more of it ran there; "
-                f"{kept}\n"
-            )
+        said(
+            f"saga {getattr(run, 'run_id', '?')!r} was ended by Python's shutdown (its event "
+            f"loop stopped): nothing more of it ran there; {kept}"
+        )
     return Finalizing()
 
 
@@ -56,22 +54,27 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> No
     modules are being torn down (each one failed, written a dead letter for a person, and
     the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
     would, and ``recover`` runs them once this process has ended. Said on stderr."""
-    with contextlib.suppress(Exception):
-        sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
-            f"shutdown ({type(exc).__name__}); none of its undos ran there: the journal keeps "
-            "it unfinished, and recover runs them\n"
-        )
+    said(
+        f"saga {run_id!r}: its {block} block was ended by Python's shutdown "
+        f"({type(exc).__name__}); none of its undos ran there: the journal keeps it "
+        "unfinished, and recover runs them"
+    )
 
 
 def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
     """A block with no journal ended by Python's shutdown: its undos are run there, the only
     chance they have, but with builtins and modules half torn down, and what fails there is
     seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
+    said(
+        f"saga {run_id!r}: its {block} block was ended by Python's shutdown "
+        f"({type(exc).__name__}); its undos run now, with Python half torn down, and no "
+        "journal keeps what fails: end the block before the program exits, or give it a "
+        "journal"
+    )
+
+
+def said(line: str) -> None:
+    """``line`` on the process's own stderr, one line, no import (they fail at Python's
+    shutdown), nothing raised (a closed stderr: nothing more to say)."""
     with contextlib.suppress(Exception):
-        sys.__stderr__.write(  # type: ignore[union-attr]
-            f"rollback-lessons: saga {run_id!r}: its {block} block was ended by Python's "
-            f"shutdown ({type(exc).__name__}); its undos run now, with Python half torn down, "
-            "and no journal keeps what fails: end the block before the program exits, or "
-            "give it a journal\n"
-        )
+        sys.__stderr__.write(f"rollback-lessons: {line}\n")  # type: ignore[union-attr]

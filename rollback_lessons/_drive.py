@@ -10,9 +10,10 @@ from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
 from . import _guards
+from ._at_exit import Finalizing
 from ._forward import was_cut
 from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
-from ._shutdown import Finalizing, shut_down, told_end
+from ._shutdown import shut_down, told_end
 from ._timed import acall_timed, within
 from ._wrapped import INERT
 from .calls import call_timed, cancel_asked, is_async, own_cancel, refused, sleep

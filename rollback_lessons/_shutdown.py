@@ -15,8 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _forward
-from ._at_exit import Finalizing as Finalizing
-from ._at_exit import asyncio_here, finalizing
+from ._at_exit import asyncio_here, finalizing, said
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
 
@@ -408,12 +407,10 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     if type(exc) is GeneratorExit:  # (no journal too: not a word was said, attack288 F2)
         kept = ("stay in the journal, and recover runs them" if run.journal is not None else
                 "are kept nowhere (no journal): check them by hand")  # fmt: skip
-        with contextlib.suppress(Exception):
-            sys.__stderr__.write(  # type: ignore[union-attr]
-                f"rollback-lessons: saga {run.run_id!r}: its AsyncRollback block was closed "
-                "(GeneratorExit: its event loop stopped) as its rollback ran; the undos not "
-                f"known to be done {kept}\n"
-            )
+        said(
+            f"saga {run.run_id!r}: its AsyncRollback block was closed (GeneratorExit: its "
+            f"event loop stopped) as its rollback ran; the undos not known to be done {kept}"
+        )
     return exc
 
 
