@@ -237,8 +237,7 @@ class Driver:
         """A step's wait is over and its next attempt begins (``Run``: written first)."""
 
     def cancelling(self) -> BaseException:
-        """The error a cancelled run fails with (``Saga.run(cancel=...)``, or the
-        CancelledError of a cancelled ``arun``)."""
+        """The error a cancelled run fails with (``Saga.run(cancel=...)``, ``arun``'s)."""
         return self.stopped_by or Cancelled.by_caller()
 
     def drive(self, op: Op) -> Op:
