@@ -27,7 +27,11 @@ async def within(
     again beyond a grace as long as its timeout: it is left behind, its outcome dropped, and,
     as a blocking call left in its helper thread, never made again in ``owner``'s run
     (attack84 F4: the retries overlapped it, three refunds at once). ``shown``: the
-    timeout the error names (the step's own, where ``timeout`` is what was left of it)."""
+    timeout the error names (the step's own, where ``timeout`` is what was left of it).
+    At Python's shutdown it is awaited here, its timeout not kept, as a timed synchronous
+    call is made inline there (no task is made nor any import: attack289 F1)."""
+    if sys.is_finalizing():
+        return await awaitable
     import asyncio
 
     task = _forward.engine_task(_kept(awaitable))

@@ -213,14 +213,19 @@ from rollback_lessons import AsyncRollback, Rollback
 def undo():
     print("undo runs", flush=True)
 
+async def aundo():
+    undo()
+
 def gen():
     with Rollback() as rb:
         rb.do("a", lambda: None, undo, undo_timeout=2.0)
         yield 1
 
+UNDOS = {"async": undo, "async-def": aundo, "hands-a-coroutine": lambda: aundo()}
+
 async def agen():
     async with AsyncRollback() as rb:
-        await rb.do("a", lambda: None, undo, undo_timeout=2.0)
+        await rb.do("a", lambda: None, UNDOS[sys.argv[1]], undo_timeout=2.0)
         yield 1
 
 if sys.argv[1] == "sync":
@@ -233,12 +238,14 @@ print("script ends", flush=True)
 """
 
 
-@pytest.mark.parametrize("how", ["sync", "async"])
+@pytest.mark.parametrize("how", ["sync", "async", "async-def", "hands-a-coroutine"])
 def test_a_timed_undo_python_s_shutdown_runs_is_called_there(how):
     """attack288 F4, F5: a block with no journal left suspended as the script ended, its undo
     timed: its helper thread could not start at Python's shutdown (the process hung for ever,
     Rollback's; AsyncRollback's undo was never called, an import failing there). Now called
-    there, in the thread that ends the block: its timeout not kept, its only chance."""
+    there, in the thread that ends the block: its timeout not kept, its only chance. An
+    ``async def`` one, or one that hands back a coroutine, too (attack289 F1: a dead letter,
+    "sys.meta_path is None", an import on the awaited path with a deadline)."""
     done = subprocess.run([sys.executable, "-c", SUSPENDED, how], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.stdout.splitlines() == ["script ends", "undo runs"], done
