@@ -55,9 +55,8 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> No
     the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
     would, and ``recover`` runs them once this process has ended. Said on stderr."""
     said(
-        f"saga {run_id!r}: its {block} block was ended by Python's shutdown "
-        f"({type(exc).__name__}); none of its undos ran there: the journal keeps it "
-        "unfinished, and recover runs them"
+        f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran there: "
+        "the journal keeps it unfinished, and recover runs them"
     )
 
 
@@ -66,11 +65,46 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     chance they have, but with builtins and modules half torn down, and what fails there is
     seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
     said(
-        f"saga {run_id!r}: its {block} block was ended by Python's shutdown "
-        f"({type(exc).__name__}); its undos run now, with Python half torn down, and no "
-        "journal keeps what fails: end the block before the program exits, or give it a "
-        "journal"
+        f"saga {run_id!r}: its {block} block {_ended_by(exc)}; its undos run now, with "
+        "Python half torn down, and no journal keeps what fails: end the block before the "
+        "program exits, or give it a journal"
     )
+
+
+def _ended_by(exc: BaseException) -> str:
+    """What ended a block at Python's shutdown: Python closing it (a GeneratorExit), or its
+    own error (a block an undo run there opened: attack289 F3, said ended by Python)."""
+    if isinstance(exc, GeneratorExit):
+        return f"was ended by Python's shutdown ({type(exc).__name__})"
+    return f"failed during Python's shutdown ({type(exc).__name__})"
+
+
+def still_open() -> None:
+    """Blocks still open as the process's end cut a call left running (each left suspended
+    in a generator): the call's thread keeps its module's globals alive, and Python's
+    shutdown never closes a generator held there, so none of the block's undos may run and
+    nothing would say so (attack289 F2). Said, one line each. (At ``atexit``: Python whole.)"""
+    import gc
+
+    rollback = sys.modules.get("rollback_lessons.rollback")
+    blocks = [] if rollback is None else [
+        o for o in gc.get_objects() if isinstance(o, rollback._Base) and o._state == "open"
+    ]  # fmt: skip
+    for block in blocks:
+        run = block._run
+        done = [*run.m.in_effect()[0], *run.m.in_effect()[1]]
+        kept = (
+            "the journal keeps it unfinished, and recover runs them"
+            if run.journal is not None
+            else f"no journal keeps them: undo by hand what it did ({', '.join(map(repr, done))})"
+            if done
+            else "it did nothing to undo"
+        )
+        said(
+            f"saga {run.run_id!r}: its {type(block).__name__} block was still open as the "
+            "program ended, beside that call: Python's shutdown may never end it (a thread "
+            f"left running keeps it), and then none of its undos run; {kept}"
+        )
 
 
 def said(line: str) -> None:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._at_exit import still_open
 from ._held import held
 
 WAIT = 5.0
@@ -128,4 +129,5 @@ def _said(said: list[bool], cut: bool) -> None:
                     f"rollback-lessons: {cut_line(left, f'as the program ended, its wait {how}')}",
                     file=sys.__stderr__ or sys.stderr,
                 )
+                still_open()
         said.append(True)
