@@ -9,6 +9,7 @@ A with-block Python's shutdown ends says so itself (``left_at_exit``, ``undone_a
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import sys
 from typing import Any
@@ -33,19 +34,58 @@ def finalizing(run: Any, say: bool = False) -> Finalizing | None:
     aio = asyncio_here()
     if not sys.is_finalizing() or (aio is not None and aio._get_running_loop() is not None):
         return None
-    if say and not vars(run).get("exit_said"):
-        vars(run)["exit_said"] = True
-        kept = (
-            "the journal keeps it unfinished, and recover finishes it"
-            if getattr(run, "journal", None) is not None
-            else "no journal keeps what it left undone: end the run before the program "
-            "exits, or give it a journal"
-        )
-        said(
-            f"saga {getattr(run, 'run_id', '?')!r} was ended by Python's shutdown (its event "
-            f"loop stopped): nothing more of it ran there; {kept}"
-        )
+    if say:
+        _left(run, "was ended by Python's shutdown (its event loop stopped): nothing more of "
+              "it ran there")  # fmt: skip
     return Finalizing()
+
+
+def _left(run: Any, how: str) -> None:
+    """An ``arun`` its loop left unfinished, said once: ``how``, and who keeps the rest."""
+    if vars(run).get("exit_said"):
+        return
+    vars(run)["exit_said"] = True
+    kept = (
+        "the journal keeps it unfinished, and recover finishes it"
+        if getattr(run, "journal", None) is not None
+        else "no journal keeps what it left undone: end the run before the program "
+        "exits, or give it a journal"
+    )
+    said(f"saga {getattr(run, 'run_id', '?')!r} {how}; {kept}")
+
+
+_WATCHING: list[bool] = []
+
+
+def watch_aruns() -> None:
+    """(As an async run or block begins: ``_shutdown.unowned``.) ``left_unfinished`` at the
+    program's end, once."""
+    if not _WATCHING:
+        _WATCHING.append(True)
+        atexit.register(left_unfinished)
+
+
+def left_unfinished() -> None:
+    """At the program's end (``atexit``: Python still whole), each ``saga.arun`` still
+    suspended, its loop stopped (a ``run_until_complete`` a Ctrl-C cut, the script then
+    ended), said now, once: Python's shutdown closes its coroutine later (``finalizing``:
+    nothing more of it runs), or, as the order it collects things in falls, never, and
+    nothing said so (attack288 F7: no line in 2 of 30). A loop running in another thread
+    runs it on: not said."""
+    import gc
+    import types
+
+    saga = sys.modules.get("rollback_lessons.saga")
+    code = None if saga is None else saga.Saga.arun.__code__
+    for coro in gc.get_objects() if code is not None else ():
+        if type(coro) is not types.CoroutineType or coro.cr_code is not code:
+            continue
+        run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
+        home = getattr(run, "arun", None)
+        if run is None or coro.cr_running or (home and home.task.get_loop().is_running()):
+            continue
+        _left(run, "was left unfinished as the program ended (its event loop stopped): "
+              "nothing more of it runs")  # fmt: skip
 
 
 def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _forward
-from ._at_exit import asyncio_here, finalizing, said
+from ._at_exit import asyncio_here, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
 
@@ -78,6 +78,7 @@ def unowned() -> None:
     import asyncio
 
     _KEPT["asyncio"] = asyncio
+    watch_aruns()  # (one left unfinished as the program ends: said then, attack288 F7)
     task = asyncio.current_task()
     if task is not None and task not in asyncio.all_tasks():
         raise asyncio.CancelledError("asyncio.run was interrupted as it made this task")
