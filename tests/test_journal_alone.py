@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -151,6 +152,32 @@ def test_the_refusal_says_how_to_accept_a_file_another_program_wrote_back(tmp_pa
     done = _recover(tmp_path, path)
     assert done.returncode == 0 and "recovered 0 sagas" in done.stdout, done
     assert _undone(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["file:x.db", ":memory:", "-d.db", "a b's.db"])
+def test_the_statement_the_refusal_gives_names_that_very_file(tmp_path, monkeypatch, name):
+    """attack291 F1: for a journal named ``file:x.db``, ``:memory:`` or ``-d.db`` the line's
+    statement, pasted into a shell, opened another database in the sqlite3 shell (a URI, one
+    in memory) or was refused as an option: the journal stayed refused, with no way given."""
+    assert _owner(tmp_path, "kill marked").returncode == -signal.SIGKILL
+    monkeypatch.chdir(tmp_path)
+    for end in ("", "-wal", "-shm"):  # (moved together: the same journal, by another name)
+        if Path(f"j.db{end}").exists():
+            os.rename(f"j.db{end}", f"{name}{end}")
+    other = sqlite3.connect(f"./{name}")  # (the sqlite3 shell, say, closing it last)
+    other.execute("SELECT count(*) FROM sagas").fetchall()
+    other.close()
+    with pytest.raises(JournalError) as refused:
+        Journal(Path(name))
+    said = str(refused.value).rsplit("say so: ", 1)[1]
+    program, file, _ = shlex.split(said)
+    assert program == "sqlite3" and Path(file).resolve() == (tmp_path / name).resolve(), said
+    if shutil.which("sqlite3") is None:  # (the shell's own reading of its argument: a URI,
+        pytest.skip("no sqlite3 shell here")  # :memory:, an option)
+    ran = subprocess.run(said, shell=True, capture_output=True, text=True, check=False)
+    assert ran.returncode == 0 and ran.stderr == "", ran
+    assert not Path("x.db").exists()  # (no other database made: file:x.db's URI)
+    Journal(Path(name)).close()  # (whole, said so: read)
 
 
 def test_marks_are_taken_away_however_a_journal_ends(tmp_path):
@@ -661,3 +688,17 @@ def test_the_refusals_statement_fits_a_journal_of_schema_7(tmp_path):
     other.executescript(said.split(" ", 2)[2].strip('"'))
     other.close()
     Journal(path).close()
+
+
+def test_a_name_a_command_reads_as_an_option_is_given_with_dot_slash():
+    """The hints a line gives (``rollback-lessons journal show ...``, ``sqlite3 ...``): a
+    name starting with "-" is an option to both; "file:" and ":memory:" the sqlite3 shell's
+    own (attack291 F1). A path that is absolute, or plain, is left as it is."""
+    from rollback_lessons.durable.shell import for_shell
+
+    assert for_shell("-d.db") == "./-d.db" and for_shell("-d.db", sqlite3=True) == "./-d.db"
+    assert for_shell("file:x.db") == "file:x.db"
+    assert for_shell("file:x.db", sqlite3=True) == "./file:x.db"
+    assert for_shell(":memory:", sqlite3=True) == "./:memory:"
+    assert for_shell("/j/file:x.db", sqlite3=True) == "/j/file:x.db"
+    assert for_shell("orders #2.db") == "'orders #2.db'"

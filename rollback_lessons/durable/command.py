@@ -5,12 +5,12 @@ one line and an exit status, never a traceback; output comes once the journal is
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 from typing import Any
 
 from .._words import counted
 from ..errors import InvalidNameError
+from .shell import for_shell
 
 
 def journal_command(args: argparse.Namespace) -> int:
@@ -254,23 +254,3 @@ def _settle_interrupted(
             f"`rollback-lessons journal show {for_shell(str(args.file))}`"
         )
     return status
-
-
-def for_shell(path: str) -> str:
-    """``path`` quoted for a shell, so that a hint pasted back names the same file: a line
-    break, a control character or a byte that is not UTF-8 (``surrogateescape``) in ANSI-C
-    quoting (``$'...'``: bash, zsh), which the printed line keeps on one line (attack42 F9);
-    otherwise ``shlex.quote``."""
-    if path.isprintable() and not any("\udc80" <= c <= "\udcff" for c in path):
-        return shlex.quote(path)
-    out = []
-    for c in path:
-        if "\udc80" <= c <= "\udcff":  # (a byte the file system gave that is not UTF-8)
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        elif c in "\\'":
-            out.append("\\" + c)
-        elif c.isprintable() and c.isascii():
-            out.append(c)
-        else:
-            out += [f"\\x{b:02x}" for b in c.encode("utf-8", "surrogatepass")]
-    return "$'" + "".join(out) + "'"

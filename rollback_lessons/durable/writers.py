@@ -21,7 +21,6 @@ import atexit
 import contextlib
 import json
 import os
-import shlex
 import signal
 import sqlite3
 import sys
@@ -42,6 +41,7 @@ from .holding import runs_on
 from .left_open import awaiting_recover, left_open, left_stuck, stuck_keys, stuck_on, unstuck
 from .owner import me, process_alive
 from .records import AWAITING
+from .shell import for_shell
 from .txn import transaction
 
 PREFIX = "writer "
@@ -120,7 +120,7 @@ def _check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
             "alone, or its -wal deleted): a recover may have ended that saga since, and "
             "would be run again here: use the journal itself, with its -wal, or a .backup "
             "taken once no process has it open; if it is whole (a program other than a "
-            f"Journal closed it last), say so: sqlite3 {shlex.quote(str(path))} "
+            f"Journal closed it last), say so: sqlite3 {for_shell(str(path), sqlite3=True)} "
             f"\"UPDATE sagas SET writer = NULL WHERE writer = '{AWAITING}'\""
         )
     if held is not None and lone(path):
@@ -134,7 +134,7 @@ def _check(con: sqlite3.Connection, path: Path, alone: bool) -> list[str]:
     if alone and marks and lone(path):
         who = marks[0][1]
         by = "a process" if who is None else f"process {who[0]} on {who[1]}"
-        name = shlex.quote(str(path))
+        name = for_shell(str(path), sqlite3=True)
         if who is not None and _ended(who) is False:  # (a -wal a checkpoint(TRUNCATE)
             raise Alone(  # emptied, or one deleted and made again: not told apart, 241 F2)
                 f"cannot open the journal {path}: process {who[0]} on {who[1]}, which runs "
