@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import sys
+import threading
 from typing import Any
 
 from ._results import KEPT
@@ -109,6 +110,25 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
         "Python half torn down, and no journal keeps what fails: end the block before the "
         "program exits, or give it a journal"
     )
+    _no_thread_starts()
+
+
+def _no_thread_starts() -> None:
+    """A thread started at Python's shutdown never runs, and CPython 3.11's ``Thread.start``
+    waits for it for ever: an undo run there that starts one (a pool's, ``to_thread``)
+    hung the process, the undos after it never run (attack290 F3). From here on a start
+    there raises, as it does from 3.12 on: that undo fails, the others run."""
+    start = threading.Thread.start
+    if getattr(start, "refused_at_exit", False):
+        return
+
+    def refusing(self: threading.Thread) -> None:
+        if sys.is_finalizing():
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        start(self)
+
+    refusing.refused_at_exit = True  # type: ignore[attr-defined]
+    threading.Thread.start = refusing  # type: ignore[method-assign]
 
 
 def _ended_by(exc: BaseException) -> str:
@@ -121,9 +141,11 @@ def _ended_by(exc: BaseException) -> str:
 
 def still_open() -> None:
     """Blocks still open as the process's end cut a call left running (each left suspended
-    in a generator): the call's thread keeps its module's globals alive, and Python's
-    shutdown never closes a generator held there, so none of the block's undos may run and
-    nothing would say so (attack289 F2). Said, one line each. (At ``atexit``: Python whole.)"""
+    in a generator): a thread left running that holds its module's globals keeps Python's
+    shutdown from closing a generator held there, so none of the block's undos would run
+    and nothing would say so (attack289 F2). Which thread holds what is not known here:
+    said, one line each, as what follows tells (the line of its end, or none: attack290 F2,
+    "undo by hand" of an undo the shutdown then ran). (At ``atexit``: Python whole.)"""
     import gc
 
     rollback = sys.modules.get("rollback_lessons.rollback")
@@ -136,14 +158,16 @@ def still_open() -> None:
         kept = (
             "the journal keeps it unfinished, and recover runs them"
             if run.journal is not None
-            else f"no journal keeps them: undo by hand what it did ({', '.join(map(repr, done))})"
+            else "no journal keeps them: then undo by hand what it did "
+            f"({', '.join(map(repr, done))})"
             if done
             else "it did nothing to undo"
         )
         said(
             f"saga {run.run_id!r}: its {type(block).__name__} block was still open as the "
-            "program ended, beside that call: Python's shutdown may never end it (a thread "
-            f"left running keeps it), and then none of its undos run; {kept}"
+            "program ended, beside that call, whose thread may keep Python's shutdown from "
+            "ending it: unless a line saying it was ended follows, none of its undos ran; "
+            f"{kept}"
         )
 
 

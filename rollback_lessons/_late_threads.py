@@ -24,6 +24,7 @@ WAIT = 5.0
 _LOCK = threading.Lock()
 _RUNNING: list[tuple[threading.Event, str]] = []  # (set as it ends, "undo of step 'charge'")
 os.register_at_fork(after_in_child=_RUNNING.clear)  # (a fork has none of these threads)
+_HOOKED: list[bool] = []  # (``_at_end`` registered)
 
 
 def helper(name: str, target: Callable[..., Any], *args: Any) -> tuple[Any, threading.Event]:
@@ -49,8 +50,8 @@ def kept(ended: threading.Event, what: str, owner: object = None) -> None:
     what += f" (saga {run!r})" if isinstance(run, str) else ""  # run: attack286 F6)
     with _LOCK:
         _RUNNING[:] = [(e, w) for e, w in _RUNNING if not e.is_set()]
-        if not _RUNNING:
-            atexit.unregister(_at_end)  # (once)
+        if not _HOOKED:  # (once: one made in an exit hook, as they run, unregistered the
+            _HOOKED.append(True)  # end's wait, and a hook registered then never runs, 290 F1)
             atexit.register(_at_end)
         _RUNNING.append((ended, what))
 
@@ -68,7 +69,6 @@ def waited(deadline: float, forget: bool = True) -> list[str]:
         return [w for e, w in _RUNNING if not e.is_set()]
     with _LOCK:
         left, _RUNNING[:] = [w for e, w in _RUNNING if not e.is_set()], []
-    atexit.unregister(_at_end)
     return left
 
 
@@ -103,6 +103,8 @@ def _at_end() -> None:
     on the process's own stderr (a Jupyter kernel's: its cell's output is gone by then,
     attack286 F3)."""
     cut = False
+    if not any(not e.is_set() for e, _ in list(_RUNNING)):
+        return  # (none left running: nothing to wait for, nor say)
     try:
         waited(time.monotonic() + end_left(), forget=False)
     except BaseException:  # (a Ctrl-C as it waits: the process ends now)

@@ -18,6 +18,7 @@ from . import _forward
 from ._at_exit import asyncio_here, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
+from ._results import ended as work_ended  # (at Python's shutdown an import fails: 290 F6)
 
 if TYPE_CHECKING:
     from ._drive import Driver
@@ -118,10 +119,8 @@ def told_end(run: Driver, cut: BaseException) -> None:
     first, done or failed, then the interruption cuts what is left (attack107 F6: the
     refund landed, the note said "not known to be undone", one following it refunded
     twice)."""
-    from ._results import ended
-
     entry = run.m.entry
-    if entry is None or (end := ended(cut, "undo", entry.step)) is None:
+    if entry is None or (end := work_ended(cut, "undo", entry.step)) is None:
         return
     run.m.cut(cut)  # (in its undo, first: no next undo begins, its
     run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])  # event unsaid, attack108 F6)

@@ -292,10 +292,19 @@ late.WAIT = 0.5
 def hung():
     time.sleep(30)  # (a payment API that never answers: cut by the process's end)
 
+if sys.argv[2] == "library":  # (no function of this module runs in it: it holds nothing here)
+    import functools
+    hung = functools.partial(time.sleep, 30)
+
+def refunded(flush=sys.__stdout__.flush, write=sys.__stdout__.write):  # (held: Python's
+    write("refunded\\n")  # shutdown, as it runs, tears down modules)
+    flush()
+
 def gen():
     journal = Journal(os.environ["JOURNAL"]) if sys.argv[1] == "journal" else None
+    undo = refund.bind(order="o") if journal else refunded
     with Rollback(journal=journal, run_id="left") as rb:
-        rb.do("charge", lambda: None, refund.bind(order="o"), undo_timeout=1)
+        rb.do("charge", lambda: None, undo, undo_timeout=1)
         yield 1
 
 g = gen()
@@ -309,24 +318,28 @@ except ValueError:
 """
 
 
+@pytest.mark.parametrize("held", ["main", "library"])
 @pytest.mark.parametrize("journal", ["journal", "none"])
-def test_a_block_left_open_as_the_end_cuts_a_call_is_said_not_undone(tmp_path, journal):
+def test_a_block_left_open_as_the_end_cuts_a_call_is_said_not_undone(tmp_path, journal, held):
     """attack289 F2: the end's wait cut a call left running, and a block left suspended in a
     generator was never ended by Python's shutdown (the call's thread keeps the module's
     globals, the generator in them never closed): its undo never ran, and nothing said so.
     Now said, after the cut call's line: what to do, by journal or by hand."""
     env = _env(tmp_path, 0)
-    done = subprocess.run([sys.executable, "-c", LEFT_OPEN, journal], env=env,
+    done = subprocess.run([sys.executable, "-c", LEFT_OPEN, journal, held], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     lines = done.stderr.splitlines()
     assert len(lines) >= 2 and "undo of step 'hold' still ran" in lines[0], done
     assert lines[1].startswith("rollback-lessons: saga 'left': its Rollback block was still "
                                "open as the program ended"), done  # fmt: skip
     kept = ("the journal keeps it unfinished, and recover runs them" if journal == "journal"
-            else "no journal keeps them: undo by hand what it did ('charge')")  # fmt: skip
+            else "no journal keeps them: then undo by hand what it did ('charge')")  # fmt: skip
     assert lines[1].endswith(kept) and "Traceback" not in done.stderr, done
-    if not (tmp_path / "world.txt").exists():  # (Python did not end it: said, not undone)
-        assert len(lines) == 2, done
+    if held == "main":  # (the cut call's thread holds this module: Python never ends it)
+        assert len(lines) == 2 and done.stdout == "", done
+    else:  # (Python's shutdown ends it: its line follows, true, attack290 F2)
+        assert len(lines) == 3 and "block was ended by Python's shutdown" in lines[2], done
+        assert done.stdout == ("refunded\n" if journal == "none" else ""), done
 
 
 NESTED_AT_EXIT = """
@@ -364,3 +377,120 @@ def test_a_block_an_undo_opens_at_shutdown_fails_on_its_own_error_not_python_s()
         "saga 'outer': its Rollback block was ended by Python's shutdown (GeneratorExit)" in outer
     )
     assert "saga 'inner': its Rollback block failed during Python's shutdown (ValueError)" in inner
+
+
+THREAD_AT_EXIT = """
+import asyncio, sys, threading
+from rollback_lessons import AsyncRollback, Rollback
+
+def said(line, write=sys.__stdout__.write, flush=sys.__stdout__.flush):
+    write(line + "\\n")
+    flush()
+
+def first():
+    said("first undone")
+
+def starts_a_thread():  # (a client library's pool, say)
+    worker = threading.Thread(target=lambda: None)
+    worker.start()
+    worker.join()
+    said("thread undo done")
+
+async def to_a_thread():
+    await asyncio.to_thread(lambda: None)
+    said("thread undo done")
+
+def gen():
+    with Rollback() as rb:
+        rb.do("a", lambda: None, first)
+        rb.do("b", lambda: None, starts_a_thread)
+        yield 1
+
+async def agen():
+    async with AsyncRollback() as rb:
+        await rb.do("a", lambda: None, first)
+        await rb.do("b", lambda: None, to_a_thread)
+        yield 1
+
+if sys.argv[1] == "sync":
+    g = gen()
+    next(g)
+else:
+    a = agen()
+    asyncio.new_event_loop().run_until_complete(a.__anext__())
+said("script ends")
+"""
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_an_undo_starting_a_thread_at_python_s_shutdown_fails_and_the_rest_run(how):
+    """attack290 F3: a block with no journal left suspended, its undos run at Python's
+    shutdown: one that started a thread hung the process for ever (CPython 3.11's start
+    waits for a thread that never runs there), the undos after it never run."""
+    done = subprocess.run([sys.executable, "-c", THREAD_AT_EXIT, how], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.splitlines() == ["script ends", "first undone"]
+    assert "its undos run now" in done.stderr and "Traceback" not in done.stderr, done
+
+
+EXIT_AT_EXIT = """
+import sys
+from rollback_lessons import Rollback
+
+def exits(exit=sys.exit):  # (a library's fatal path, reused as an undo)
+    exit(2)
+
+def gen():
+    with Rollback() as rb:
+        rb.do("a", lambda: None, lambda: None)
+        rb.do("x", lambda: None, exits)
+        yield 1
+
+g = gen()
+next(g)
+"""
+
+
+def test_a_sys_exit_in_an_undo_at_python_s_shutdown_is_named_as_what_cut_it():
+    """attack290 F6: the warning named an ImportError ("sys.meta_path is None") as what cut
+    the rollback, an import made as the SystemExit was handled there."""
+    done = subprocess.run([sys.executable, "-c", EXIT_AT_EXIT], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert (
+        "rollback interrupted by SystemExit during the undo of x; not known to be undone: x, a"
+        in (done.stderr)
+    ), done
+    assert "ImportError" not in done.stderr, done
+
+
+HOOK_AFTER = """
+import atexit, time
+import rollback_lessons._late_threads as late
+from rollback_lessons import Rollback
+
+late.WAIT = 0.5
+
+def rollback_with(takes):
+    try:
+        with Rollback() as rb:
+            rb.do("charge", lambda: None, lambda: time.sleep(takes), undo_timeout=0.1)
+            raise ValueError("ship failed")
+    except ValueError:
+        pass
+
+rollback_with(0.3)  # (past its timeout, ended before the script does)
+atexit.register(rollback_with, 30)  # (an exit hook registered after it: a service's close)
+time.sleep(0.5)
+"""
+
+
+def test_a_timed_call_an_exit_hook_makes_is_waited_for_and_said():
+    """attack290 F1: once every earlier call had ended, a call made in an exit hook took the
+    end's wait off (unregistered, registered again as the hooks ran: CPython never runs it):
+    the refund was cut mid-call, and nothing said so."""
+    done = subprocess.run([sys.executable, "-c", HOOK_AFTER], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stderr.startswith(
+        "rollback-lessons: the undo of step 'charge' still ran in its helper thread as the "
+        "program ended, its wait of 0.5 s at most over"
+    ), done
