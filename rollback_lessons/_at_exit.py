@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import signal
 import sys
 import threading
 from typing import Any
@@ -111,6 +112,26 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
         "program exits, or give it a journal"
     )
     _no_thread_starts()
+    _ctrl_c_said(run_id)
+
+
+def _ctrl_c_said(run_id: str) -> None:
+    """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed
+    the process, the undos left never run, nothing said (attack290 F4). A first one is only
+    said (the undos run on, their only chance); a second ends the process, as ever."""
+
+    def heard(signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        said(
+            f"a Ctrl-C at Python's shutdown: the undos of saga {run_id!r} still run, their "
+            "only chance; a second Ctrl-C ends the process now, leaving those not yet run "
+            "undone, and nothing keeps them"
+        )
+
+    with contextlib.suppress(Exception):  # (not the main thread, or signal torn down)
+        if signal.getsignal(signal.SIGINT) in (None, signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signal.SIGINT, heard)
 
 
 def _no_thread_starts() -> None:

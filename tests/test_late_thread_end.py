@@ -6,6 +6,7 @@ process's end now waits for such calls a while, and says in one line any it cuts
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -494,3 +495,46 @@ def test_a_timed_call_an_exit_hook_makes_is_waited_for_and_said():
         "rollback-lessons: the undo of step 'charge' still ran in its helper thread as the "
         "program ended, its wait of 0.5 s at most over"
     ), done
+
+
+CTRL_C_AT_EXIT = """
+import os, signal, sys, time
+from rollback_lessons import Rollback
+
+def said(line, write=sys.__stdout__.write, flush=sys.__stdout__.flush):
+    write(line + "\\n")
+    flush()
+
+def refund(kill=os.kill, pid=os.getpid(), sleep=time.sleep, sig=signal.SIGINT,
+           presses=int(sys.argv[1])):  # (held: Python's shutdown tears modules down)
+    said("refund begins")
+    for _ in range(presses):  # (a person's Ctrl-C as it runs)
+        kill(pid, sig)
+        sleep(0.3)
+    said("refund done")
+
+def gen():
+    with Rollback(run_id="o") as rb:
+        rb.do("hold", lambda: None, lambda: said("hold released"))
+        rb.do("charge", lambda: None, refund)
+        yield 1
+
+g = gen()
+next(g)
+"""
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_a_ctrl_c_as_python_s_shutdown_runs_the_undos_is_said_a_second_ends_it(presses):
+    """attack290 F4: Python's shutdown had put the default Ctrl-C back: one as the undos
+    ran there killed the process, the undos left never run, nothing said."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AT_EXIT, str(presses)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "rollback-lessons: a Ctrl-C at Python's shutdown: the undos of saga 'o' still run" in (
+        done.stderr
+    ), done
+    if presses == 1:
+        assert done.returncode == 0, done
+        assert done.stdout.splitlines() == ["refund begins", "refund done", "hold released"]
+    else:
+        assert done.returncode == -signal.SIGINT and done.stdout == "refund begins\n", done
