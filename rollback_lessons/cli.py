@@ -59,10 +59,11 @@ def _module_name(text: str) -> str:
 
 
 def _journal_path(text: str) -> str:
-    """A journal's path, checked as Journal checks it: refused here in one line (exit 2),
-    not as Journal's ValueError (a traceback) nor as SQLite's reading of '' (the folder)."""
-    if not text:  # (a NUL never comes in an argument)
-        raise argparse.ArgumentTypeError("a journal's path cannot be empty")
+    """Refused in one line, exit 2, as Journal refuses it (not a traceback: attack291 F3)."""
+    from .durable.files import no_file  # (a NUL never comes in an argument; "j/": a folder)
+
+    if not text or text.endswith("/"):
+        raise argparse.ArgumentTypeError(no_file(text))
     return text
 
 
@@ -77,9 +78,8 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
     if value > MAX_WAIT:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is longer than SQLite can wait for a lock ({MAX_WAIT} seconds at most)"
-        )
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than SQLite can wait for a lock "
+                                         f"({MAX_WAIT} seconds at most)")  # fmt: skip
     return value
 
 

@@ -7,6 +7,7 @@ name is. The rules that use them, and decide what happens next, are the saga mac
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping, MutableMapping
 from enum import StrEnum
@@ -132,6 +133,13 @@ def check_run_id(run_id: object, what: str = "a run_id") -> None:
         raise InvalidNameError(
             f"{what} must not contain ':' (got {run_id!r}): an undo's idempotency key is "
             "'<run id>:<step>', and must name one undo only"
+        )
+    if not unicodedata.is_normalized("NFC", run_id):  # type: ignore[arg-type]
+        nfc = unicodedata.normalize("NFC", run_id)  # type: ignore[arg-type]
+        raise InvalidNameError(  # (two ids printed alike: 'café' twice, one settled, which?
+            f"{what} must be in Unicode's NFC form, as a keyboard types it: {run_id!a} "
+            f"prints as {nfc!a} does, another id; unicodedata.normalize('NFC', ...) "
+            "gives that form"  # attack291 F5)
         )
 
 

@@ -19,6 +19,7 @@ from rollback_lessons.durable import journal as journal_module
 from rollback_lessons.durable.journal import Journal, JournalError
 from rollback_lessons.durable.recovery import recover
 from rollback_lessons.durable.registry import Registry, compensation
+from rollback_lessons.errors import InvalidNameError
 
 registry = Registry()
 CALLS: list[str] = []
@@ -196,6 +197,46 @@ def test_a_directory_as_the_journal_is_refused(tmp_path, capsys):
         Journal(tmp_path)
 
 
+def test_a_path_ending_in_a_slash_names_a_folder_and_is_refused(tmp_path, capsys, monkeypatch):
+    """attack291 F3: ``Journal('journals/')`` made (and ``recover journals/`` recovered) the
+    file ``journals``: a path is always a file, and one ending in a slash names a folder."""
+    monkeypatch.chdir(tmp_path)
+    for command in (["journal", "show", "journals/"], ["recover", "j.db/", "--registry", "x"]):
+        with pytest.raises(SystemExit) as usage:
+            main(command)
+        assert (
+            usage.value.code == 2 and "ends in a slash: a folder's name" in capsys.readouterr().err
+        )
+    with pytest.raises(ValueError, match="ends in a slash"):
+        Journal("journals/")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("end", ["-wal", "-shm"])
+@pytest.mark.parametrize("odd", ["folder", "symlink"])
+def test_a_wal_or_shm_that_is_a_folder_or_a_symlink_is_named_as_such(tmp_path, capsys, end, odd):
+    """attack291 F4: the line blamed the journal's file ("cannot use j.db: Is a directory",
+    "unable to open database file"), sending the operator to the wrong file."""
+    path = tmp_path / "j.db"
+    _unfinished(path)
+    beside = tmp_path / f"j.db{end}"
+    if beside.exists():
+        beside.rename(tmp_path / "kept")
+    if odd == "folder":
+        beside.mkdir()
+    else:
+        beside.symlink_to(tmp_path / "kept")
+    assert main(["journal", "show", str(path)]) == 2
+    what = "write-ahead log (-wal)" if end == "-wal" else "shared-memory file (-shm)"
+    how = (
+        "not a regular file" if odd == "folder" else "a symbolic link, which SQLite does not follow"
+    )
+    assert (
+        capsys.readouterr().err
+        == f"rollback-lessons: {path} is damaged (its {what} is {how}); it was not changed\n"
+    )
+
+
 def test_a_schema_whose_table_name_is_not_utf8_is_refused_in_one_line(tmp_path, capsys):
     """attack281 F2: one byte of ``sqlite_master``'s name of the sagas table made not UTF-8:
     SQLite's error names it, Python could not read that error (a UnicodeDecodeError, not an
@@ -330,3 +371,14 @@ def test_a_journal_file_mounted_onto_another_path_is_refused_there(tmp_path):
         pytest.skip(f"no private mount namespace here: {done.stderr.strip()[:200]}")
     assert done.stdout.splitlines()[-2:] == ["rc=2", "rc=0"], done
     assert "is a file mounted onto its path" in done.stderr
+
+
+def test_a_run_id_not_in_nfc_form_is_refused_before_anything_is_written(tmp_path):
+    """attack291 F5: 'café' typed two ways (é, or e and a combining accent) were two ids that
+    print alike in every line: `journal settle` settled whichever the typed bytes matched."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        with pytest.raises(InvalidNameError, match=r"NFC form.*'cafe\\u0301' prints as 'caf\\xe9'"):
+            Saga([Step("a", lambda s: None)]).run({}, journal=journal, run_id="cafe\u0301")
+        Saga([Step("a", lambda s: None)]).run({}, journal=journal, run_id="caf\u00e9")
+        assert [s.id for s in journal.sagas()] == ["caf\u00e9"]

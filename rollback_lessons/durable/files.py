@@ -224,6 +224,16 @@ def _check_arguments(path: object, create: object, readonly: object, given: obje
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
     if not os.fsdecode(path) or "\0" in os.fsdecode(path):  # (a NUL: SQLite cuts it there)
         raise ValueError(f"a journal's path cannot be empty or hold a NUL character: {path!r}")
+    if os.fsdecode(path).endswith(("/", os.sep)):  # (``Path`` drops it: another file's name)
+        raise ValueError(no_file(os.fsdecode(path)))
+
+
+def no_file(text: str) -> str:
+    """Why a journal's path names no file: empty, or a folder's name (a slash at its end:
+    attack291 F3, ``Journal('journals/')`` made the file ``journals``)."""
+    if not text:
+        return "a journal's path cannot be empty"
+    return f"a journal's path names a file, and {text!r} ends in a slash: a folder's name"
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # (every SQLite file's first 16 bytes; empty: new)

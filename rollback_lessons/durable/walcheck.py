@@ -49,14 +49,27 @@ def _read(path: Path) -> str | None:
     wal = path.with_name(path.name + "-wal")
     if (not path.exists() or not path.stat().st_size) and wal.is_file() and wal.stat().st_size:
         return "its write-ahead log (-wal) is there without the journal's file: moved or emptied"
-    try:  # (without blocking: a FIFO there would wait for ever, attack128 F9)
-        fd = os.open(wal, os.O_RDONLY | os.O_NONBLOCK)
+    for end, what in (("-wal", "write-ahead log (-wal)"), ("-shm", "shared-memory file (-shm)")):
+        if (odd := _not_a_file(path.with_name(path.name + end))) is not None:
+            return f"its {what} is {odd}"  # (SQLite's own words named the journal's file:
+    try:  # "Is a directory", "unable to open", attack291 F4; without blocking: a FIFO there
+        fd = os.open(wal, os.O_RDONLY | os.O_NONBLOCK)  # would wait for ever, attack128 F9)
     except OSError:  # (none, or unreadable: SQLite says so as it opens the journal)
         return None
     with open(fd, "rb") as log:  # (frame by frame: a log may be large)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "its write-ahead log (-wal) is not a regular file"
         return _frames(log)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is, if there and not a regular file (a symbolic link: SQLite opens
+    neither a -wal nor a -shm through one)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link, which SQLite does not follow"
+    return None if stat.S_ISREG(mode) else "not a regular file"
 
 
 def _frames(log: BinaryIO) -> str | None:
