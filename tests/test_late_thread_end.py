@@ -207,7 +207,20 @@ def test_a_fork_does_not_wait_for_its_parents_calls_nor_speak_of_them():
     assert float(done.stdout) < 3 and done.stderr == "", done
 
 
-SUSPENDED = """
+LEFT_SUSPENDED = """
+if sys.argv[1] == "sync":
+    g = gen()
+    next(g)
+else:
+    a = agen()
+    asyncio.new_event_loop().run_until_complete(a.__anext__())
+"""
+"""A block left suspended in a generator (``gen``) or an async one (``agen``) as the script
+ends: Python's shutdown ends it."""
+
+
+SUSPENDED = (
+    """
 import asyncio, sys, time
 from rollback_lessons import AsyncRollback, Rollback
 
@@ -228,15 +241,10 @@ async def agen():
     async with AsyncRollback() as rb:
         await rb.do("a", lambda: None, UNDOS[sys.argv[1]], undo_timeout=2.0)
         yield 1
-
-if sys.argv[1] == "sync":
-    g = gen()
-    next(g)
-else:
-    a = agen()
-    asyncio.new_event_loop().run_until_complete(a.__anext__())
-print("script ends", flush=True)
 """
+    + LEFT_SUSPENDED
+    + 'print("script ends", flush=True)\n'
+)
 
 
 @pytest.mark.parametrize("how", ["sync", "async", "async-def", "hands-a-coroutine"])
@@ -380,7 +388,8 @@ def test_a_block_an_undo_opens_at_shutdown_fails_on_its_own_error_not_python_s()
     assert "saga 'inner': its Rollback block failed during Python's shutdown (ValueError)" in inner
 
 
-THREAD_AT_EXIT = """
+THREAD_AT_EXIT = (
+    """
 import asyncio, sys, threading
 from rollback_lessons import AsyncRollback, Rollback
 
@@ -412,15 +421,10 @@ async def agen():
         await rb.do("a", lambda: None, first)
         await rb.do("b", lambda: None, to_a_thread)
         yield 1
-
-if sys.argv[1] == "sync":
-    g = gen()
-    next(g)
-else:
-    a = agen()
-    asyncio.new_event_loop().run_until_complete(a.__anext__())
-said("script ends")
 """
+    + LEFT_SUSPENDED
+    + 'said("script ends")\n'
+)
 
 
 @pytest.mark.parametrize("how", ["sync", "async"])
