@@ -266,15 +266,17 @@ def warned(name: str | None, exc: BaseException, notes: list[str], level: int = 
     every time one ends a run (attack58 F7: the default filter showed it once per process),
     at the caller's first line outside this package (not a library line). Warnings made
     errors (``-W error``) never replace the exit: the words go to stderr (attack62 F6)."""
-    if not issubclass(type(exc), SystemExit) or _TOLD_BY_CALLER.get():
-        return
+    shut = isinstance(exc, KeyboardInterrupt) and sys.is_finalizing()  # (Python's shutdown
+    if not (issubclass(type(exc), SystemExit) or shut) or _TOLD_BY_CALLER.get():  # says it
+        return  # "ignored", its notes unsaid: attack290 t22)
     said_before: list[str] = getattr(exc, "_said", None) or []
     new = [n for n in notes if n not in said_before]
     if not new:
         return
     exc._said = [*said_before, *new]  # type: ignore[attr-defined]
-    code = exc.code  # type: ignore[attr-defined]
-    text = f"saga {name!r} ended by sys.exit({code!r}), whose notes Python never prints: "
+    code = getattr(exc, "code", None)
+    how = "a KeyboardInterrupt at Python's shutdown" if shut else f"sys.exit({code!r})"
+    text = f"saga {name!r} ended by {how}, whose notes Python never prints: "
     text += "; ".join(new)
     frame = _outside(sys._getframe(1))
     try:
