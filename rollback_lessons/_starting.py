@@ -181,6 +181,16 @@ def started() -> None:
         signal.signal(signal.SIGTERM, _terminate)
 
 
+def reclaimed(module: object) -> object:
+    """``module`` (a registry) imported: if it put Python's default Ctrl-C handler back (it,
+    or a library it loads), the command's own goes back in. It raises the same
+    KeyboardInterrupt, and counts it: one an undo raises itself is told as such, never as
+    a Ctrl-C nobody sent (attack286 F11). A handler of the registry's own is left alone."""
+    if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+    return module
+
+
 def raised_by_code() -> bool:
     """Was the KeyboardInterrupt the command is ending with raised by code it ran (an undo's
     body, a registry's lookup: attack281 F3), not by a Ctrl-C? Only known while the

@@ -17,7 +17,7 @@ from ._ending import HANDLERS_LEAST, at_end, ended, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
-from ._starting import Terminated, raised_by_code
+from ._starting import Terminated, raised_by_code, reclaimed
 from .events import UNDO_KINDS, Event, EventKind, describe, one_line
 from .outcome import Outcome
 
@@ -276,7 +276,7 @@ def load_registry(name: str) -> Registry:
     if "" not in sys.path and os.getcwd() not in sys.path:  # (the console script's path[0]
         sys.path.insert(0, os.getcwd())  # is its bin/: as `python -m`, this folder: F13)
     try:
-        module = importlib.import_module(name)
+        module = reclaimed(importlib.import_module(name))  # (its Ctrl-C handler: ours)
     except ModuleNotFoundError as exc:
         if exc.name is not None and name.startswith(exc.name):
             raise CommandError(

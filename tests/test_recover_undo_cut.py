@@ -156,17 +156,23 @@ registry.add("u", undo)
 """
 
 
+@pytest.mark.parametrize("default", [False, True])
 @pytest.mark.parametrize(
     ("registry", "undid", "during"),
     [("Registry", ["UNDID", "c"], " during the undo of 'b' (saga 's')"), ("Asked", [], "")],
 )
 def test_a_keyboard_interrupt_an_undo_or_a_lookup_raises_is_not_told_as_a_ctrl_c(
-    tmp_path, registry, undid, during
+    tmp_path, registry, undid, during, default
 ):
     """attack281 F3: an undo's body (or a registry's lookup) raising KeyboardInterrupt
     itself, no Ctrl-C sent, was "recover interrupted (Ctrl-C)", exit 130, on every recover;
-    nothing pointed at the code. Now said so, exit 2 (what it undid before is recorded)."""
-    command, env = _crashed_with(tmp_path, "raising_reg", RAISING_REG.format(registry=registry))
+    nothing pointed at the code. Now said so, exit 2 (what it undid before is recorded).
+    Also where the registry (a library it loads) put Python's default handler back
+    (attack286 F11: "Ctrl-C" again, exit 130)."""
+    text = RAISING_REG.format(registry=registry)
+    if default:
+        text += "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    command, env = _crashed_with(tmp_path, "raising_reg", text)
     for undone in (undid, []):  # (the next recover alike: c's undo recorded done)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout.split()) == (2, undone), done.stderr
