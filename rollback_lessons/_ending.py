@@ -198,8 +198,11 @@ def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
 
 def came(exc: BaseException) -> str:
     """What cut the process's end, as ``AT_END`` says it."""
+    exc = interrupt_in(exc)
     if isinstance(exc, Terminated):
         return "a SIGTERM"
+    if not isinstance(exc, KeyboardInterrupt | SystemExit):
+        return f"an error ({type(exc).__name__})"
     if not isinstance(exc, KeyboardInterrupt):
         return "a sys.exit"
     return "a KeyboardInterrupt (raised; no Ctrl-C was sent)" if raised_by_code() else "a Ctrl-C"
@@ -232,3 +235,18 @@ def threads_left(waited: str, warn: Callable[[str], None]) -> None:
             f"ends without {'it' if len(left) == 1 else 'them'} (what "
             "the command did is recorded)"
         )
+
+
+def interrupt_in(exc: BaseException) -> BaseException:
+    """The Ctrl-C, SIGTERM or ``sys.exit`` that ``exc`` stands for: itself, or the one it was
+    raised while handling (threading's ``Condition.wait``, a signal's KeyboardInterrupt
+    landing as it began, raises RuntimeError('release unlocked lock') over it: told "a
+    sys.exit came", attack286 F8); ``exc`` if none."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # (a chain that loops: its first links only)
+        if seen is None:
+            break
+        if isinstance(seen, KeyboardInterrupt | SystemExit):
+            return seen
+        seen = seen.__context__
+    return exc

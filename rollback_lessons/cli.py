@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _late_threads as late_threads
-from ._ending import HANDLERS_LEAST, at_end, ended, stop_pools, threads_left
+from ._ending import HANDLERS_LEAST, at_end, ended, interrupt_in, stop_pools, threads_left
 from ._held import telling
 from ._output import STDOUT, OutputError, _quiet_stdout, _warn
 from ._output import _say as _say  # (durable.command says through cli: a test stands in)
@@ -109,7 +109,7 @@ def interrupted_by(exc: BaseException) -> tuple[str, int]:
     own code when that is a failure status (143 says SIGTERM to a service manager), 2
     otherwise: never 0, the command did not finish. A KeyboardInterrupt that no Ctrl-C sent
     (an undo's or a registry's own ``raise``) is the code's failure, said so, exit 2."""
-    if isinstance(exc, Terminated):
+    if isinstance(exc := interrupt_in(exc), Terminated):  # (one under threading's error)
         return "SIGTERM", 143
     if not isinstance(exc, SystemExit):  # (a KeyboardInterrupt no Ctrl-C sent: the code's
         return (NOT_SENT, 2) if raised_by_code() else ("Ctrl-C", 130)  # failure)

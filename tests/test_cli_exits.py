@@ -450,3 +450,25 @@ def test_a_second_interrupt_as_the_process_ends_is_said_once(monkeypatch):
     _ending.at_end(KeyboardInterrupt(), 0, said.append)
     _ending.at_end(KeyboardInterrupt(), 0, said.append)
     assert said == [_ending.AT_END.format("a Ctrl-C")]
+
+
+def test_an_interrupt_under_threading_s_own_error_is_named_as_itself():
+    """attack286 F8: a SIGTERM landing as the end's watchdog thread started (threading's
+    Condition.wait) came out as RuntimeError('release unlocked lock') over it, and the end's
+    line said "a sys.exit came" (about 1 in 2 of a SIGTERM and a Ctrl-C sent at once)."""
+    from rollback_lessons._ending import came
+    from rollback_lessons._starting import Terminated
+    from rollback_lessons.cli import interrupted_by
+
+    for signal_error, said, status in (
+        (Terminated(), "a SIGTERM", 143),
+        (SystemExit(3), "a sys.exit", 3),
+    ):
+        try:
+            try:
+                raise signal_error
+            except BaseException:
+                raise RuntimeError("release unlocked lock")  # noqa: B904 (as threading does)
+        except RuntimeError as error:
+            assert came(error) == said and interrupted_by(error)[1] == status
+    assert came(RuntimeError("its own")) == "an error (RuntimeError)"
