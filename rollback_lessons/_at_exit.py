@@ -82,12 +82,13 @@ def left_unfinished() -> None:
     for coro in gc.get_objects() if code is not None else ():
         if type(coro) is not types.CoroutineType or coro.cr_code is not code:
             continue
-        run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
-        home = getattr(run, "arun", None)
-        if run is None or coro.cr_running or (home and home.task.get_loop().is_running()):
-            continue
-        _left(run, "was left unfinished as the program ended (its event loop stopped): "
-              "nothing more of it runs")  # fmt: skip
+        with contextlib.suppress(Exception):  # (a loop of an odd kind: said by Python's end)
+            run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
+            home = getattr(run, "arun", None)
+            if run is None or coro.cr_running or (home and home.task.get_loop().is_running()):
+                continue
+            _left(run, "was left unfinished as the program ended (its event loop stopped): "
+                  "nothing more of it runs")  # fmt: skip
 
 
 def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
