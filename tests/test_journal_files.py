@@ -382,3 +382,17 @@ def test_a_run_id_not_in_nfc_form_is_refused_before_anything_is_written(tmp_path
             Saga([Step("a", lambda s: None)]).run({}, journal=journal, run_id="cafe\u0301")
         Saga([Step("a", lambda s: None)]).run({}, journal=journal, run_id="caf\u00e9")
         assert [s.id for s in journal.sagas()] == ["caf\u00e9"]
+
+
+def test_journal_undos_reads_every_column_recover_reads(tmp_path):
+    """attack292 F1: ``Journal.undos`` gave semantic=False and timeout=None for an undo
+    logged with ``undo_timeout`` and ``semantic`` (recover, reading the rows its own way,
+    kept both): a person or a tool reading the journal saw other values."""
+    path = tmp_path / "j.db"
+    steps = [Step("a", lambda s: None, undo.bind(step="a"), undo_timeout=0.3, semantic=True),
+             Step("b", lambda s: None, undo.bind(step="b"), undo_timeout=2),
+             Step("c", lambda s: 1 / 0)]  # fmt: skip
+    with Journal(path) as journal:
+        Saga(steps).run({}, journal=journal, run_id="s", policy="halt")
+        shown = [(u.step, u.semantic, u.timeout, u.args) for u in journal.undos("s")]
+    assert shown == [("a", True, 0.3, {"step": "a"}), ("b", False, 2, {"step": "b"})]

@@ -61,7 +61,7 @@ from .files import (  # noqa: F401 (re-exported: the journal's names, as before)
 from .forked import Closed, JournalForked, close, no_new_saga, not_forked  # noqa: F401
 from .kept import UnjournaledPolicy, policy_data, policy_of  # noqa: F401 (re-exported)
 from .owed import Owed
-from .reads import reading, unfinished_undos
+from .reads import reading, undo_record, unfinished_undos
 from .records import LOGGED, NO_UNDO, Claimed, JournalRun, SagaRecord, UndoRecord, me
 from .settle import Settled, settle, table
 from .values import _bad_value
@@ -339,12 +339,12 @@ class Journal:
 
     def undos(self, saga_id: str) -> list[UndoRecord]:
         """The saga's undos, as logged (a step with no undo has none: ``leaked`` names it)."""
-        rows = self._rows(
-            "SELECT saga_id, position, step, compensation, args, state, attempts, error"
-            " FROM undos WHERE saga_id = ? AND compensation != ? ORDER BY position",
-            (saga_id, NO_UNDO),
-        )
-        return [UndoRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), *r[5:]) for r in rows]
+        rows = self._rows(  # (each column recover reads, as it reads them: attack292 F1)
+            "SELECT saga_id, position, step, compensation, args, state, attempts, error, semantic,"
+            f" {'timeout' if self._version >= 5 else 'NULL'} FROM undos"
+            " WHERE saga_id = ? AND compensation != ? ORDER BY position", (saga_id, NO_UNDO),
+        )  # fmt: skip
+        return [undo_record(self, r) for r in rows]
 
     def events(self, saga_id: str) -> list[Event]:
         sql = "SELECT seq, kind, step, details FROM events WHERE saga_id = ? ORDER BY seq"
