@@ -401,3 +401,32 @@ def test_a_saga_that_ended_with_a_call_running_on_is_not_named_lost(late):
     named = [w.category.__name__ for w in caught]
     assert "AbandonedCalls" in named and "SagasLost" not in named, named
     assert runner.lost == {} and "nothing will finish or undo it" not in after, after
+
+
+@pytest.mark.parametrize("db", [False, True])
+def test_a_run_awaited_as_its_runner_closes_is_told_closed_not_a_server_lost(tmp_path, db):
+    """attack293 F1: ``runner.run`` awaited in a task as the runner closed got ServerLost
+    ("the Temporal server stopped answering ... so still in effect: none") though its step
+    a was done and the close itself named it in effect: the runner's own stop, told so."""
+    world: list[str] = []
+
+    async def main():
+        runner = await TemporalRunner.start(db_file=tmp_path / "t.db" if db else None)
+        task = asyncio.ensure_future(runner.run(_saga(world, "closing"), {}))
+        for _ in range(600):  # (until b's first attempt failed: a is done)
+            if "do b (fails)" in world:
+                break
+            await asyncio.sleep(0.05)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            await runner.close()
+        with pytest.raises(RunnerClosed) as closed:
+            await asyncio.wait_for(task, 30)
+        return str(closed.value)
+
+    said = run_async(lambda: asyncio.wait_for(main(), 90))
+    assert said.startswith("the runner of saga 'closing-") and " was closed: " in said, said
+    if db:
+        assert "a runner started again on the same db_file" in said, said
+    else:
+        assert "done: a; undone: none" in said and said.endswith("undone by nobody: a"), said

@@ -232,10 +232,14 @@ class SagaHandle:
             raise self._closed_error()
         try:
             return await ask(self.workflow, call, also)
-        except ServerLost as lost:  # (its own dev server with no db_file: nothing to start
-            told = lost.told_by(self.runner.env is not None, self.runner.db_file,  # again)
+        except (ServerLost, ServerSlow) as lost:
+            if self.runner._closed:  # (closed as it waited: its own stop, not a server lost,
+                raise self._closed_error() from None  # "still in effect: none", attack293 F1)
+            if isinstance(lost, ServerSlow):
+                raise
+            told = lost.told_by(self.runner.env is not None, self.runner.db_file,  # (its own
                                 lambda: server_gone(self.runner.address))  # fmt: skip
-            if told is lost:
+            if told is lost:  # dev server with no db_file: nothing to start again)
                 raise
             raise told from None
 
