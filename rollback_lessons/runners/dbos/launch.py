@@ -128,6 +128,16 @@ def _left_behind(path: Path, fd: int | None, active: Any, runs: list[str]) -> No
     threading.Thread(target=wait, name="dbos-left-running", daemon=True).start()
 
 
+def let_go_first(within: float = 1.0) -> None:
+    """(A run in its caller's thread that the close stopped, about to raise ``RunnerClosed``
+    saying "a launch there goes on with it".) The file let go first, if it was all that held
+    it (attack293 F2: a relaunch at once was refused ``FileInUse``, its step said to run
+    still, until the next look); another saga still running keeps it, as ever."""
+    end = time.monotonic() + within
+    while LEFT and time.monotonic() < end:
+        _LOOK.wait(LOOK / 4)
+
+
 def saved_unfinished(path: Path) -> dict[str, SagaPlan | None]:
     """The saved plan of each unfinished saga on ``path`` (by run id), read before DBOS
     launches there (``DBOSClient``: it resumes nothing). A new file has none."""

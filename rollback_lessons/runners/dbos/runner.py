@@ -234,6 +234,8 @@ class DBOSRunner(Closable):
                     raise
                 finally:
                     launch.CALLERS.discard(run_id)
+                    if self._closed:  # (stopped by the close: the file let go before it
+                        launch.let_go_first()  # says a launch goes on with it, 293 F2)
                 return DBOSHandle(saga, run_id, state, before, lambda: data, self.path, kept)
             started = DBOS.start_workflow(run, *args)
         if isinstance(execution := getattr(started, "future", None), Future):
