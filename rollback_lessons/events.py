@@ -306,7 +306,7 @@ def text_of(
 
 
 def unsurrogated(text: str) -> str:
-    """``text`` with a lone surrogate escaped (``\udcff``): text UTF-8 can hold (SQLite
+    """``text`` with a lone surrogate escaped (``\\udcff``): text UTF-8 can hold (SQLite
     refused the error of an undo naming a non-UTF-8 file, every try: attack112 F2)."""
     try:
         text.encode()

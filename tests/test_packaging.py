@@ -216,3 +216,18 @@ def test_readme_gives_the_two_commands_and_ci_runs_make_test():
     readme = (ROOT / "README.md").read_text()
     assert "make lab" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_no_docstring_holds_a_lone_surrogate():
+    """attack294 F2: a docstring's ``\\udcff`` escape (not raw) is a lone surrogate, which
+    Python 3.13's compiler (it cleans docstrings as it compiles) cannot encode: ``import
+    rollback_lessons`` failed there with a UnicodeEncodeError, though 3.11 or newer is said."""
+    import ast
+
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node, clean=False) or ""
+                bad = [c for c in doc if "\ud800" <= c <= "\udfff"]
+                assert not bad, f"{path.relative_to(ROOT)}: a docstring holds U+{ord(bad[0]):04X}"
