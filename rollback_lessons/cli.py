@@ -60,9 +60,9 @@ def _module_name(text: str) -> str:
 
 def _journal_path(text: str) -> str:
     """Refused in one line, exit 2, as Journal refuses it (not a traceback: attack291 F3)."""
-    from .durable.files import no_file  # (a NUL never comes in an argument; "j/": a folder)
+    from .durable.files import names_a_folder, no_file  # (a NUL never comes in an argument)
 
-    if not text or text.endswith("/"):
+    if not text or names_a_folder(text):
         raise argparse.ArgumentTypeError(no_file(text))
     return text
 

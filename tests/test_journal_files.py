@@ -201,14 +201,14 @@ def test_a_path_ending_in_a_slash_names_a_folder_and_is_refused(tmp_path, capsys
     """attack291 F3: ``Journal('journals/')`` made (and ``recover journals/`` recovered) the
     file ``journals``: a path is always a file, and one ending in a slash names a folder."""
     monkeypatch.chdir(tmp_path)
-    for command in (["journal", "show", "journals/"], ["recover", "j.db/", "--registry", "x"]):
+    shows = [["journal", "show", name] for name in ("journals/", "journals/.")]
+    for command in (*shows, ["recover", "j.db/", "--registry", "x"], ["recover", "j.db/.."]):
         with pytest.raises(SystemExit) as usage:
             main(command)
-        assert (
-            usage.value.code == 2 and "ends in a slash: a folder's name" in capsys.readouterr().err
-        )
-    with pytest.raises(ValueError, match="ends in a slash"):
-        Journal("journals/")
+        assert usage.value.code == 2 and "is a folder's name" in capsys.readouterr().err
+    for path in ("journals/", "journals/.", "."):  # (attack294 F4: "x/." made the file x)
+        with pytest.raises(ValueError, match="is a folder's name"):
+            Journal(path)
     assert os.listdir(tmp_path) == []
 
 
@@ -396,3 +396,16 @@ def test_journal_undos_reads_every_column_recover_reads(tmp_path):
         Saga(steps).run({}, journal=journal, run_id="s", policy="halt")
         shown = [(u.step, u.semantic, u.timeout, u.args) for u in journal.undos("s")]
     assert shown == [("a", True, 0.3, {"step": "a"}), ("b", False, 2, {"step": "b"})]
+
+
+@pytest.mark.parametrize("end", ["-wal", "-shm"])
+def test_a_stray_wal_or_shm_with_no_journal_is_not_called_a_damaged_journal(tmp_path, capsys, end):
+    """attack294 F6: a -wal or -shm folder (or symlink) with no journal file beside it was
+    "X.db is damaged ...; it was not changed", of a file that does not exist."""
+    (tmp_path / f"a.db{end}").mkdir()
+    assert main(["journal", "show", str(tmp_path / "a.db")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(
+        f"rollback-lessons: no journal at {tmp_path / 'a.db'}, but beside it its "
+    )
+    assert "is not a regular file; nothing was changed" in said and not (tmp_path / "a.db").exists()

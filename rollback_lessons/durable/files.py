@@ -224,16 +224,21 @@ def _check_arguments(path: object, create: object, readonly: object, given: obje
         raise TypeError(f"a journal's path must be a str or a path, got {path!r}")
     if not os.fsdecode(path) or "\0" in os.fsdecode(path):  # (a NUL: SQLite cuts it there)
         raise ValueError(f"a journal's path cannot be empty or hold a NUL character: {path!r}")
-    if os.fsdecode(path).endswith(("/", os.sep)):  # (``Path`` drops it: another file's name)
+    if names_a_folder(os.fsdecode(path)):  # (``Path`` drops it: another file's name)
         raise ValueError(no_file(os.fsdecode(path)))
 
 
+def names_a_folder(text: str) -> bool:
+    """Does ``text`` end as only a folder's name does ("x/", "x/.", "x/..", ".")? ``Path``
+    takes "x/" and "x/." for the file ``x`` (attack291 F3, attack294 F4: made, or read)."""
+    return text.endswith(("/", os.sep)) or os.path.basename(text) in (".", "..")
+
+
 def no_file(text: str) -> str:
-    """Why a journal's path names no file: empty, or a folder's name (a slash at its end:
-    attack291 F3, ``Journal('journals/')`` made the file ``journals``)."""
+    """Why a journal's path names no file: empty, or a folder's name."""
     if not text:
         return "a journal's path cannot be empty"
-    return f"a journal's path names a file, and {text!r} ends in a slash: a folder's name"
+    return f"a journal's path names a file, and {text!r} is a folder's name"
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # (every SQLite file's first 16 bytes; empty: new)
@@ -343,6 +348,8 @@ def _inspect(path: Path, create: bool, timeout: float = 30.0) -> int | None:
             "undo could run twice); mount the folder that holds it instead"
         )
     if torn := wal_damage(path):  # (before SQLite reads it, whoever opens it: attack127 F1)
+        if not path.exists():  # (no file to call damaged: attack294 F6)
+            raise JournalError(f"no journal at {path}, but beside it {torn}; nothing was changed")
         raise JournalError(f"{path} is damaged ({torn}); it was not changed")
     if not path.exists() or path.stat().st_size == 0:
         if not create:
