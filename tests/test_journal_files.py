@@ -409,3 +409,20 @@ def test_a_stray_wal_or_shm_with_no_journal_is_not_called_a_damaged_journal(tmp_
         f"rollback-lessons: no journal at {tmp_path / 'a.db'}, but beside it its "
     )
     assert "is not a regular file; nothing was changed" in said and not (tmp_path / "a.db").exists()
+
+
+def test_settle_given_a_saga_id_in_another_unicode_form_settles_the_one_shown(tmp_path):
+    """attack294 F7: ``journal settle j.db 'cafe\\u0301'`` (a paste's NFD) said "no saga
+    'café'" beside a saga `journal show` lists as café (its NFC id)."""
+    path = tmp_path / "j.db"
+    with Journal(path) as journal:
+        saga = Saga([Step("a", lambda s: None, failing.bind(step="a")), Step("b", lambda s: 1 / 0)])
+        saga.run({}, journal=journal, run_id="caf\u00e9")  # (its undo fails: for a person)
+        assert journal.settle("cafe\u0301", "refunded by hand").saga_id == "caf\u00e9"
+        with pytest.raises(JournalError, match="no saga 'nowhere'"):
+            journal.settle("nowhere", "refunded by hand")
+
+
+@compensation("files.failing", registry)
+def failing(step, idempotency_key=None):
+    raise ConnectionError("the card service is down")

@@ -14,6 +14,7 @@ import json
 import socket
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,6 +92,7 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
     nothing written) if it is unknown, not ended for a person, or settled already."""
     check_text(saga_id, "a saga id")
     check_text(note, "a settle note")
+    saga_id = _as_kept(journal, saga_id)
     if not note.strip(BLANK):  # (" " is printable, and says nothing: attack42 F9, attack43)
         raise InvalidNameError(f"a settle note must say what was done, got {note!r}")
     if journal.readonly or journal.closed:
@@ -116,6 +118,19 @@ def settle(journal: Journal, saga_id: str, note: str) -> Settled:
         said = told(exc, journal.path)
         raise JournalError(f"cannot settle {saga_id!r} ({said}); nothing was settled") from None
     return Settled(saga_id, status, by, at, note)
+
+
+def _as_kept(journal: Journal, saga_id: str) -> str:
+    """``saga_id`` as the journal keeps it: typed in another Unicode form of the same text
+    (NFD, as some pastes give 'café'), its NFC one, which a run id is (attack294 F7: "no
+    saga 'café'" beside a saga shown so); one kept as typed wins."""
+    nfc = unicodedata.normalize("NFC", saga_id)
+    if nfc == saga_id or journal.closed:
+        return saga_id
+    with reading(journal):
+        sql = "SELECT id FROM sagas WHERE id IN (?, ?)"
+        ids = {row[0] for row in journal._con.execute(sql, (saga_id, nfc)).fetchall()}
+    return saga_id if saga_id in ids or nfc not in ids else nfc
 
 
 class _Written(Written):
