@@ -183,10 +183,13 @@ def started() -> None:
 
 def reclaimed(module: object) -> object:
     """``module`` (a registry) imported: if it put Python's default Ctrl-C handler back (it,
-    or a library it loads), the command's own goes back in. It raises the same
-    KeyboardInterrupt, and counts it: one an undo raises itself is told as such, never as
-    a Ctrl-C nobody sent (attack286 F11). A handler of the registry's own is left alone."""
-    if _is_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    or a library it loads), or the signal's own default (``SIG_DFL``: a Ctrl-C then killed
+    the command, no line, the undo it cut named nowhere: attack294 F5), the command's own
+    goes back in. It raises the same KeyboardInterrupt, and counts it: one an undo raises
+    itself is told as such, never as a Ctrl-C nobody sent (attack286 F11). A handler of
+    the registry's own is left alone."""
+    now = signal.getsignal(signal.SIGINT)
+    if _is_the_command() and (now is signal.default_int_handler or now == signal.SIG_DFL):
         signal.signal(signal.SIGINT, _interrupt)
     return module
 

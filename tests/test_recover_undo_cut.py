@@ -156,7 +156,7 @@ registry.add("u", undo)
 """
 
 
-@pytest.mark.parametrize("default", [False, True])
+@pytest.mark.parametrize("default", [None, "signal.default_int_handler", "signal.SIG_DFL"])
 @pytest.mark.parametrize(
     ("registry", "undid", "during"),
     [("Registry", ["UNDID", "c"], " during the undo of 'b' (saga 's')"), ("Asked", [], "")],
@@ -170,8 +170,8 @@ def test_a_keyboard_interrupt_an_undo_or_a_lookup_raises_is_not_told_as_a_ctrl_c
     Also where the registry (a library it loads) put Python's default handler back
     (attack286 F11: "Ctrl-C" again, exit 130)."""
     text = RAISING_REG.format(registry=registry)
-    if default:
-        text += "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    if default:  # (attack294 F5: SIG_DFL too, a Ctrl-C then killing recover, no line)
+        text += f"import signal\nsignal.signal(signal.SIGINT, {default})\n"
     command, env = _crashed_with(tmp_path, "raising_reg", text)
     for undone in (undid, []):  # (the next recover alike: c's undo recorded done)
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
