@@ -89,6 +89,65 @@ def left_unfinished() -> None:
                 continue
             _left(run, "was left unfinished as the program ended (its event loop stopped): "
                   "nothing more of it runs")  # fmt: skip
+    for agen, block in _left_in_async_generators():
+        _ended_here(agen, block)
+
+
+def _left_in_async_generators() -> list[tuple[Any, Any]]:
+    """Each ``AsyncRollback`` block still open in an async generator whose event loop stopped
+    (a ``run_until_complete`` ended, never run again): the loop's own hook would close it
+    there, and never does (attack294 F1: no undo, no line), with its generator."""
+    import gc
+    import types
+
+    rollback: Any = sys.modules.get("rollback_lessons.rollback")
+    found = []
+    for block in gc.get_objects() if rollback is not None else ():
+        with contextlib.suppress(Exception):
+            if type(block) is not rollback.AsyncRollback or block._state != "open":
+                continue
+            home = block._run.home
+            if home is not None and home.get_loop().is_running():
+                continue  # (another thread's loop runs it on)
+            for agen in gc.get_referrers(block):
+                if type(agen) is types.AsyncGeneratorType and agen.ag_frame is not None:
+                    found.append((agen, block))
+                    break
+    return found
+
+
+def _ended_here(agen: Any, block: Any) -> None:
+    """A block ``_left_in_async_generators`` found, ended at the program's end, Python whole:
+    with a journal, none of its undos run (said: the journal keeps it, as at Python's
+    shutdown); with none, its generator closed on an event loop of its own, so the block
+    rolls back as on any error, its only chance (said first)."""
+    run = block._run
+    if run.journal is not None:
+        LEFT_SAID.add(run.run_id)
+        said(
+            f"saga {run.run_id!r}: its AsyncRollback block was left suspended in an async "
+            "generator as the program ended, its event loop stopped; none of its undos ran: "
+            "the journal keeps it unfinished, and recover runs them"
+        )
+        return
+    said(
+        f"saga {run.run_id!r}: its AsyncRollback block was left suspended in an async "
+        "generator as the program ended, its event loop stopped: it is ended now, its undos "
+        "run on an event loop of their own (end the block before the program exits)"
+    )
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(agen.aclose())
+    except Exception:  # (the block's own error, as it rolled back: nothing more to say)
+        pass
+    finally:
+        loop.close()
+
+
+LEFT_SAID: set[str] = set()
+"""Run ids whose block ``_ended_here`` said left to the journal (``left_at_exit``: once)."""
 
 
 def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
@@ -97,6 +156,8 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> No
     modules are being torn down (each one failed, written a dead letter for a person, and
     the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
     would, and ``recover`` runs them once this process has ended. Said on stderr."""
+    if run_id in LEFT_SAID:
+        return
     said(
         f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran there: "
         "the journal keeps it unfinished, and recover runs them"

@@ -258,7 +258,8 @@ def test_a_timed_undo_python_s_shutdown_runs_is_called_there(how):
     done = subprocess.run([sys.executable, "-c", SUSPENDED, how], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.stdout.splitlines() == ["script ends", "undo runs"], done
-    assert "its undos run now" in done.stderr and "Traceback" not in done.stderr
+    assert "its undos run" in done.stderr and "Traceback" not in done.stderr  # (async: at
+    # the program's end, Python whole, on a loop of their own: attack294 F1)
 
 
 NESTED = """
@@ -434,8 +435,10 @@ def test_an_undo_starting_a_thread_at_python_s_shutdown_fails_and_the_rest_run(h
     waits for a thread that never runs there), the undos after it never run."""
     done = subprocess.run([sys.executable, "-c", THREAD_AT_EXIT, how], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
-    assert done.returncode == 0 and done.stdout.splitlines() == ["script ends", "first undone"]
-    assert "its undos run now" in done.stderr and "Traceback" not in done.stderr, done
+    assert done.returncode == 0  # (async: at the program's end, Python whole, attack294 F1:
+    # to_thread's pool takes no work once the interpreter began its end, as from 3.9 on)
+    assert done.stdout.splitlines() == ["script ends", "first undone"], done
+    assert "its undos run" in done.stderr and "Traceback" not in done.stderr, done
 
 
 EXIT_AT_EXIT = """
