@@ -47,7 +47,7 @@ from .stopping import (  # noqa: F401 (named here too: ``schedule.cancel``)
     past_pivot,
     stop_forward,
 )
-from .verdicts import still_ran
+from .verdicts import halts_forward, still_ran
 
 
 class Ready(NamedTuple):
@@ -359,7 +359,11 @@ class GraphMachine(Machine):
         if self.failures:
             step, error = self.failures[0]
             self.current = step
-            return self.fail(error)
+            ended = self.fail(error)
+            if self.halted and halts_forward(self.pivot_done, self.kinds.get(step or "")):
+                also = [s for s, _ in self.failures[1:] if s is not None and s not in self.pending]
+                self.pending = [*self.pending, *dict.fromkeys(also)]  # (each step after the
+            return ended  # pivot that failed for good, to finish forward: attack295 F2)
         if self.stopping is not None:
             self.current = self.completed[-1] if self.completed else None
             return self.fail(self.stopping)

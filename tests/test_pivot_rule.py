@@ -887,3 +887,23 @@ def test_a_graph_killed_as_its_commit_is_written_past_the_pivot_has_nothing_left
         str(done)
     ), str(done)
     assert "finish the steps after it" not in str(done)
+
+
+def test_every_step_after_the_pivot_that_failed_for_good_is_pending():
+    """attack295 F2: two steps after the pivot in one group (arun runs them at once) both
+    failed for good; ``pending``, "the steps to finish forward", named only the first."""
+    import asyncio
+
+    from rollback_lessons import Parallel, Saga, Step
+
+    saga = Saga([
+        Step("reserve", lambda s: s.update(reserve=1), lambda s: s.pop("reserve")),
+        Step("email", lambda s: s.update(email=1), kind="pivot"),
+        Parallel(Step("ship", lambda s: s.update(ship=1), kind="retriable"),
+                 Step("invoice", lambda s: s.update(invoice=1), kind="retriable")),
+    ])  # fmt: skip
+    faults = {"ship": "fail", "invoice": "fail"}
+    for out in (asyncio.run(saga.arun({}, inject=faults)),
+                saga.run({}, inject=faults, completion=["ship", "invoice"])):  # fmt: skip
+        assert str(out.status) == "halted" and out.pending == ("ship", "invoice"), out
+        assert out.forward == ("ship", "invoice")
