@@ -89,19 +89,19 @@ def left_unfinished() -> None:
                 continue
             _left(run, "was left unfinished as the program ended (its event loop stopped): "
                   "nothing more of it runs")  # fmt: skip
-    for agen, block in _left_in_async_generators():
-        _ended_here(agen, block)
+    for agen, blocks in _left_in_async_generators().items():
+        _ended_here(agen, blocks)
 
 
-def _left_in_async_generators() -> list[tuple[Any, Any]]:
-    """Each ``AsyncRollback`` block still open in an async generator whose event loop stopped
-    (a ``run_until_complete`` ended, never run again): the loop's own hook would close it
-    there, and never does (attack294 F1: no undo, no line), with its generator."""
+def _left_in_async_generators() -> dict[Any, list[Any]]:
+    """The ``AsyncRollback`` blocks still open in async generators whose event loop stopped
+    (a ``run_until_complete`` ended, never run again), by generator: the loop's own hook
+    would close it there, and never does (attack294 F1: no undo, no line)."""
     import gc
     import types
 
     rollback: Any = sys.modules.get("rollback_lessons.rollback")
-    found = []
+    found: dict[Any, list[Any]] = {}
     for block in gc.get_objects() if rollback is not None else ():
         with contextlib.suppress(Exception):
             if type(block) is not rollback.AsyncRollback or block._state != "open":
@@ -111,39 +111,64 @@ def _left_in_async_generators() -> list[tuple[Any, Any]]:
                 continue  # (another thread's loop runs it on)
             for agen in gc.get_referrers(block):
                 if type(agen) is types.AsyncGeneratorType and agen.ag_frame is not None:
-                    found.append((agen, block))
+                    found.setdefault(agen, []).append(block)
                     break
     return found
 
 
-def _ended_here(agen: Any, block: Any) -> None:
-    """A block ``_left_in_async_generators`` found, ended at the program's end, Python whole:
-    with a journal, none of its undos run (said: the journal keeps it, as at Python's
-    shutdown); with none, its generator closed on an event loop of its own, so the block
-    rolls back as on any error, its only chance (said first)."""
-    run = block._run
-    if run.journal is not None:
-        LEFT_SAID.add(run.run_id)
-        said(
-            f"saga {run.run_id!r}: its AsyncRollback block was left suspended in an async "
-            "generator as the program ended, its event loop stopped; none of its undos ran: "
-            "the journal keeps it unfinished, and recover runs them"
-        )
+def _ended_here(agen: Any, blocks: list[Any]) -> None:
+    """The blocks ``_left_in_async_generators`` found in ``agen``, at the program's end,
+    Python whole: all journalled, none of their undos run (said: the journal keeps them, as
+    at Python's shutdown); else the generator is closed on an event loop of its own, so
+    each block rolls back as on any error, the one without a journal its only chance (said
+    first; a journalled one beside it too: attack296 F4), and what that left is said (F2),
+    a first Ctrl-C held as it runs (F1), an interrupt an undo raises told (F6)."""
+    if all(block._run.journal is not None for block in blocks):
+        for block in blocks:
+            LEFT_SAID.add(block._run.run_id)
+            said(
+                f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in "
+                "an async generator as the program ended, its event loop stopped; none of its "
+                "undos ran: the journal keeps it unfinished, and recover runs them"
+            )
         return
-    said(
-        f"saga {run.run_id!r}: its AsyncRollback block was left suspended in an async "
-        "generator as the program ended, its event loop stopped: it is ended now, its undos "
-        "run on an event loop of their own (end the block before the program exits)"
-    )
+    for block in blocks:
+        said(
+            f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in an "
+            "async generator as the program ended, its event loop stopped: it is ended now, "
+            "its undos run on an event loop of their own (end the block before the program "
+            "exits)"
+        )
     import asyncio
 
+    before = signal.getsignal(signal.SIGINT)
+    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(agen.aclose())
-    except Exception:  # (the block's own error, as it rolled back: nothing more to say)
+    except BaseException:  # (the block's own error, or an undo's interrupt: said below)
         pass
     finally:
-        loop.close()
+        with contextlib.suppress(BaseException):
+            loop.close()
+        with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was)
+            if before is not None:
+                signal.signal(signal.SIGINT, before)
+    for block in blocks:
+        with contextlib.suppress(Exception):
+            _what_it_left(block)
+
+
+def _what_it_left(block: Any) -> None:
+    """A block ``_ended_here`` rolled back, what its rollback left, said if anything."""
+    out = block.outcome
+    if out is None or str(out.status) == "rolled_back":
+        return
+    dead = [f"{d.step} ({type(d.error).__name__}: {d.error})" for d in out.dead_letters]
+    told = [f"dead letters: {', '.join(dead)}"] if dead else []
+    told += [f"not known to be undone: {', '.join(out.pending)}"] if out.pending else []
+    kept = "the journal keeps it" if block._run.journal is not None else "kept nowhere"
+    said(f"saga {block._run.run_id!r} ended {out.status} there ({kept}): {'; '.join(told)}")
 
 
 LEFT_SAID: set[str] = set()
@@ -177,23 +202,34 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     _ctrl_c_said(run_id)
 
 
-def _ctrl_c_said(run_id: str) -> None:
+def _ctrl_c_said(run_id: str, at_exit: bool = False) -> None:
     """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed
     the process, the undos left never run, nothing said (attack290 F4). A first one is only
-    said (the undos run on, their only chance); a second ends the process, as ever."""
+    said (the undos run on, their only chance); a second ends the process, as ever. One
+    ignored as the process began stays ignored (attack296 F3: Python's shutdown tells it
+    ``None``, and it was put back on)."""
+    when = "as the program ends" if at_exit else "at Python's shutdown"
+    saga = f"saga {run_id}" if at_exit else f"saga {run_id!r}"
 
     def heard(signum: int, frame: Any) -> None:
         with contextlib.suppress(Exception):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         said(
-            f"a Ctrl-C at Python's shutdown: the undos of saga {run_id!r} still run, their "
-            "only chance; a second Ctrl-C ends the process now, leaving those not yet run "
-            "undone, and nothing keeps them"
+            f"a Ctrl-C {when}: the undos of {saga} still run, their only chance; a second "
+            "Ctrl-C ends the process now, leaving those not yet run undone, and nothing "
+            "keeps them"
         )
 
     with contextlib.suppress(Exception):  # (not the main thread, or signal torn down)
-        if signal.getsignal(signal.SIGINT) in (None, signal.SIG_DFL, signal.default_int_handler):
+        now = signal.getsignal(signal.SIGINT)
+        if _IGNORED_AT_START or now == signal.SIG_IGN:
+            return
+        if now in (None, signal.SIG_DFL, signal.default_int_handler):
             signal.signal(signal.SIGINT, heard)
+
+
+_IGNORED_AT_START = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+"""Was Ctrl-C ignored as the package loaded (a `cmd &` of a shell script)? It stays so."""
 
 
 def _no_thread_starts() -> None:

@@ -299,6 +299,8 @@ def test_an_async_block_with_no_journal_left_suspended_as_python_exits_runs_its_
         "rollback-lessons: saga 'ag1': its AsyncRollback block was left suspended in an async "
         "generator as the program ended, its event loop stopped: it is ended now, its undos "
         "run on an event loop of their own (end the block before the program exits)\n"
+        "rollback-lessons: saga 'ag1' ended rollback_incomplete there (kept nowhere): dead "
+        "letters: b (ConnectionError: bank down)\n"  # (what they left, said: attack296 F2)
     )
     assert done.returncode == 0 and world.read_text() == "ca"
 

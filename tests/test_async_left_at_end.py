@@ -1,0 +1,126 @@
+"""An AsyncRollback left suspended in an async generator whose event loop stopped is ended at
+the program's end (attack294 F1); attack296 broke that end: a Ctrl-C there (a traceback, the
+undos left unrun and unnamed), an undo that fails or raises an interrupt there (said
+nowhere), a journalled block closed beside one with no journal (said left to recover, then
+undone in process), and a Ctrl-C ignored as the process began, put back on at Python's
+shutdown (two of them killed it mid-rollback)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+LEFT = """
+import asyncio, os, signal, sys
+from rollback_lessons import AsyncRollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+registry = Registry()
+refund = registry.add("refund", lambda order, idempotency_key=None: print("refund", order))
+how = sys.argv[1]
+
+def said(line):
+    print(line, flush=True)
+
+async def slow():
+    said("slow begins")
+    if how == "ctrl-c":
+        os.kill(os.getpid(), signal.SIGINT)  # (a person's Ctrl-C as the undos run)
+    await asyncio.sleep(0.3)
+    said("slow done")
+
+def fails():
+    if how == "interrupt":
+        raise KeyboardInterrupt  # (a client library's own)
+    raise ConnectionError("the card service is down")
+
+async def gen():
+    if how == "nested":
+        async with AsyncRollback(journal=Journal(sys.argv[2]), run_id="outer") as outer:
+            await outer.do("charge", lambda: None, refund.bind(order="o1"))
+            async with AsyncRollback(run_id="inner") as inner:
+                await inner.do("hold", lambda: None, lambda: said("hold released"))
+                yield 1
+        return
+    async with AsyncRollback(run_id="left") as rb:
+        await rb.do("quick", lambda: None, lambda: said("quick done"))
+        await rb.do("slow", lambda: None, fails if how in ("fails", "interrupt") else slow)
+        yield 1
+
+g = gen()
+asyncio.new_event_loop().run_until_complete(g.__anext__())
+said("script ends")
+"""
+
+
+def _run(how: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", LEFT, how, *args], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+
+
+def _lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("rollback-lessons")]
+
+
+def test_a_ctrl_c_as_the_program_ends_it_is_said_and_the_undos_run_on():
+    done = _run("ctrl-c")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    assert done.stdout.splitlines() == ["script ends", "slow begins", "slow done", "quick done"]
+    assert "a Ctrl-C as the program ends: the undos of saga 'left' still run" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [("fails", "ended rollback_incomplete there (kept nowhere): dead letters: slow "
+               "(ConnectionError: the card service is down)"),
+     ("interrupt", "ended halted there (kept nowhere): not known to be undone: slow, quick")],
+)  # fmt: skip
+def test_what_the_undos_left_there_is_said(how, said):
+    done = _run(how)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    assert _lines(done)[-1] == f"rollback-lessons: saga 'left' {said}", done.stderr
+
+
+def test_a_journalled_block_closed_beside_one_with_none_is_not_said_left_to_recover(tmp_path):
+    done = _run("nested", str(tmp_path / "j.db"))
+    assert done.stdout.splitlines() == ["script ends", "hold released", "refund o1"], done
+    assert not [line for line in _lines(done) if "recover runs them" in line], done.stderr
+    assert len(_lines(done)) == 2 and all("it is ended now" in line for line in _lines(done))
+
+
+SUSPENDED_SYNC = """
+import os, signal, sys, time
+from rollback_lessons import Rollback
+
+def undo(name, kill=os.kill, pid=os.getpid(), sig=signal.SIGINT, sleep=time.sleep,
+         out=sys.__stdout__):
+    def call():
+        kill(pid, sig)  # (two Ctrl-Cs a process started with them ignored never hears)
+        sleep(0.1)
+        kill(pid, sig)
+        out.write(f"{name} undone\\n")
+        out.flush()
+    return call
+
+def gen():
+    with Rollback() as rb:
+        for name in "abc":
+            rb.do(name, lambda: None, undo(name))
+        yield 1
+
+g = gen()
+next(g)
+"""
+
+
+def test_a_ctrl_c_ignored_as_the_process_began_stays_ignored_at_python_s_shutdown():
+    ignored = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 (a `cmd &`)
+    done = subprocess.run([sys.executable, "-c", SUSPENDED_SYNC], capture_output=True,
+                          text=True, timeout=60, preexec_fn=ignored)  # fmt: skip
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == ["c undone", "b undone", "a undone"], done
+    assert "a Ctrl-C at Python's shutdown" not in done.stderr
