@@ -193,6 +193,11 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     """A block with no journal ended by Python's shutdown: its undos are run there, the only
     chance they have, but with builtins and modules half torn down, and what fails there is
     seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
+    if not sys.is_finalizing():  # (its async generator collected, no loop running: F5)
+        said(f"saga {run_id!r}: its {block} block {_ended_by(exc)}; its undos run now, on an "
+             "event loop of their own, and no journal keeps what fails: end the block "
+             "before its generator is dropped, or give it a journal")  # fmt: skip
+        return
     said(
         f"saga {run_id!r}: its {block} block {_ended_by(exc)}; its undos run now, with "
         "Python half torn down, and no journal keeps what fails: end the block before the "
@@ -253,9 +258,21 @@ def _no_thread_starts() -> None:
 def _ended_by(exc: BaseException) -> str:
     """What ended a block at Python's shutdown: Python closing it (a GeneratorExit), or its
     own error (a block an undo run there opened: attack289 F3, said ended by Python)."""
+    if isinstance(exc, GeneratorExit) and not sys.is_finalizing():
+        return (
+            "was ended with no event loop running (its async generator dropped, its loop stopped)"
+        )
     if isinstance(exc, GeneratorExit):
         return f"was ended by Python's shutdown ({type(exc).__name__})"
     return f"failed during Python's shutdown ({type(exc).__name__})"
+
+
+def no_loop(exc: BaseException) -> bool:
+    """Is ``exc`` an async generator's close with no event loop running (Python's cycle
+    collector dropped it, its loop stopped, the program running on: attack296 F5)? The
+    block then rolls back as at Python's shutdown, on a loop of its own."""
+    aio = asyncio_here()
+    return isinstance(exc, GeneratorExit) and aio is not None and aio._get_running_loop() is None
 
 
 def still_open() -> None:
