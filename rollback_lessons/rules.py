@@ -148,8 +148,9 @@ def default_run_id(saga_name: str) -> str:
     each character that is not printable or is a blank other than a space made '-', then a
     random part; a run id ``check_run_id`` takes (attack223 F1: a saga 'order:card' ran as
     'order:card-<hex>', read after as a branch of a saga 'order', its undo keys ambiguous)."""
-    safe = "".join(c if c.isprintable() and c != ":" else "-" for c in saga_name).strip(" ")
-    return f"{safe or 'saga'}-{uuid.uuid4().hex[:12]}"
+    name = unicodedata.normalize("NFC", saga_name)  # (an id is in NFC: make soak, s88)
+    safe = "".join(c if c.isprintable() and c != ":" else "-" for c in name).strip(" ")
+    return unicodedata.normalize("NFC", f"{safe or 'saga'}-{uuid.uuid4().hex[:12]}")
 
 
 class NamedUndo:
