@@ -14,6 +14,7 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ._results import KEPT
@@ -159,16 +160,46 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
             _what_it_left(block)
 
 
+@contextlib.contextmanager
+def dropped(run: Any) -> Iterator[None]:
+    """(``_shutdown.alone``.) A block whose async generator Python dropped mid-program, no
+    loop running, rolling back on a loop of its own: a first Ctrl-C there is said, the
+    undos running on, its handler put back after; then what they left is said, dead
+    letters, undos not known done (attack297 F1-F3: neither said, a Ctrl-C Python's
+    "ignored" error). At Python's shutdown, as ever (``undone_at_exit``)."""
+    if run is None or sys.is_finalizing():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+    _ctrl_c_said(repr(run.run_id), at_exit=True, when="as its generator was dropped")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            if before is not None:
+                signal.signal(signal.SIGINT, before)
+        with contextlib.suppress(Exception):
+            _left_by(run.run_id, run.m.dead_letters, run.m.pending, "kept nowhere")
+
+
 def _what_it_left(block: Any) -> None:
     """A block ``_ended_here`` rolled back, what its rollback left, said if anything."""
     out = block.outcome
     if out is None or str(out.status) == "rolled_back":
         return
-    dead = [f"{d.step} ({type(d.error).__name__}: {d.error})" for d in out.dead_letters]
-    told = [f"dead letters: {', '.join(dead)}"] if dead else []
-    told += [f"not known to be undone: {', '.join(out.pending)}"] if out.pending else []
     kept = "the journal keeps it" if block._run.journal is not None else "kept nowhere"
-    said(f"saga {block._run.run_id!r} ended {out.status} there ({kept}): {'; '.join(told)}")
+    _left_by(block._run.run_id, out.dead_letters, out.pending, kept, f" {out.status}")
+
+
+def _left_by(run_id: str, dead_letters: Any, pending: Any, kept: str, status: str = "") -> None:
+    """What a rollback there left, said, if anything: its dead letters, its undos not known
+    to be done."""
+    dead = [f"{d.step} ({type(d.error).__name__}: {d.error})" for d in dead_letters]
+    told = [f"dead letters: {', '.join(dead)}"] if dead else []
+    told += [f"not known to be undone: {', '.join(pending)}"] if pending else []
+    how = f" ended{status} there" if status else ": its rollback there left"
+    if told:
+        said(f"saga {run_id!r}{how} ({kept}): {'; '.join(told)}")
 
 
 LEFT_SAID: set[str] = set()
@@ -207,13 +238,13 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     _ctrl_c_said(run_id)
 
 
-def _ctrl_c_said(run_id: str, at_exit: bool = False) -> None:
+def _ctrl_c_said(run_id: str, at_exit: bool = False, when: str = "") -> None:
     """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed
     the process, the undos left never run, nothing said (attack290 F4). A first one is only
     said (the undos run on, their only chance); a second ends the process, as ever. One
     ignored as the process began stays ignored (attack296 F3: Python's shutdown tells it
     ``None``, and it was put back on)."""
-    when = "as the program ends" if at_exit else "at Python's shutdown"
+    when = when or ("as the program ends" if at_exit else "at Python's shutdown")
     saga = f"saga {run_id}" if at_exit else f"saga {run_id!r}"
 
     def heard(signum: int, frame: Any) -> None:

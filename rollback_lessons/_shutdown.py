@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _forward
-from ._at_exit import asyncio_here, finalizing, said, watch_aruns
+from ._at_exit import asyncio_here, dropped, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
 from ._results import KEPT
 from ._results import ended as work_ended  # (at Python's shutdown an import fails: 290 F6)
@@ -416,14 +416,17 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     return exc
 
 
-def alone(rollback: Coroutine[Any, Any, Any]) -> None:
+def alone(rollback: Coroutine[Any, Any, Any], run: Any = None) -> None:
     """An ``AsyncRollback``'s ``rollback`` (no journal, ended by Python's shutdown:
     ``_at_exit.undone_at_exit``) run to its end on a loop of its own: no loop runs there,
     and an await there yields to the generator's close, which gives up ("async generator ignored
     GeneratorExit"). The loop is made with the asyncio kept as the block began (``unowned``):
-    an import fails there (attack86 F5: the undo never ran, a raw ImportError said)."""
+    an import fails there (attack86 F5: the undo never ran, a raw ImportError said). Its
+    async generator dropped mid-program (``run``'s: ``_at_exit.dropped``), a first Ctrl-C
+    is said, and what the undos left is said after."""
     loop = _KEPT["asyncio"].SelectorEventLoop()  # (not the policy's: it may import)
     try:
-        loop.run_until_complete(rollback)
+        with dropped(run):
+            loop.run_until_complete(rollback)
     finally:
         loop.close()

@@ -441,7 +441,7 @@ class AsyncRollback(_Base):
         """Python's shutdown ended the block, no journal: its undos run there, on a loop."""
         run, self._state = self._run, _ENDING
         try:
-            _shutdown.alone(run.aroll_back(exc))
+            _shutdown.alone(run.aroll_back(exc), run)
         except BaseException as late:
             _guards.landed_late(run, exc, late)
         self._state = _CLOSED

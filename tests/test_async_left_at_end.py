@@ -127,7 +127,7 @@ def test_a_ctrl_c_ignored_as_the_process_began_stays_ignored_at_python_s_shutdow
 
 
 DROPPED = """
-import asyncio, gc, sys
+import asyncio, gc, os, signal, sys
 from rollback_lessons import AsyncRollback
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry
@@ -136,10 +136,17 @@ registry = Registry()
 refund = registry.add("refund", lambda order, idempotency_key=None: print("refund", order))
 journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
 
+async def slow():
+    if sys.argv[2] == "ctrl-c":
+        os.kill(os.getpid(), signal.SIGINT)  # (a person's Ctrl-C as it runs)
+    await asyncio.sleep(0.2)
+    if sys.argv[2] == "fails":
+        raise ConnectionError("the card service is down")
+    print("refund o1", flush=True)
+
 async def bookings():
     async with AsyncRollback(journal=journal, run_id="b1") as rb:
-        await rb.do("charge", lambda: None, refund.bind(order="o1") if journal else
-                    (lambda: print("refund o1", flush=True)))
+        await rb.do("charge", lambda: None, refund.bind(order="o1") if journal else slow)
         yield "booked"
 
 def first_booking(loop):
@@ -151,20 +158,33 @@ print("script goes on", flush=True)
 """
 
 
-@pytest.mark.parametrize("journalled", [False, True])
+@pytest.mark.parametrize(("journalled", "how"), [(False, "-"), (True, "-"), (False, "ctrl-c")])
 def test_an_async_generator_dropped_with_its_loop_stopped_rolls_its_block_back(
-    tmp_path, journalled
+    tmp_path, journalled, how
 ):
     """attack296 F5: an async generator dropped (its loop stopped, the program running on)
     is closed by Python with no loop running: the block's end raised "no running event
     loop", a raw traceback, its undo never run. Now as at Python's shutdown: said; with no
     journal its undos run on a loop of their own; with one, none: recover runs them."""
     path = str(tmp_path / "j.db") if journalled else "-"
-    done = subprocess.run([sys.executable, "-c", DROPPED, path], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", DROPPED, path, how], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert "Traceback" not in done.stderr and done.returncode == 0, done
     undone = [] if journalled else ["refund o1"]
     assert done.stdout.splitlines() == ["booked", *undone, "script goes on"], done
-    [line] = _lines(done)
+    line, *more = _lines(done)
     assert line.startswith("rollback-lessons: saga 'b1': its AsyncRollback block was ended with "
                            "no event loop running"), line  # fmt: skip
+    said = ["rollback-lessons: a Ctrl-C as its generator was dropped: the undos of saga 'b1' "
+            "still run"] if how == "ctrl-c" else []  # fmt: skip
+    assert [m[: len(s)] for m, s in zip(more, said, strict=True)] == said, done.stderr
+
+
+def test_what_the_undos_of_a_dropped_generator_left_is_said():
+    """attack297 F1: its failed undo was said nowhere (kept nowhere)."""
+    done = subprocess.run([sys.executable, "-c", DROPPED, "-", "fails"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert _lines(done)[-1] == (
+        "rollback-lessons: saga 'b1': its rollback there left (kept nowhere): dead letters: "
+        "charge (ConnectionError: the card service is down)"
+    ), done.stderr
