@@ -289,11 +289,11 @@ def _no_thread_starts() -> None:
 def _ended_by(exc: BaseException) -> str:
     """What ended a block at Python's shutdown: Python closing it (a GeneratorExit), or its
     own error (a block an undo run there opened: attack289 F3, said ended by Python)."""
-    if isinstance(exc, GeneratorExit) and not sys.is_finalizing():
+    if issubclass(type(exc), GeneratorExit) and not sys.is_finalizing():
         return (
             "was ended with no event loop running (its async generator dropped, its loop stopped)"
         )
-    if isinstance(exc, GeneratorExit):
+    if issubclass(type(exc), GeneratorExit):
         return f"was ended by Python's shutdown ({type(exc).__name__})"
     return f"failed during Python's shutdown ({type(exc).__name__})"
 
@@ -302,8 +302,9 @@ def no_loop(exc: BaseException) -> bool:
     """Is ``exc`` an async generator's close with no event loop running (Python's cycle
     collector dropped it, its loop stopped, the program running on: attack296 F5)? The
     block then rolls back as at Python's shutdown, on a loop of its own."""
-    aio = asyncio_here()
-    return isinstance(exc, GeneratorExit) and aio is not None and aio._get_running_loop() is None
+    aio = asyncio_here()  # (by its type: a __class__ that raises is read by none of this)
+    closed = issubclass(type(exc), GeneratorExit)
+    return closed and aio is not None and aio._get_running_loop() is None
 
 
 def still_open() -> None:

@@ -198,12 +198,12 @@ def at_end(exc: BaseException, code: int, warn: Callable[[str], None]) -> None:
 
 def came(exc: BaseException) -> str:
     """What cut the process's end, as ``AT_END`` says it."""
-    exc = interrupt_in(exc)
-    if isinstance(exc, Terminated):
+    kind = type(exc := interrupt_in(exc))
+    if issubclass(kind, Terminated):
         return "a SIGTERM"
-    if not isinstance(exc, KeyboardInterrupt | SystemExit):
-        return f"an error ({type(exc).__name__})"
-    if not isinstance(exc, KeyboardInterrupt):
+    if not issubclass(kind, KeyboardInterrupt | SystemExit):
+        return f"an error ({kind.__name__})"
+    if not issubclass(kind, KeyboardInterrupt):
         return "a sys.exit"
     return "a KeyboardInterrupt (raised; no Ctrl-C was sent)" if raised_by_code() else "a Ctrl-C"
 
@@ -246,7 +246,8 @@ def interrupt_in(exc: BaseException) -> BaseException:
     for _ in range(20):  # (a chain that loops: its first links only)
         if seen is None:
             break
-        if isinstance(seen, KeyboardInterrupt | SystemExit):
+        if issubclass(type(seen), KeyboardInterrupt | SystemExit):  # (its type: a __class__
+            # that raises is read by none of this, test_class_by_type)
             return seen
         seen = seen.__context__
     return exc
