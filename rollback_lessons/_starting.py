@@ -191,6 +191,8 @@ def reclaimed(module: object) -> object:
     now = signal.getsignal(signal.SIGINT)
     if _is_the_command() and (now is signal.default_int_handler or now == signal.SIG_DFL):
         signal.signal(signal.SIGINT, _interrupt)
+    if _is_the_command() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)  # (SIGTERM's too: killed, no line, 298 F1)
     return module
 
 

@@ -181,3 +181,30 @@ def test_a_keyboard_interrupt_an_undo_or_a_lookup_raises_is_not_told_as_a_ctrl_c
             f"raised; no Ctrl-C was sent){during}"
         ), done.stderr
         assert done.stderr.count("\n") == 1, done.stderr
+
+
+SIGTERM_REG = """
+import os, signal, time
+from rollback_lessons.durable.registry import Registry
+
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (as a library it loads may)
+registry = Registry()
+
+def undo(step, idempotency_key=None):
+    print("UNDID", step, flush=True)
+    if step == "c":
+        os.kill(os.getpid(), signal.SIGTERM)  # (a service manager's stop, as it runs)
+        time.sleep(5)
+
+registry.add("u", undo)
+"""
+
+
+def test_a_registry_that_puts_sigterm_s_default_back_still_gets_the_commands_line(tmp_path):
+    """attack298 F1: a registry setting SIGTERM to SIG_DFL as it loads: a SIGTERM during
+    recover killed it, no line, exit -15, the undo it cut named nowhere."""
+    command, env = _crashed_with(tmp_path, "term_reg", SIGTERM_REG)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143 and done.stdout.split() == ["UNDID", "c"], done
+    assert done.stderr.startswith("rollback-lessons: recover interrupted (SIGTERM) during the "
+                                  "undo of 'c' (saga 's')"), done.stderr  # fmt: skip
