@@ -175,6 +175,8 @@ def started() -> None:
     """``cli.main`` catches a Ctrl-C from here on (KeyboardInterrupt, as Python raises it),
     and a SIGTERM as one (``Terminated``), to the process's end (``cli.run``); one heard as
     an interrupt is being handled, only noted (``handling``)."""
+    if not STARTED:  # (the signals the command was started with blocked stay so)
+        STARTED.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
     if signal.getsignal(signal.SIGINT) is _interrupted:
         signal.signal(signal.SIGINT, _interrupt)
     if signal.getsignal(signal.SIGTERM) is _terminated_early:
@@ -194,6 +196,25 @@ def reclaimed(module: object) -> object:
     if _is_the_command() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)  # (SIGTERM's too: killed, no line, 298 F1)
     return module
+
+
+STARTED: list[set[int]] = []
+"""Set once the command has started (``started``): the signals blocked as it did."""
+
+
+def kept() -> None:
+    """Once an undo of the command's ``recover`` is recorded: what it did to the command's
+    Ctrl-C and SIGTERM undone. A default it put back (``SIG_DFL``: a signal then killed the
+    command with no line, the undo it cut named nowhere; Python's Ctrl-C handler) is the
+    command's own again, and a signal it blocked (``pthread_sigmask``: one sent after was
+    never heard, exit 0) is unblocked, so one sent meanwhile is heard now (attack298
+    F1, F2). A handler of the registry's own is left alone."""
+    if not STARTED:
+        return
+    reclaimed(None)
+    blocked = {signal.SIGINT, signal.SIGTERM} & set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    if blocked - STARTED[0]:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked - STARTED[0])
 
 
 def raised_by_code() -> bool:

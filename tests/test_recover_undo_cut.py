@@ -208,3 +208,48 @@ def test_a_registry_that_puts_sigterm_s_default_back_still_gets_the_commands_lin
     assert done.returncode == 143 and done.stdout.split() == ["UNDID", "c"], done
     assert done.stderr.startswith("rollback-lessons: recover interrupted (SIGTERM) during the "
                                   "undo of 'c' (saga 's')"), done.stderr  # fmt: skip
+
+
+MEDDLING_REG = """
+import os, signal, time
+from rollback_lessons.durable.registry import Registry
+
+registry = Registry()
+
+def undo(step, idempotency_key=None):
+    print("UNDID", step, flush=True)
+    if step == "c":  # (a client library's call, as it runs: its signals left so)
+        {meddles}
+    if step == "b":
+        os.kill(os.getpid(), signal.{sent})  # (a Ctrl-C, a service manager's stop)
+        time.sleep(5)
+
+registry.add("u", undo)
+"""
+
+
+@pytest.mark.parametrize(
+    ("meddles", "sent"),
+    [
+        ("signal.signal(signal.SIGINT, signal.SIG_DFL)", "SIGINT"),
+        ("signal.signal(signal.SIGINT, signal.default_int_handler)", "SIGINT"),
+        ("signal.signal(signal.SIGTERM, signal.SIG_DFL)", "SIGTERM"),
+        ("signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})", "SIGINT"),
+        ("signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})", "SIGTERM"),
+    ],
+)
+def test_an_undo_that_meddles_with_the_signals_leaves_the_next_one_heard(tmp_path, meddles, sent):
+    """attack298 F1, F2: an undo putting a signal's default back (killed by the next one,
+    no line, the undo it cut named nowhere) or blocking it (a later Ctrl-C never heard:
+    every saga finished, exit 0). Once an undo is recorded, the command's handlers and
+    mask are its own again: the next undo's signal is the one line, 130 or 143."""
+    text = MEDDLING_REG.format(meddles=meddles, sent=sent)
+    command, env = _crashed_with(tmp_path, "meddling_reg", text)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    why, status = ("Ctrl-C", 130) if sent == "SIGINT" else ("SIGTERM", 143)
+    assert (done.returncode, done.stdout.split()) == (status, ["UNDID", "c", "UNDID", "b"]), done
+    assert done.stderr.startswith(
+        f"rollback-lessons: recover interrupted ({why}) during the undo of 'b' (saga 's'), "
+        "not recorded done"
+    ), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr

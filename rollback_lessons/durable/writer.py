@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._starting import kept
 from ..events import describe
 from .journal import Journal, JournalError, JournalTakenOver, Written
 from .records import JournalRun
@@ -33,6 +34,7 @@ class Writer:
         self.undos += 1
         if self.undos >= self.every:
             self.flush()
+        kept()  # (the command's: its signal handlers and mask as the undo found them)
 
     def finished(self, run: JournalRun, report: Recovery) -> None:
         """A saga's end: what its run did, then its status (``final``) with its report."""
