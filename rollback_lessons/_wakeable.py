@@ -39,3 +39,27 @@ class Wakeable:
 
     def run_id(self, name: str) -> str:
         return self.clock.run_id(name)
+
+
+class CancelWakes(Wakeable):
+    """``saga.run``'s clock when its cancel is a ``threading.Event``: a wait to retry a
+    step ends as soon as it is set, the cancel heard then (attack295 F1: the whole backoff
+    was sat out first; ``arun``'s ends at once). A wait in the rollback (an undo's
+    backoff, the cancel long set) is waited whole."""
+
+    def __init__(self, clock: Clock, cancel: threading.Event, run: Any) -> None:
+        super().__init__(clock, cancel)
+        self.run = run
+
+    def sleep(self, seconds: float) -> None:
+        if self.run.m.rolling:
+            self.clock.sleep(seconds)
+        else:
+            super().sleep(seconds)
+
+
+def woken_by(cancel: object, run: Any) -> Clock:
+    """The clock ``saga.run`` waits on: its own, or one its Event cancel wakes."""
+    if isinstance(cancel, threading.Event) and type(run.clock) is SystemClock:
+        return CancelWakes(run.clock, cancel, run)
+    return run.clock  # type: ignore[no-any-return]

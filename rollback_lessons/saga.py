@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from . import _arun, _forward, _graph_drive, _guards, _shutdown
+from . import _arun, _forward, _graph_drive, _guards, _shutdown, _wakeable
 from ._numbers import plain_number
 from ._run import Run
 from .calls import IN_A_STEP, check_callable, check_observer
@@ -391,6 +391,7 @@ class Saga:
         before = self._before(run, world) if state is not None else None
         run.args = (world,)
         run.adopt(self._actions, self._undos, self._stateless)
+        run.clock = run.clock if is_async else _wakeable.woken_by(cancel, run)  # (295 F1)
         if trace_state and state is not None:
             run.trace(partial(snapshot, world))
         run.tick()

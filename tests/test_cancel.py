@@ -4,10 +4,11 @@ in async, and says ``cancelled``."""
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from rollback_lessons import Cancelled, Parallel, RetryPolicy, Saga, Status, Step
+from rollback_lessons import Cancelled, Parallel, Retry, RetryPolicy, Saga, Status, Step
 from rollback_lessons.machine import status_of
 
 
@@ -172,3 +173,34 @@ def test_a_cancel_token_in_arun_returns_the_outcome():
     assert outcome.status is Status.CANCELLED and isinstance(outcome.error, Cancelled)
     assert outcome.completed == ("room", "flight", "car")
     assert g.log == ["car", "flight", "room"]
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_an_event_cancel_ends_saga_runs_wait_to_retry_the_undos_backoff_kept(graph):
+    """attack295 F1: ``saga.run`` sat out a step's whole backoff (here 11 days) before
+    hearing its Event cancel; ``arun`` ends it at once. Now the wait ends as it is set; a
+    wait in the rollback (the cancel long set) is waited whole: the undo's second attempt
+    comes its backoff (0.3 s) after the first."""
+    token, tried = threading.Event(), []
+
+    def flaky(state):
+        threading.Timer(0.1, token.set).start()
+        raise ConnectionError("down")
+
+    def refund(state):
+        tried.append(time.monotonic())
+        if len(tried) == 1:
+            raise ConnectionError("gateway down")
+
+    retry = RetryPolicy(max_attempts=2, initial_delay=1e6, max_delay=1e6)
+    steps = [Step("a", lambda s: None, refund), Step("b", flaky, lambda s: None, retry=retry)]
+    saga = Saga([steps[0], Parallel(steps[1])] if graph else steps)
+    policy = Retry(RetryPolicy(max_attempts=2, initial_delay=0.3))
+    told = []
+    runs = threading.Thread(
+        target=lambda: told.append(saga.run({}, cancel=token, policy=policy)), daemon=True
+    )
+    runs.start()
+    runs.join(20)  # (unfixed: 11 days)
+    assert not runs.is_alive() and told[0].status is Status.CANCELLED, told
+    assert len(tried) == 2 and tried[1] - tried[0] >= 0.3, tried
