@@ -40,15 +40,18 @@ from rollback_lessons.durable.journal import Journal
 form, sleep, kind = sys.argv[2], float(sys.argv[3]), sys.argv[4]
 timeout, delay = float(sys.argv[5]), float(sys.argv[6])
 registry = Registry()
+sent, began_at = [], [0.0]
 
 def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's frame)
     time.sleep(delay)
+    sent.append(time.monotonic() - began_at[0])  # (how long after the undo began)
     os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
     time.sleep(0.01)
     os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
 
 def refund(step, idempotency_key=None):
     began(step)
+    began_at[0] = time.monotonic()
     if len(calls) == 1:
         threading.Thread(target=ctrl_c_twice).start()
     time.sleep(sleep)
@@ -56,6 +59,7 @@ def refund(step, idempotency_key=None):
 
 async def refund_async(step, idempotency_key=None):  # (swallows every cancel: runs on)
     began(step)
+    began_at[0] = time.monotonic()
     loop = asyncio.get_running_loop()
     end = loop.time() + sleep
     if len(calls) == 1:
@@ -89,10 +93,12 @@ except BaseException as exc:  # (or its context's: asyncio.run's own KeyboardInt
     # second Ctrl-C came once arun had raised its task's CancelledError, carrying the outcome)
     told = getattr(exc, "outcome", None) or getattr(exc.__context__, "outcome", None)
     status = str(getattr(told, "status", None))
+    dead = [str(d) for d in getattr(told, "dead_letters", ())]
 time.sleep(sleep + 0.2)  # (a call left running ends meanwhile)
 rows = journal._con.execute("SELECT step, state FROM undos WHERE step = 'd'").fetchall()
 journal.close()
-print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows": rows}))
+print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows": rows,
+                  "sent": sent[:1], "dead": dead}))
 """
 )
 
@@ -112,6 +118,9 @@ def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(
     )  # fmt: skip
     said = json.loads(done.stdout.splitlines()[-1])
     assert said["peak"] == 1 and said["calls"] == 1, (said, done.stderr[-2000:])
+    said["stderr"] = done.stderr[-1500:]  # (told if it fails: s88's soak saw one fail once)
+    if said["sent"] and said["sent"][0] > 0.4:  # (a loaded machine: the Ctrl-Cs came late,
+        pytest.skip(f"the Ctrl-Cs came {said['sent'][0]:.2f} s in, not at once")  # timed out)
     if sleep < 0.8:  # (its end awaited and told: done, the rollback ran to its end)
         assert said["rows"] == [["d", "done"]] and said["status"] == "rolled_back", said
     elif kind == "async":  # (it ended in its grace: failed, as uncut, it may have completed)
