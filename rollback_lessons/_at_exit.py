@@ -101,12 +101,9 @@ def _left_in_async_generators() -> dict[Any, list[Any]]:
     import gc
     import types
 
-    rollback: Any = sys.modules.get("rollback_lessons.rollback")
     found: dict[Any, list[Any]] = {}
-    for block in gc.get_objects() if rollback is not None else ():
+    for block in _open_blocks("AsyncRollback"):
         with contextlib.suppress(Exception):
-            if type(block) is not rollback.AsyncRollback or block._state != "open":
-                continue
             home = block._run.home
             if home is not None and home.get_loop().is_running():
                 continue  # (another thread's loop runs it on)
@@ -314,13 +311,7 @@ def still_open() -> None:
     and nothing would say so (attack289 F2). Which thread holds what is not known here:
     said, one line each, as what follows tells (the line of its end, or none: attack290 F2,
     "undo by hand" of an undo the shutdown then ran). (At ``atexit``: Python whole.)"""
-    import gc
-
-    rollback = sys.modules.get("rollback_lessons.rollback")
-    blocks = [] if rollback is None else [
-        o for o in gc.get_objects() if isinstance(o, rollback._Base) and o._state == "open"
-    ]  # fmt: skip
-    for block in blocks:
+    for block in _open_blocks("_Base"):
         run = block._run
         done = [*run.m.in_effect()[0], *run.m.in_effect()[1]]
         kept = (
@@ -337,6 +328,21 @@ def still_open() -> None:
             "ending it: unless a line saying it was ended follows, none of its undos ran; "
             f"{kept}"
         )
+
+
+def _open_blocks(kind: str) -> list[Any]:
+    """The blocks of class ``kind`` of ``rollback`` (``_Base``: every one) still open, by a
+    gc scan; none if that module was never imported. Read by type: never an object's own
+    ``__class__``, which may raise."""
+    import gc
+
+    cls: Any = getattr(sys.modules.get("rollback_lessons.rollback"), kind, None)
+    found: list[Any] = []
+    for block in gc.get_objects() if cls is not None else ():
+        with contextlib.suppress(Exception):
+            if issubclass(type(block), cls) and block._state == "open":
+                found.append(block)
+    return found
 
 
 def said(line: str) -> None:

@@ -191,10 +191,14 @@ def reclaimed(module: object) -> object:
     itself is told as such, never as a Ctrl-C nobody sent (attack286 F11). A handler of
     the registry's own is left alone."""
     now = signal.getsignal(signal.SIGINT)
-    if _is_the_command() and (now is signal.default_int_handler or now == signal.SIG_DFL):
-        signal.signal(signal.SIGINT, _interrupt)
-    if _is_the_command() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminate)  # (SIGTERM's too: killed, no line, 298 F1)
+    if now is not signal.default_int_handler and now != signal.SIG_DFL:
+        now = None  # (the registry's own, or ours: left as it is)
+    term = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if (now is not None or term) and _is_the_command():
+        if now is not None:
+            signal.signal(signal.SIGINT, _interrupt)
+        if term:
+            signal.signal(signal.SIGTERM, _terminate)  # (SIGTERM's too: killed, no line, 298 F1)
     return module
 
 
