@@ -287,6 +287,13 @@ def _ended_by(exc: BaseException) -> str:
     """What ended a block at Python's shutdown: Python closing it (a GeneratorExit), or its
     own error (a block an undo run there opened: attack289 F3, said ended by Python)."""
     if issubclass(type(exc), GeneratorExit) and not sys.is_finalizing():
+        aio = asyncio_here()
+        other = aio is not None and aio._get_running_loop() is not None  # (attack297 F4)
+        if other:
+            return (
+                "was ended as another event loop ran (its async generator dropped there, "
+                "its own loop stopped)"
+            )
         return (
             "was ended with no event loop running (its async generator dropped, its loop stopped)"
         )
@@ -296,12 +303,31 @@ def _ended_by(exc: BaseException) -> str:
 
 
 def no_loop(exc: BaseException) -> bool:
-    """Is ``exc`` an async generator's close with no event loop running (Python's cycle
-    collector dropped it, its loop stopped, the program running on: attack296 F5)? The
-    block then rolls back as at Python's shutdown, on a loop of its own."""
+    """Is ``exc`` an async generator's close that nothing awaits (Python's cycle collector
+    dropped it, its loop stopped, the program running on): with no event loop running
+    (attack296 F5), or with another loop running in this thread (attack297 F4: an await
+    there gave the close up, "async generator ignored GeneratorExit", the undos ran on as
+    that loop's task, a journal's too, and the line at the exit was false)? The block then
+    rolls back as at Python's shutdown, on a loop of its own. (An ``aclose()`` awaited,
+    or run by a task, as the loop's own hook and ``asyncio.run``'s end do, is no such
+    close: its caller awaits it there.)"""
     aio = asyncio_here()  # (by its type: a __class__ that raises is read by none of this)
-    closed = issubclass(type(exc), GeneratorExit)
-    return closed and aio is not None and aio._get_running_loop() is None
+    if not issubclass(type(exc), GeneratorExit) or aio is None:
+        return False
+    if aio._get_running_loop() is None:
+        return True
+    frame: Any = sys._getframe(1)
+    while frame is not None and not frame.f_code.co_flags & 0x200:  # (CO_ASYNC_GENERATOR)
+        frame = frame.f_back  # (the block's async generator: the frame closed)
+    if frame is None:
+        return False
+    import dis
+
+    task = aio.current_task()
+    if type(task.get_coro() if task is not None else None).__name__ == "async_generator_athrow":
+        return False  # (a task of its own closes it: the loop's hook, a gather)
+    caller = frame.f_back  # (at an await of it: ``await agen.aclose()``, ``aclosing``)
+    return caller is None or dis.opname[caller.f_code.co_code[caller.f_lasti]] != "SEND"
 
 
 def still_open() -> None:

@@ -425,8 +425,12 @@ def alone(rollback: Coroutine[Any, Any, Any], run: Any = None) -> None:
     async generator dropped mid-program (``run``'s: ``_at_exit.dropped``), a first Ctrl-C
     is said, and what the undos left is said after."""
     loop = _KEPT["asyncio"].SelectorEventLoop()  # (not the policy's: it may import)
+    events = _KEPT["asyncio"].events  # (another loop running here, the generator dropped
+    other = events._get_running_loop()  # in its task: it waits, attack297 F4)
     try:
+        events._set_running_loop(None)
         with dropped(run):
             loop.run_until_complete(rollback)
     finally:
         loop.close()
+        events._set_running_loop(other)

@@ -128,6 +128,7 @@ def test_a_ctrl_c_ignored_as_the_process_began_stays_ignored_at_python_s_shutdow
 
 DROPPED = """
 import asyncio, gc, os, signal, sys
+gc.disable()  # (collected where the script says: no earlier pass as it allocates)
 from rollback_lessons import AsyncRollback
 from rollback_lessons.durable.journal import Journal
 from rollback_lessons.durable.registry import Registry
@@ -152,8 +153,27 @@ async def bookings():
 def first_booking(loop):
     return loop.run_until_complete(bookings().__anext__())  # (dropped as it returns)
 
-print(first_booking(asyncio.new_event_loop()), flush=True)
-gc.collect()  # (the cycle collector, as ordinary work brings it)
+where = sys.argv[3] if len(sys.argv) > 3 else "plain"
+if where == "aclose":  # (closed by an await, on another loop: no drop, its undos there)
+    held = bookings()
+    print(asyncio.new_event_loop().run_until_complete(held.__anext__()), flush=True)
+    asyncio.run(held.aclose())
+else:
+    print(first_booking(asyncio.new_event_loop()), flush=True)
+
+async def elsewhere():  # (another loop runs as the collector comes: attack297 F4)
+    gc.collect()
+    await asyncio.sleep(0.01)
+
+if where == "plain":
+    gc.collect()  # (the cycle collector, as ordinary work brings it)
+elif where == "loop":
+    asyncio.run(elsewhere())
+elif where == "thread":
+    import threading
+    ran = threading.Thread(target=asyncio.run, args=(elsewhere(),))
+    ran.start()
+    ran.join()
 print("script goes on", flush=True)
 """
 
@@ -188,3 +208,39 @@ def test_what_the_undos_of_a_dropped_generator_left_is_said():
         "rollback-lessons: saga 'b1': its rollback there left (kept nowhere): dead letters: "
         "charge (ConnectionError: the card service is down)"
     ), done.stderr
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+@pytest.mark.parametrize("where", ["loop", "thread"])
+def test_an_async_generator_dropped_as_another_loop_runs_is_ended_the_same_way(
+    tmp_path, where, journalled
+):
+    """attack297 F4: dropped as another loop ran in that thread (``asyncio.run`` in the main
+    thread or another): Python's "async generator ignored GeneratorExit" traceback, the
+    undos run on as that loop's task (a journal's too), the line at the exit false ("not
+    known to be done"). Now as with no loop: said, run on a loop of their own, or left to
+    recover."""
+    path = str(tmp_path / "j.db") if journalled else "-"
+    done = subprocess.run([sys.executable, "-c", DROPPED, path, "-", where],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "Traceback" not in done.stderr and done.returncode == 0, done
+    undone = [] if journalled else ["refund o1"]
+    assert done.stdout.splitlines() == ["booked", *undone, "script goes on"], done
+    line, *more = _lines(done)
+    assert line.startswith("rollback-lessons: saga 'b1': its AsyncRollback block was ended as "
+                           "another event loop ran"), line  # fmt: skip
+    assert more == [], done.stderr
+    if journalled:  # (left for recover: unfinished, its undo pending)
+        import sqlite3
+
+        rows = sqlite3.connect(path).execute("SELECT status FROM sagas").fetchall()
+        assert rows == [("running",)], rows
+
+
+def test_an_async_generator_closed_by_an_await_on_another_loop_is_no_drop():
+    """(attack297 F4's fix tells a drop from a close something awaits: ``aclose()`` awaited
+    on another loop runs the undos there, as ever, with no line.)"""
+    done = subprocess.run([sys.executable, "-c", DROPPED, "-", "-", "aclose"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert done.stdout.splitlines() == ["booked", "refund o1", "script goes on"], done
