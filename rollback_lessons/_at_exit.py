@@ -176,7 +176,11 @@ def dropped(run: Any) -> Iterator[None]:
             if before is not None:
                 signal.signal(signal.SIGINT, before)
         with contextlib.suppress(Exception):
-            _left_by(run.run_id, run.m.dead_letters, run.m.pending, "kept nowhere")
+            stop, run.raise_after = run.raise_after, None  # (said here: never raised into
+            kept = "kept nowhere"  # Python's "Exception ignored" traceback, attack297 F3)
+            if stop is not None:
+                kept += f"; an undo raised {type(stop).__name__}, its rollback stopped"
+            _left_by(run.run_id, run.m.dead_letters, run.m.pending, kept)
 
 
 def _what_it_left(block: Any) -> None:

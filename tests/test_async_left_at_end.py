@@ -143,6 +143,8 @@ async def slow():
     await asyncio.sleep(0.2)
     if sys.argv[2] == "fails":
         raise ConnectionError("the card service is down")
+    if sys.argv[2] in ("KeyboardInterrupt", "SystemExit"):  # (its own: no Ctrl-C sent)
+        raise getattr(__builtins__, sys.argv[2])()
     print("refund o1", flush=True)
 
 async def bookings():
@@ -244,3 +246,17 @@ def test_an_async_generator_closed_by_an_await_on_another_loop_is_no_drop():
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, ""), done
     assert done.stdout.splitlines() == ["booked", "refund o1", "script goes on"], done
+
+
+@pytest.mark.parametrize("raised", ["KeyboardInterrupt", "SystemExit"])
+def test_an_interrupt_an_undo_of_a_dropped_generator_raises_is_said_not_ignored(raised):
+    """attack297 F3: raised on into Python's finalizer: its "Exception ignored" traceback,
+    what the rollback left unsaid there. Now said in the line of what it left."""
+    done = subprocess.run([sys.executable, "-c", DROPPED, "-", raised], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert "Traceback" not in done.stderr and "ignored" not in done.stderr, done.stderr
+    assert done.returncode == 0 and done.stdout.splitlines() == ["booked", "script goes on"]
+    assert (
+        "rollback-lessons: saga 'b1': its rollback there left (kept nowhere; an undo raised "
+        f"{raised}, its rollback stopped): not known to be undone: charge"
+    ) in _lines(done), done.stderr
