@@ -147,9 +147,14 @@ def install() -> None:
         try:
             if signal.getsignal(signum) == default:
                 signal.signal(signum, handler)
+                OURS.add(signum)
         except ValueError:  # (not the main thread: not the command)
             return
     os.register_at_fork(after_in_child=_as_python_has_them)
+
+
+OURS: set[int] = set()
+"""The signals whose handler the command put in as it began (not one its starter ignored)."""
 
 
 def _as_python_has_them() -> None:
@@ -157,6 +162,7 @@ def _as_python_has_them() -> None:
     command: its Ctrl-C and SIGTERM are Python's again (attack190 F1: a pool's workers,
     stopped by SIGTERM as the command ended, raised ``Terminated`` in their job, a
     traceback each, and one left running survived a plain ``kill``)."""
+    OURS.clear()
     for signum, default, ours in (
         (signal.SIGINT, signal.default_int_handler, (_interrupted, _interrupt)),
         (signal.SIGTERM, signal.SIG_DFL, (_terminated_early, _terminate)),
@@ -175,30 +181,37 @@ def started() -> None:
     """``cli.main`` catches a Ctrl-C from here on (KeyboardInterrupt, as Python raises it),
     and a SIGTERM as one (``Terminated``), to the process's end (``cli.run``); one heard as
     an interrupt is being handled, only noted (``handling``)."""
-    if not STARTED:  # (the signals the command was started with blocked stay so)
-        STARTED.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
     if signal.getsignal(signal.SIGINT) is _interrupted:
         signal.signal(signal.SIGINT, _interrupt)
     if signal.getsignal(signal.SIGTERM) is _terminated_early:
         signal.signal(signal.SIGTERM, _terminate)
+    if not STARTED:  # (the signals the command was started with blocked stay so)
+        STARTED.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+        if OURS:  # (the command's: a Ctrl-C Python discards is kept, attack299 F2)
+            sys.unraisablehook = _unraisable
 
 
 def reclaimed(module: object) -> object:
-    """``module`` (a registry) imported: if it put Python's default Ctrl-C handler back (it,
-    or a library it loads), or the signal's own default (``SIG_DFL``: a Ctrl-C then killed
-    the command, no line, the undo it cut named nowhere: attack294 F5), the command's own
-    goes back in. It raises the same KeyboardInterrupt, and counts it: one an undo raises
-    itself is told as such, never as a Ctrl-C nobody sent (attack286 F11). A handler of
-    the registry's own is left alone."""
-    now = signal.getsignal(signal.SIGINT)
-    if now is not signal.default_int_handler and now != signal.SIG_DFL:
-        now = None  # (the registry's own, or ours: left as it is)
-    term = signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    if (now is not None or term) and _is_the_command():
-        if now is not None:
-            signal.signal(signal.SIGINT, _interrupt)
-        if term:
-            signal.signal(signal.SIGTERM, _terminate)  # (SIGTERM's too: killed, no line, 298 F1)
+    """``module`` (a registry) imported, or an undo of ``recover`` recorded (``kept``): if it
+    put Python's default Ctrl-C handler back (it, or a library it loads), the signal's own
+    default (``SIG_DFL``: a Ctrl-C then killed the command, no line, the undo it cut named
+    nowhere: attack294 F5, 298 F1) or ignored it (``SIG_IGN``: every later one ignored,
+    exit 0: attack299 F4), the command's own goes back in, SIGTERM's too; a signal it
+    blocked (``pthread_sigmask``: never heard, exit 0: attack298 F2, 299 F5) is unblocked,
+    so one sent meanwhile is heard now. The handler raises the same KeyboardInterrupt, and
+    counts it: one an undo raises itself is told as such, never as a Ctrl-C nobody sent
+    (attack286 F11). A handler of the registry's own is left alone; a signal the command's
+    starter ignored or blocked stays so."""
+    for signum, ours in ((signal.SIGINT, _interrupt), (signal.SIGTERM, _terminate)):
+        now = signal.getsignal(signum)
+        put_back = now == signal.SIG_DFL or now == signal.SIG_IGN
+        if signum in OURS and (put_back or now is signal.default_int_handler):
+            signal.signal(signum, ours)  # (default_int_handler: SIGINT's, or the registry's)
+    if STARTED:
+        mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        blocked = {signal.SIGINT, signal.SIGTERM} & mask - STARTED[0]
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
     return module
 
 
@@ -207,18 +220,31 @@ STARTED: list[set[int]] = []
 
 
 def kept() -> None:
-    """Once an undo of the command's ``recover`` is recorded: what it did to the command's
-    Ctrl-C and SIGTERM undone. A default it put back (``SIG_DFL``: a signal then killed the
-    command with no line, the undo it cut named nowhere; Python's Ctrl-C handler) is the
-    command's own again, and a signal it blocked (``pthread_sigmask``: one sent after was
-    never heard, exit 0) is unblocked, so one sent meanwhile is heard now (attack298
-    F1, F2). A handler of the registry's own is left alone."""
+    """Once an undo of the command's ``recover`` is recorded, and as the command's work
+    ends: what the undo did to the command's Ctrl-C and SIGTERM undone (``reclaimed``),
+    and one Python discarded meanwhile raised now (``SWALLOWED``)."""
     if not STARTED:
         return
     reclaimed(None)
-    blocked = {signal.SIGINT, signal.SIGTERM} & set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
-    if blocked - STARTED[0]:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked - STARTED[0])
+    if SWALLOWED:
+        cut = SWALLOWED[0]
+        SWALLOWED.clear()
+        raise cut
+
+
+SWALLOWED: list[BaseException] = []
+"""The command's own Ctrl-C or SIGTERM raised where Python discards what is raised (an
+``os.fork`` hook, logging's: attack299 F2, the Ctrl-C lost, every undo run, exit 0; a
+``__del__``): kept, raised by ``kept``."""
+_HOOK = sys.unraisablehook
+
+
+def _unraisable(unraisable: object) -> None:
+    exc = getattr(unraisable, "exc_value", None)
+    if issubclass(type(exc), KeyboardInterrupt) and getattr(exc, "own_signal", False):
+        SWALLOWED.append(exc)  # type: ignore[arg-type]
+    else:
+        _HOOK(unraisable)  # type: ignore[arg-type]
 
 
 def raised_by_code() -> bool:

@@ -89,9 +89,7 @@ def print_outcome(outcome: Outcome, title: str, out: Any = None) -> None:
     print(f"   state before: {dict(outcome.state_before or {})}", file=out)
     for event in outcome.events:
         print(_line(event), file=out)
-    print(file=out)
-    print("\n".join("   " + line for line in outcome.summary_lines()), file=out)
-    print(file=out)
+    print("", *("   " + line for line in outcome.summary_lines()), "", sep="\n", file=out)
 
 
 class UsageExit(SystemExit):
@@ -363,8 +361,8 @@ def _interrupted(exc: BaseException, ending: list[Any] | None = None, settle: bo
     if told:  # (its own interrupt's line said: the first one's, alone: attack68 F3)
         return int(told[-1])
     done = getattr(sys.modules.get(_COMMAND), "DONE", None)
-    if done:
-        status = int(done[-1][0])
+    if done:  # (its own failure status kept, a settle's 0; else the interrupt's: 299 F3)
+        status = int(done[-1][0]) or _status_at_end(exc)
         line = f"interrupted ({what}) once the command had finished: {done[-1][1]}"
     else:
         line = (f"interrupted ({what})" if isinstance(exc, KeyboardInterrupt) else
@@ -383,32 +381,34 @@ THREAD_WAIT = 5.0  # how long the program waits, its command done, for threads l
 
 def run() -> NoReturn:
     """The program (``rollback-lessons``, ``python -m rollback_lessons``): ``main``, then
-    the exit. Python would wait forever at exit for a thread a registry module started and
-    left running (not a daemon), the command's work long done: it is waited for
-    ``THREAD_WAIT`` seconds, then the process ends anyway (output flushed, exit handlers
-    run), saying so in one line, with the command's own exit status."""
-    code, me = main(), threading.current_thread()
-    waited = f"still ran {THREAD_WAIT:g} s after the command ended"
-    deadline = time.monotonic() + late_threads.end_left(wait=THREAD_WAIT)  # (the threads'
-    # and the exit handlers' in all: a journal's end, its last writes, waits no more)
+    the exit. Python would wait forever at exit for a thread a registry module left running
+    (not a daemon): it is waited for ``THREAD_WAIT`` seconds, then the process ends anyway
+    (output flushed, exit handlers run), said in one line, the command's own exit status."""
+    me, waited, deadline = threading.current_thread(), f"still ran {THREAD_WAIT:g} s", 0.0
+    code: int | None = None  # (until main returns: a signal as it does, attack299 F1)
     try:  # (all of it: a handler's sys.exit(0) between two parts ended it 0, no line: F5)
+        code = main()
+        deadline = time.monotonic() + late_threads.end_left(wait=THREAD_WAIT)  # (all waits)
         stop_pools(THREAD_WAIT)  # (a registry's pools: told to stop, as Python's exit does)
         for thread in threading.enumerate():
             if thread is not me and not thread.daemon:
                 thread.join(max(0.0, deadline - time.monotonic()))
-        threads_left(waited, _warn)
+        threads_left(f"{waited} after the command ended", _warn)
         if cut := late_threads.waited(deadline):  # (a call past its timeout: attack283 F2)
             _warn(late_threads.cut_line(cut, f"{THREAD_WAIT:g} s after the command ended"))
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         said, code, _ = code, code or _status_at_end(exc), late_threads.end_left(cut=True)
         with contextlib.suppress(BaseException):
-            at_end(exc, said, _warn)
+            if said is None:  # (cut as main returned: its line, as main's)
+                code = _interrupted(exc)
+            else:
+                at_end(exc, said, _warn)
             threads_left("were not waited for (interrupted)", _warn)
             if cut := late_threads.waited(0.0):
                 _warn(late_threads.cut_line(cut, "as the command ended (interrupted)"))
     try:  # (its exit handlers run here, under this rule: ``_ending``)
         within = max(HANDLERS_LEAST, deadline - time.monotonic())
-        os._exit(ended(code, _warn, _status_at_end, within))
+        os._exit(ended(code or 0, _warn, _status_at_end, within))
     except BaseException as exc:  # (a Ctrl-C, a handler's exit between: the work is done,
         with contextlib.suppress(BaseException):  # the status says so: attack50 F3)
             at_end(exc, code, _warn)

@@ -2,8 +2,9 @@
 ``recover`` or ``journal settle`` ended it with no line at all (exit -15, the default action).
 Now it is heard as a Ctrl-C is there: one line saying what was done and what is left, exit 143,
 claims left for the next recover, nothing finalised that was not done; heard once the command
-had finished, its status kept. Real signals, sent at instants the child says it reached (a
-byte on a pipe), never guessed with a sleep."""
+had finished, said so, its status a failure's own, else 143 (as at the process's end). Real
+signals, sent at instants the child says it reached (a byte on a pipe), never guessed with a
+sleep."""
 
 import os
 import select
@@ -193,13 +194,15 @@ def _wrapped(wrap: str, *argv: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-c", _WRAPPED, *argv], {**os.environ, "WRAP": wrap}
 
 
-def test_a_sigterm_once_recover_had_finished_keeps_its_status(tmp_path):
-    """Its report said, its work done (``durable.command.DONE``): exit 0 as it finished."""
+def test_a_sigterm_once_recover_had_finished_says_so_and_is_143(tmp_path):
+    """Its report said, its work done (``durable.command.DONE``): said so, exit 143, as a
+    moment later, at the process's end (attack299 F3: exit 0 there, a stop said to have
+    never happened)."""
     path = _crashed(tmp_path)
     command, env = _wrapped("rollback_lessons.durable.command:journal_command", *_recover(path)[3:])
     env["PYTHONPATH"] = _env(tmp_path)["PYTHONPATH"]
     status, out, err = _term_at(command, {**env, "TERM_LOG": str(tmp_path / "undos.log")}, "after")
-    assert (status, out.splitlines()[-1]) == (0, "recovered 1 saga, left 0"), (out, err)
+    assert (status, out.splitlines()[-1]) == (143, "recovered 1 saga, left 0"), (out, err)
     assert err == (
         "rollback-lessons: interrupted (SIGTERM) once the command had finished: recover "
         f"finished (its report above; {path})\n"
@@ -267,3 +270,42 @@ def test_a_sigterm_the_parent_ignores_stays_ignored_and_elsewhere_none_is_set():
     code = "import signal, rollback_lessons; assert signal.getsignal(signal.SIGTERM) == 0"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
                    preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))  # fmt: skip
+
+
+_CUT_AT = """
+import sys
+from rollback_lessons import _starting, cli
+from rollback_lessons.durable import command
+from rollback_lessons.durable.journal import Journal
+
+Journal(sys.argv[1]).close()  # (an empty journal: recover finds nothing, and ends 0)
+sys.argv = ["rollback-lessons", "recover", sys.argv[1], "--registry",
+            "rollback_lessons.worlds.crashlab"]
+where, real = __import__("os").environ["CUT"], None
+
+def cut(*args):  # (a SIGTERM landing there: its handler raises Terminated)
+    real(*args)
+    raise _starting.Terminated()
+
+if where == "main":  # (as main returned, before run's try: attack299 F1)
+    real, cli.main = cli.main, cut
+else:  # (its work done and said, before main returned: F3)
+    real, command.journal_command = command.journal_command, cut
+cli.run()
+"""
+
+
+@pytest.mark.parametrize("where", ["main", "journal_command"])
+def test_a_sigterm_as_recover_returns_is_one_line_and_143(tmp_path, where):
+    """attack299 F1: a SIGTERM as ``main`` returned, before ``run``'s ``try``: a traceback
+    (``Terminated``), exit 1. F3: one as the command ended, its work done: "interrupted
+    (SIGTERM) once the command had finished", exit 0, a stop said to have never happened."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CUT_AT, str(tmp_path / "j.db")], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "CUT": where},
+    )  # fmt: skip
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done
+    assert done.stderr == (
+        "rollback-lessons: interrupted (SIGTERM) once the command had finished: recover "
+        f"finished (its report above; {tmp_path / 'j.db'})\n"
+    ), done.stderr

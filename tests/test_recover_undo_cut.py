@@ -236,6 +236,8 @@ registry.add("u", undo)
         ("signal.signal(signal.SIGTERM, signal.SIG_DFL)", "SIGTERM"),
         ("signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})", "SIGINT"),
         ("signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})", "SIGTERM"),
+        ("signal.signal(signal.SIGINT, signal.SIG_IGN)", "SIGINT"),  # (attack299 F4)
+        ("signal.signal(signal.SIGTERM, signal.SIG_IGN)", "SIGTERM"),
     ],
 )
 def test_an_undo_that_meddles_with_the_signals_leaves_the_next_one_heard(tmp_path, meddles, sent):
@@ -252,4 +254,54 @@ def test_an_undo_that_meddles_with_the_signals_leaves_the_next_one_heard(tmp_pat
         f"rollback-lessons: recover interrupted ({why}) during the undo of 'b' (saga 's'), "
         "not recorded done"
     ), done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+
+
+FORKING_REG = """
+import os, signal, time
+from rollback_lessons.durable.registry import Registry
+
+registry = Registry()
+
+def undo(step, idempotency_key=None):
+    print("UNDID", step, flush=True)
+    if step == "c":  # (a Ctrl-C that lands as a fork's hook runs: logging's, attack299 F2)
+        os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
+        child = os.fork()
+        if child == 0:
+            os._exit(0)
+        os.waitpid(child, 0)
+
+registry.add("u", undo)
+"""
+
+BLOCKING_REG = """
+import os, signal, time
+from rollback_lessons.durable.registry import Registry
+
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # (as a library it loads may)
+registry = Registry()
+
+def undo(step, idempotency_key=None):
+    print("UNDID", step, flush=True)
+    if step == "c":
+        os.kill(os.getpid(), signal.SIGINT)  # (a Ctrl-C as the first undo runs)
+        time.sleep(5)
+
+registry.add("u", undo)
+"""
+
+
+@pytest.mark.parametrize(("module", "during"), [(FORKING_REG, ""), (BLOCKING_REG, "c")])
+def test_a_ctrl_c_python_discards_or_a_registry_blocks_is_heard(tmp_path, module, during):
+    """attack299 F2: a Ctrl-C landing as an undo's fork ran its hooks (logging's, in the
+    recover process) was raised there, where Python discards it: every undo ran, exit 0,
+    an "Exception ignored" traceback or nothing. Now heard once that undo is recorded.
+    F5: a registry blocking the signal as it loads: heard only once the first undo ended
+    (2.9 s late). Now unblocked once it is loaded."""
+    command, env = _crashed_with(tmp_path, "signals_reg", module)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.split()) == (130, ["UNDID", "c"]), done
+    where = f" during the undo of '{during}' (saga 's'), not recorded done" if during else ";"
+    assert done.stderr.startswith(f"rollback-lessons: recover interrupted (Ctrl-C){where}"), done
     assert done.stderr.count("\n") == 1, done.stderr
