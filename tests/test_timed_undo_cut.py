@@ -40,14 +40,18 @@ from rollback_lessons.durable.journal import Journal
 form, sleep, kind = sys.argv[2], float(sys.argv[3]), sys.argv[4]
 timeout, delay = float(sys.argv[5]), float(sys.argv[6])
 registry = Registry()
-sent, began_at = [], [0.0]
+sent, heard, began_at, stalled = [], [], [0.0], [0.0]
 
 def ctrl_c_twice():  # (from a thread of its own: never raised in the undo's frame)
     time.sleep(delay)
     sent.append(time.monotonic() - began_at[0])  # (how long after the undo began)
+    last = time.monotonic()
     os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C as the undo runs
     time.sleep(0.01)
     os.kill(os.getpid(), signal.SIGINT)  # and a second: asyncio.run ends
+    while last - began_at[0] < timeout + 0.1:  # (the process stalled meanwhile: how long)
+        stalled[0], last = max(stalled[0], time.monotonic() - last), time.monotonic()
+        time.sleep(0.01)
 
 def refund(step, idempotency_key=None):
     began(step)
@@ -77,6 +81,13 @@ async def fails(state=None):
     raise ValueError("declined")
 
 async def main(journal):
+    prev = signal.getsignal(signal.SIGINT)  # (asyncio.run's: when it heard one, kept)
+
+    def hearing(signum, frame):
+        heard.append(time.monotonic() - began_at[0])
+        prev(signum, frame)
+
+    signal.signal(signal.SIGINT, hearing)
     if form == "arun":
         saga = Saga([Step("d", lambda s: None, undo, undo_timeout=timeout),
                      Step("f", lambda s: fails())])
@@ -91,14 +102,16 @@ try:
     asyncio.run(main(journal))
 except BaseException as exc:  # (or its context's: asyncio.run's own KeyboardInterrupt, as the
     # second Ctrl-C came once arun had raised its task's CancelledError, carrying the outcome)
-    told = getattr(exc, "outcome", None) or getattr(exc.__context__, "outcome", None)
+    told, at = None, exc
+    while told is None and at is not None:  # (or a context's: asyncio's own errors)
+        told, at = getattr(at, "outcome", None), at.__context__
     status = str(getattr(told, "status", None))
     dead = [str(d) for d in getattr(told, "dead_letters", ())]
 time.sleep(sleep + 0.2)  # (a call left running ends meanwhile)
 rows = journal._con.execute("SELECT step, state FROM undos WHERE step = 'd'").fetchall()
 journal.close()
 print(json.dumps({"calls": len(calls), "peak": peak[0], "status": status, "rows": rows,
-                  "sent": sent[:1], "dead": dead}))
+                  "sent": sent[:1], "heard": heard[:1], "stalled": stalled[0], "dead": dead}))
 """
 )
 
@@ -118,15 +131,19 @@ def test_a_timed_undo_cut_by_two_ctrl_cs_is_never_made_again_beside_itself(
     )  # fmt: skip
     said = json.loads(done.stdout.splitlines()[-1])
     assert said["peak"] == 1 and said["calls"] == 1, (said, done.stderr[-2000:])
-    said["stderr"] = done.stderr[-1500:]  # (told if it fails: s88's soak saw one fail once)
-    if said["sent"] and said["sent"][0] > 0.4:  # (a loaded machine: the Ctrl-Cs came late,
-        pytest.skip(f"the Ctrl-Cs came {said['sent'][0]:.2f} s in, not at once")  # timed out)
+    told = json.dumps({**said, "stderr": done.stderr[-1500:]})  # (whole, if it fails)
+    if not said["heard"] or said["heard"][0] > 0.4 or said["stalled"] > 0.3:  # (a machine
+        # that stalled the process as the Ctrl-Cs came, past the undo's timeout, 0.8 s: the
+        # loop saw the timeout first, and told it, as a SIGSTOP of 1 s there does every
+        # time, the Ctrl-C heard at once; s88's and s89's soaks, once each)
+        pytest.skip(f"the process stalled as the Ctrl-Cs came: {told}")
+    rows, status = said["rows"], said["status"]
     if sleep < 0.8:  # (its end awaited and told: done, the rollback ran to its end)
-        assert said["rows"] == [["d", "done"]] and said["status"] == "rolled_back", said
+        assert rows == [["d", "done"]] and status == "rolled_back", told
     elif kind == "async":  # (it ended in its grace: failed, as uncut, it may have completed)
-        assert said["rows"] == [["d", "dead"]] and said["status"] == "rollback_incomplete", said
+        assert rows == [["d", "dead"]] and status == "rollback_incomplete", told
     else:  # (its thread ran past its timeout: in doubt, for recover, never made again here)
-        assert said["rows"] == [["d", "pending"]] and said["status"] == "halted", said
+        assert rows == [["d", "pending"]] and status == "halted", told
 
 
 @pytest.mark.parametrize("form", ["arun", "AsyncRollback"])
