@@ -131,6 +131,7 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
             )
         return
     for block in blocks:
+        block._run.exit_told = True  # (what an undo's sys.exit left: said below, 301 F2)
         said(
             f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in an "
             "async generator as the program ended, its event loop stopped: it is ended now, "
@@ -207,17 +208,25 @@ LEFT_SAID: set[str] = set()
 """Run ids whose block ``_ended_here`` said left to the journal (``left_at_exit``: once)."""
 
 
-def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:
+def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback", run: Any = None) -> None:
     """A journalled block ended by the interpreter's shutdown (a generator left suspended
     that Python closes as it exits): its undos are not run there, where builtins and
     modules are being torn down (each one failed, written a dead letter for a person, and
     the process exited 0: attack84 F3); the journal keeps the saga unfinished, as a crash
-    would, and ``recover`` runs them once this process has ended. Said on stderr."""
+    would, and ``recover`` runs them once this process has ended. Said on stderr. Its
+    generator dropped mid-program (``run``'s), the saga is let go: ``recover`` in this
+    process runs them too (attack301 F3: refused, "still running", for the process's life)."""
     if run_id in LEFT_SAID:
         return
+    where = ""
+    if run is not None and not sys.is_finalizing():
+        from .journal_end import let_go
+
+        jrun = run.journal.jrun if run.journal.jrun is not None else run.journal.dropped
+        where = " (in this process too: it was let go)" if jrun and let_go(jrun) else ""
     said(
         f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran there: "
-        "the journal keeps it unfinished, and recover runs them"
+        f"the journal keeps it unfinished, and recover runs them{where}"
     )
 
 

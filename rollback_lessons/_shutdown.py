@@ -243,7 +243,8 @@ def exit_said(run: Run, exc: BaseException) -> None:
     Python prints no note of a SystemExit, so its notes are a warning on stderr (attack52:
     a halted rollback's process ended 0, not a word)."""
     notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("rollback")]
-    warned(run.name, exc, notes)
+    if not getattr(run, "exit_told", False):
+        warned(run.name, exc, notes)
 
 
 _TOLD_BY_CALLER: contextvars.ContextVar[bool] = contextvars.ContextVar("told", default=False)
@@ -429,6 +430,8 @@ def alone(rollback: Coroutine[Any, Any, Any], run: Any = None) -> None:
     other = events._get_running_loop()  # in its task: it waits, attack297 F4)
     try:
         events._set_running_loop(None)
+        if run is not None and not sys.is_finalizing():  # (dropped: its lines say what an
+            run.exit_told = True  # undo's sys.exit left, never raised: no warning, 301 F2)
         with dropped(run):
             loop.run_until_complete(rollback)
     finally:

@@ -372,7 +372,7 @@ class AsyncRollback(_Base):
             except BaseException as late:
                 at_exit, self._run.raise_after = False, self._run.raise_after or late
             if at_exit and self._run.journal is not None:  # (no import before: they fail)
-                return _at_exit.left_at_exit(self._run.run_id, exc, "AsyncRollback")
+                return _at_exit.left_at_exit(self._run.run_id, exc, "AsyncRollback", self._run)
             if at_exit:
                 _at_exit.undone_at_exit(self._run.run_id, exc, "AsyncRollback")
                 return self._undone_alone(exc)
@@ -409,14 +409,14 @@ class AsyncRollback(_Base):
                 return
         import asyncio  # only async users pay for importing asyncio
 
-        run = self._run
-        # Shielded: no cancel nor Ctrl-C cuts the rollback short (re-raised once done)
+        run = self._run  # shielded: no cancel nor Ctrl-C cuts the rollback short (raised after)
         box: list[asyncio.Future[None]] = []
         try:
             _shutdown.hand_off(box, run.aroll_back, failed)  # (made and kept at once)
             cancelled_again = await _shutdown.shielded(box, run) or cancelled_again
-        except BaseException as late:
-            if type(late) is GeneratorExit or (box and box[0].cancelled()):
+        except BaseException as late:  # (a close once it ended, the loop closed: 301 F1)
+            over = box and box[0].done() and not box[0].cancelled()
+            if (type(late) is GeneratorExit or (box and box[0].cancelled())) and not over:
                 raise _shutdown.closed_rolling(run, late)  # noqa: B904 (said, attack101 F4)
             if not (box and box[0].done() and late is box[0].exception()):
                 run.raise_after = run.raise_after or late  # (heard here: re-raised after)

@@ -177,6 +177,9 @@ elif where == "thread":
     ran.start()
     ran.join()
 print("script goes on", flush=True)
+if journal is not None and len(sys.argv) > 4:  # (in this process, as a notebook's next cell)
+    from rollback_lessons.durable.recovery import recover
+    print(recover(journal, registry).recovered[0].status, flush=True)
 """
 
 
@@ -255,8 +258,75 @@ def test_an_interrupt_an_undo_of_a_dropped_generator_raises_is_said_not_ignored(
     done = subprocess.run([sys.executable, "-c", DROPPED, "-", raised], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert "Traceback" not in done.stderr and "ignored" not in done.stderr, done.stderr
+    assert "RuntimeWarning" not in done.stderr, done.stderr  # (attack301 F2: "whose notes
+    # Python never prints", of an exit never raised, under another saga name)
     assert done.returncode == 0 and done.stdout.splitlines() == ["booked", "script goes on"]
     assert (
         "rollback-lessons: saga 'b1': its rollback there left (kept nowhere; an undo raised "
         f"{raised}, its rollback stopped): not known to be undone: charge"
     ) in _lines(done), done.stderr
+
+
+def test_a_journalled_block_dropped_mid_program_is_let_go_for_recover_here(tmp_path):
+    """attack301 F3: the line said the journal keeps it and recover runs its undos, but the
+    saga stayed this process's: recover here refused it ("still running") for the
+    process's life (a notebook, a service). Now it is let go as it is ended."""
+    done = subprocess.run([sys.executable, "-c", DROPPED, str(tmp_path / "j.db"), "-", "plain",
+                           "recover"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done
+    assert done.stdout.splitlines() == ["booked", "script goes on", "refund o1", "rolled_back"]
+    assert _lines(done)[0].endswith("recover runs them (in this process too: it was let go)")
+
+
+BROKE_OFF = """
+import asyncio, sys
+from rollback_lessons import AsyncRollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+registry = Registry()
+log = []
+
+def refund(order, idempotency_key=None):
+    log.append(f"refund {order}")
+    if order == "o2":
+        raise ConnectionError("the card service is down")
+
+undo = registry.add("refund", refund)
+journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
+held = []
+
+async def bookings():
+    async with AsyncRollback(journal=journal, run_id="b1") as rb:
+        held.append(rb)
+        await rb.do("o1", lambda: None, undo.bind(order="o1"))
+        await rb.do("o2", lambda: None, undo.bind(order="o2"))
+        yield "booked"
+        yield "again"
+
+async def main():
+    async for _ in bookings():
+        break  # (the generator dropped: the loop's hook closes it as asyncio.run ends)
+
+asyncio.run(main())
+out = held[0].outcome
+print(log, out and str(out.status), out and [d.step for d in out.dead_letters])
+"""
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+def test_an_async_for_broken_off_as_asyncio_run_ends_rolls_back_and_says_so_truly(
+    tmp_path, journalled
+):
+    """attack301 F1: broken off as main ends, the generator is closed by a task asyncio.run
+    leaves pending as it closes the loop: its rollback ran whole, but the block's end was
+    closed after it, a line saying the undos were "not known to be done", the outcome None
+    (the dead letter of o2 said nowhere); with a journal, "recover runs them", of a saga
+    the journal shows ended. Now the block ends with its rollback's outcome, no line."""
+    path = str(tmp_path / "j.db") if journalled else "-"
+    done = subprocess.run([sys.executable, "-c", BROKE_OFF, path], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert done.stdout.splitlines() == [
+        "['refund o2', 'refund o1'] rollback_incomplete ['o2']"
+    ], done.stdout
