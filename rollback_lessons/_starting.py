@@ -212,7 +212,23 @@ def reclaimed(module: object) -> object:
         blocked = {signal.SIGINT, signal.SIGTERM} & mask - STARTED[0]
         if blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+    if STARTED and OURS:  # (the command's own: attack300 F1, F3)
+        _ours_again()
     return module
+
+
+def _ours_again() -> None:
+    """A registry's wakeup fd (``set_wakeup_fd``) dropped: one to a full pipe or a closed
+    fd made every Ctrl-C a traceback of Python's before the command's line; the command
+    keeps none. Its ``sys.unraisablehook`` put behind the command's (``_unraisable``), which
+    hands it every error but the command's own Ctrl-C (else lost in a fork hook, exit 0)."""
+    global _HOOK
+    try:  # noqa: SIM105 (contextlib is not imported here: a module of its own to load)
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # (not the main thread)
+        pass
+    if sys.unraisablehook is not _unraisable:
+        _HOOK, sys.unraisablehook = sys.unraisablehook, _unraisable
 
 
 STARTED: list[set[int]] = []

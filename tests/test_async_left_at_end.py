@@ -327,6 +327,5 @@ def test_an_async_for_broken_off_as_asyncio_run_ends_rolls_back_and_says_so_trul
     done = subprocess.run([sys.executable, "-c", BROKE_OFF, path], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, ""), done
-    assert done.stdout.splitlines() == [
-        "['refund o2', 'refund o1'] rollback_incomplete ['o2']"
-    ], done.stdout
+    said = "['refund o2', 'refund o1'] rollback_incomplete ['o2']"
+    assert done.stdout.splitlines() == [said], done.stdout

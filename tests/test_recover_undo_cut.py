@@ -292,7 +292,24 @@ registry.add("u", undo)
 """
 
 
-@pytest.mark.parametrize(("module", "during"), [(FORKING_REG, ""), (BLOCKING_REG, "c")])
+HOOKED = "import sys\nsys.unraisablehook = lambda unraisable: None  # (its own, at load)\n"
+WAKING = """import os, signal
+r, w = os.pipe()  # (a wakeup fd no loop drains: full, every write to it fails)
+os.set_blocking(w, False)
+try:
+    while True:
+        os.write(w, b"x" * 65536)
+except BlockingIOError:
+    pass
+signal.set_wakeup_fd(w)
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "during"),
+    [(FORKING_REG, ""), (BLOCKING_REG, "c"), (HOOKED + FORKING_REG, ""),  # (attack300 F3)
+     (WAKING + BLOCKING_REG, "c")],  # (F1: a traceback of Python's before the line)
+)  # fmt: skip
 def test_a_ctrl_c_python_discards_or_a_registry_blocks_is_heard(tmp_path, module, during):
     """attack299 F2: a Ctrl-C landing as an undo's fork ran its hooks (logging's, in the
     recover process) was raised there, where Python discards it: every undo ran, exit 0,
