@@ -251,16 +251,30 @@ def kept() -> None:
 SWALLOWED: list[BaseException] = []
 """The command's own Ctrl-C or SIGTERM raised where Python discards what is raised (an
 ``os.fork`` hook, logging's: attack299 F2, the Ctrl-C lost, every undo run, exit 0; a
-``__del__``): kept, raised by ``kept``."""
+``__del__``): kept, raised by ``kept`` once the undo is recorded; if it is not within a
+second (the undo blocks: a pool whose worker that Ctrl-C killed, attack300 F2), the signal
+is sent again, to land in the undo."""
 _HOOK = sys.unraisablehook
+AGAIN_AFTER = 1.0
 
 
 def _unraisable(unraisable: object) -> None:
     exc = getattr(unraisable, "exc_value", None)
     if issubclass(type(exc), KeyboardInterrupt) and getattr(exc, "own_signal", False):
+        import threading
+
         SWALLOWED.append(exc)  # type: ignore[arg-type]
+        again = threading.Timer(AGAIN_AFTER, _again, (exc,))
+        again.daemon = True
+        again.start()
     else:
         _HOOK(unraisable)  # type: ignore[arg-type]
+
+
+def _again(exc: BaseException) -> None:
+    if any(kept is exc for kept in SWALLOWED):  # (not raised yet: sent again)
+        SWALLOWED.clear()
+        os.kill(os.getpid(), signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def raised_by_code() -> bool:

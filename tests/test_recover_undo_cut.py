@@ -308,7 +308,9 @@ signal.set_wakeup_fd(w)
 @pytest.mark.parametrize(
     ("module", "during"),
     [(FORKING_REG, ""), (BLOCKING_REG, "c"), (HOOKED + FORKING_REG, ""),  # (attack300 F3)
-     (WAKING + BLOCKING_REG, "c")],  # (F1: a traceback of Python's before the line)
+     (WAKING + BLOCKING_REG, "c"),  # (F1: a traceback of Python's before the line)
+     (FORKING_REG.replace("os.waitpid(child, 0)", "os.waitpid(child, 0)\n        time.sleep(30)"),
+      "c")],  # (F2: then blocked, as on a pool whose worker the Ctrl-C killed: heard there)
 )  # fmt: skip
 def test_a_ctrl_c_python_discards_or_a_registry_blocks_is_heard(tmp_path, module, during):
     """attack299 F2: a Ctrl-C landing as an undo's fork ran its hooks (logging's, in the
