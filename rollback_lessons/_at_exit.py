@@ -92,6 +92,42 @@ def left_unfinished() -> None:
                   "nothing more of it runs")  # fmt: skip
     for agen, blocks in _left_in_async_generators().items():
         _ended_here(agen, blocks)
+    for block in _open_blocks("AsyncRollback"):  # (whose generator is gone: attack302 F1)
+        with contextlib.suppress(Exception):
+            if not _held(block):
+                freed(block)
+
+
+def _held(block: Any) -> bool:
+    """Is ``block`` still in a frame: a generator's or a coroutine's (which ends it, or
+    Python's shutdown closes), a frame running? Not so, its end will never run."""
+    import gc
+    import types
+
+    kinds = (types.AsyncGeneratorType, types.CoroutineType, types.FrameType)
+    return any(type(holder) in kinds for holder in gc.get_referrers(block))
+
+
+def freed(block: Any) -> None:
+    """An ``AsyncRollback`` left open whose async generator is gone, never to end it: its
+    loop's hook queued its close, and the loop closed first (``run_until_complete`` then
+    ``close()``, a main that broke out of an ``async for``: attack302 F1, its undos never
+    run, not a word). Ended here, as one Python dropped (``left_at_exit``, ``alone``), as
+    it is freed (its ``__del__``) or at the program's end (still held, by a list). Never
+    at Python's shutdown, nor twice."""
+    with contextlib.suppress(BaseException):
+        if block._state != "open" or sys.is_finalizing() or getattr(block._run, "left_said", 0):
+            return
+        run, block._state = block._run, "ending"
+        how = "was left open, its async generator closed by a loop that closed first"
+        if run.journal is not None:
+            said(f"saga {run.run_id!r}: its AsyncRollback block {how}; " + _let_go(run))
+            return
+        said(
+            f"saga {run.run_id!r}: its AsyncRollback block {how}: its undos run now, on an "
+            "event loop of their own (close the generator, aclose(), before its loop)"
+        )
+        block._undone_alone(GeneratorExit())
 
 
 def _left_in_async_generators() -> dict[Any, list[Any]]:
@@ -218,16 +254,26 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback", run: 
     process runs them too (attack301 F3: refused, "still running", for the process's life)."""
     if run_id in LEFT_SAID:
         return
-    where = ""
-    if run is not None and not sys.is_finalizing():
-        from .journal_end import let_go
+    if run is None or sys.is_finalizing():
+        said(
+            f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran "
+            "there: the journal keeps it unfinished, and recover runs them"
+        )
+    else:
+        said(f"saga {run_id!r}: its {block} block {_ended_by(exc)}; {_let_go(run)}")
 
-        jrun = run.journal.jrun if run.journal.jrun is not None else run.journal.dropped
-        where = " (in this process too: it was let go)" if jrun and let_go(jrun) else ""
-    said(
-        f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran there: "
-        f"the journal keeps it unfinished, and recover runs them{where}"
-    )
+
+def _let_go(run: Any) -> str:
+    """A journalled block ended mid-program, none of its undos run: its saga let go, so
+    ``recover`` in this process runs them too (attack301 F3: refused, "still running", for
+    the process's life); what to say of it."""
+    from .journal_end import let_go
+
+    run.left_said = True  # (``freed`` says no more of it)
+    jrun = run.journal.jrun if run.journal.jrun is not None else run.journal.dropped
+    where = " (in this process too: it was let go)" if jrun and let_go(jrun) else ""
+    kept = "the journal keeps it unfinished, and recover runs them"
+    return f"none of its undos ran there: {kept}{where}"
 
 
 def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> None:

@@ -58,9 +58,8 @@ class _Base:
             undo_order, clock, on_event, self._is_async, journal, run_id)  # fmt: skip
         self._state = _NEW
         self._outcome: Outcome | None = None
-        # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end);
-        # claimed by an atomic setdefault in do's try: its finally knows it is its own (attack28 F2)
-        self._running: dict[int, Any] = {}
+        # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end),
+        self._running: dict[int, Any] = {}  # claimed by an atomic setdefault (attack28 F2)
         self._waiter: Any = None  # a lock released as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
         self._cut: BaseException = KeyboardInterrupt()  # (what stopped it: StepStillRunning)
@@ -320,6 +319,7 @@ class AsyncRollback(_Base):
     undoes (shielded, a second cancel too) and its outcome says ``cancelled``."""
 
     _is_async = True
+    __del__ = _at_exit.freed  # (freed open, its generator gone: ended, attack302 F1)
 
     async def __aenter__(self) -> AsyncRollback:
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)

@@ -329,3 +329,52 @@ def test_an_async_for_broken_off_as_asyncio_run_ends_rolls_back_and_says_so_trul
     assert (done.returncode, done.stderr) == (0, ""), done
     said = "['refund o2', 'refund o1'] rollback_incomplete ['o2']"
     assert done.stdout.splitlines() == [said], done.stdout
+
+
+CLOSED_FIRST = """
+import asyncio, sys
+from rollback_lessons import AsyncRollback
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+registry = Registry()
+undo = registry.add("refund", lambda order, idempotency_key=None: print("refund", order))
+journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
+held = []
+
+async def bookings():
+    async with AsyncRollback(journal=journal, run_id="b1") as rb:
+        held.append(rb) if sys.argv[2] == "held" else None
+        await rb.do("o1", lambda: None, undo.bind(order="o1") if journal else
+                    lambda: print("refund o1"))
+        yield "booked"
+        yield "again"
+
+async def main():
+    async for _ in bookings():
+        break  # (its close queued on the loop by the loop's hook)
+
+loop = asyncio.new_event_loop()
+try:
+    loop.run_until_complete(main())
+finally:
+    loop.close()  # (first: the close queued never runs)
+print("script ends", flush=True)
+"""
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+@pytest.mark.parametrize("held", ["held", "-"])
+def test_a_block_whose_generator_a_closed_loop_never_closed_is_ended(tmp_path, held, journalled):
+    """attack302 F1: ``run_until_complete`` then ``close()``, the generator broken off: the
+    close its loop's hook queued never ran, the generator freed unclosed: no undo run, not a
+    word (with a journal, no line). Now the block is ended as it is freed, or at the
+    program's end: with none, its undos run on a loop of their own; with one, said left."""
+    path = str(tmp_path / "j.db") if journalled else "-"
+    done = subprocess.run([sys.executable, "-c", CLOSED_FIRST, path, held], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    assert done.stdout.splitlines() == ["script ends", *([] if journalled else ["refund o1"])]
+    line = "rollback-lessons: saga 'b1': its AsyncRollback block was left open, its async "
+    line += "generator closed by a loop that closed first"
+    assert [m[: len(line)] for m in _lines(done)] == [line], done.stderr
