@@ -75,6 +75,33 @@ def left_unfinished() -> None:
     nothing more of it runs), or, as the order it collects things in falls, never, and
     nothing said so (attack288 F7: no line in 2 of 30). A loop running in another thread
     runs it on: not said."""
+    heard: list[int] = []
+
+    def noted(signum: int, frame: Any) -> None:  # (a first Ctrl-C as it looks: noted, it
+        heard.append(signum)  # goes on; a second ends the process, attack302 F9: Python's
+        with contextlib.suppress(Exception):  # traceback, the block left unended)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    before = signal.getsignal(signal.SIGINT)
+    with contextlib.suppress(Exception):
+        if not _IGNORED_AT_START and before in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(signal.SIGINT, noted)
+    try:
+        left, orphans = _left_unfinished()
+    finally:
+        with contextlib.suppress(Exception):
+            if before is not None and signal.getsignal(signal.SIGINT) is noted:
+                signal.signal(signal.SIGINT, before)
+    if heard and (left or orphans):
+        said("a Ctrl-C as the program ended, as it looked for blocks left open: they are "
+             "ended all the same")  # fmt: skip
+    for agen, blocks in left.items():
+        _ended_here(agen, blocks)
+    for block in orphans:  # (whose generator is gone: attack302 F1)
+        freed(block)
+
+
+def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
     import gc
     import types
 
@@ -90,12 +117,8 @@ def left_unfinished() -> None:
                 continue
             _left(run, "was left unfinished as the program ended (its event loop stopped): "
                   "nothing more of it runs")  # fmt: skip
-    for agen, blocks in _left_in_async_generators().items():
-        _ended_here(agen, blocks)
-    for block in _open_blocks("AsyncRollback"):  # (whose generator is gone: attack302 F1)
-        with contextlib.suppress(Exception):
-            if not _held(block):
-                freed(block)
+    left = _left_in_async_generators()
+    return left, [b for b in _open_blocks("AsyncRollback") if not _held(b)]
 
 
 def _held(block: Any) -> bool:
@@ -387,32 +410,6 @@ def no_loop(exc: BaseException) -> bool:
         return False  # (a task of its own closes it: the loop's hook, a gather)
     caller = frame.f_back  # (at an await of it: ``await agen.aclose()``, ``aclosing``)
     return caller is None or dis.opname[caller.f_code.co_code[caller.f_lasti]] != "SEND"
-
-
-def still_open() -> None:
-    """Blocks still open as the process's end cut a call left running (each left suspended
-    in a generator): a thread left running that holds its module's globals keeps Python's
-    shutdown from closing a generator held there, so none of the block's undos would run
-    and nothing would say so (attack289 F2). Which thread holds what is not known here:
-    said, one line each, as what follows tells (the line of its end, or none: attack290 F2,
-    "undo by hand" of an undo the shutdown then ran). (At ``atexit``: Python whole.)"""
-    for block in _open_blocks("_Base"):
-        run = block._run
-        done = [*run.m.in_effect()[0], *run.m.in_effect()[1]]
-        kept = (
-            "the journal keeps it unfinished, and recover runs them"
-            if run.journal is not None
-            else "no journal keeps them: then undo by hand what it did "
-            f"({', '.join(map(repr, done))})"
-            if done
-            else "it did nothing to undo"
-        )
-        said(
-            f"saga {run.run_id!r}: its {type(block).__name__} block was still open as the "
-            "program ended, beside that call, whose thread may keep Python's shutdown from "
-            "ending it: unless a line saying it was ended follows, none of its undos ran; "
-            f"{kept}"
-        )
 
 
 def _open_blocks(kind: str) -> list[Any]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._at_exit import still_open
+from ._at_exit import _open_blocks, said
 from ._held import held
 
 WAIT = 5.0
@@ -134,3 +134,29 @@ def _said(said: list[bool], cut: bool) -> None:
 atexit.register(_at_end)  # (as the package loads, once: at a first call made by an exit hook,
 # as they run, a hook registered then never runs: attack290 F1, 294 F3, cut unsaid; it
 # returns at once when no call runs on. Hooks registered after the import run before it.)
+
+
+def still_open() -> None:
+    """Blocks still open as the process's end cut a call left running (each left suspended
+    in a generator): a thread left running that holds its module's globals keeps Python's
+    shutdown from closing a generator held there, so none of the block's undos would run
+    and nothing would say so (attack289 F2). Which thread holds what is not known here:
+    said, one line each, as what follows tells (the line of its end, or none: attack290 F2,
+    "undo by hand" of an undo the shutdown then ran). (At ``atexit``: Python whole.)"""
+    for block in _open_blocks("_Base"):
+        run = block._run
+        done = [*run.m.in_effect()[0], *run.m.in_effect()[1]]
+        kept = (
+            "the journal keeps it unfinished, and recover runs them"
+            if run.journal is not None
+            else "no journal keeps them: then undo by hand what it did "
+            f"({', '.join(map(repr, done))})"
+            if done
+            else "it did nothing to undo"
+        )
+        said(
+            f"saga {run.run_id!r}: its {type(block).__name__} block was still open as the "
+            "program ended, beside that call, whose thread may keep Python's shutdown from "
+            "ending it: unless a line saying it was ended follows, none of its undos ran; "
+            f"{kept}"
+        )

@@ -378,3 +378,26 @@ def test_a_block_whose_generator_a_closed_loop_never_closed_is_ended(tmp_path, h
     line = "rollback-lessons: saga 'b1': its AsyncRollback block was left open, its async "
     line += "generator closed by a loop that closed first"
     assert [m[: len(line)] for m in _lines(done)] == [line], done.stderr
+
+
+def test_a_ctrl_c_as_the_program_looks_for_blocks_left_open_is_noted_and_they_end():
+    """attack302 F9: one Ctrl-C landing in the package's own scan at the program's end
+    (``gc.get_objects`` over a large heap): Python's "Exception ignored in atexit callback"
+    traceback, and the block left in its generator never ended, its undos never run."""
+    cut = """
+import os, signal
+from rollback_lessons import _at_exit
+looks = _at_exit._left_in_async_generators
+def looking():  # (a Ctrl-C as the scan runs: sent at its start)
+    os.kill(os.getpid(), signal.SIGINT)
+    return looks()
+_at_exit._left_in_async_generators = looking
+"""
+    done = subprocess.run([sys.executable, "-c", cut + LEFT, "-", "plain"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    assert done.stdout.splitlines()[-3:] == ["slow begins", "slow done", "quick done"], done
+    assert _lines(done)[0] == (
+        "rollback-lessons: a Ctrl-C as the program ended, as it looked for blocks left open: "
+        "they are ended all the same"
+    ), done.stderr
