@@ -202,10 +202,11 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
     before = signal.getsignal(signal.SIGINT)
     _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
     loop = asyncio.new_event_loop()
+    stop: Any = None
     try:
         loop.run_until_complete(agen.aclose())
-    except BaseException:  # (the block's own error, or an undo's interrupt: said below)
-        pass
+    except BaseException as exc:  # (the block's own error, or an undo's interrupt: said
+        stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None  # below)
     finally:
         with contextlib.suppress(BaseException):
             loop.close()
@@ -214,7 +215,7 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
                 signal.signal(signal.SIGINT, before)
     for block in blocks:
         with contextlib.suppress(Exception):
-            _what_it_left(block)
+            _what_it_left(block, stop)
 
 
 @contextlib.contextmanager
@@ -243,12 +244,14 @@ def dropped(run: Any) -> Iterator[None]:
             _left_by(run.run_id, run.m.dead_letters, run.m.pending, kept)
 
 
-def _what_it_left(block: Any) -> None:
-    """A block ``_ended_here`` rolled back, what its rollback left, said if anything."""
+def _what_it_left(block: Any, stop: Any = None) -> None:
+    """A block ``_ended_here`` rolled back, what its rollback left, said if anything (and
+    the interrupt an undo raised that stopped it: attack302 F8)."""
     out = block.outcome
     if out is None or str(out.status) == "rolled_back":
         return
     kept = "the journal keeps it" if block._run.journal is not None else "kept nowhere"
+    kept += f"; an undo raised {type(stop).__name__}, its rollback stopped" if stop else ""
     _left_by(block._run.run_id, out.dead_letters, out.pending, kept, f" {out.status}")
 
 

@@ -77,7 +77,8 @@ def test_a_ctrl_c_as_the_program_ends_it_is_said_and_the_undos_run_on():
     ("how", "said"),
     [("fails", "ended rollback_incomplete there (kept nowhere): dead letters: slow "
                "(ConnectionError: the card service is down)"),
-     ("interrupt", "ended halted there (kept nowhere): not known to be undone: slow, quick")],
+     ("interrupt", "ended halted there (kept nowhere; an undo raised KeyboardInterrupt, its "
+                   "rollback stopped): not known to be undone: slow, quick")],  # (302 F8)
 )  # fmt: skip
 def test_what_the_undos_left_there_is_said(how, said):
     done = _run(how)
