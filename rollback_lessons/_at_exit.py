@@ -118,7 +118,13 @@ def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
             _left(run, "was left unfinished as the program ended (its event loop stopped): "
                   "nothing more of it runs")  # fmt: skip
     left = _left_in_async_generators()
-    return left, [b for b in _open_blocks("AsyncRollback") if not _held(b)]
+    blocks = _open_blocks("AsyncRollback")
+    held = {id(b._run) for b in blocks if _held(b)}  # (a copy of a held one: never ended,
+    orphans: dict[int, Any] = {}  # attack303 F1; one block a run, the last entered first)
+    for block in sorted(blocks, key=lambda b: -b._run.started):
+        if id(block._run) not in held:
+            orphans.setdefault(id(block._run), block)
+    return left, list(orphans.values())
 
 
 def _held(block: Any) -> bool:
@@ -135,9 +141,10 @@ def freed(block: Any) -> None:
     """An ``AsyncRollback`` left open whose async generator is gone, never to end it: its
     loop's hook queued its close, and the loop closed first (``run_until_complete`` then
     ``close()``, a main that broke out of an ``async for``: attack302 F1, its undos never
-    run, not a word). Ended here, as one Python dropped (``left_at_exit``, ``alone``), as
-    it is freed (its ``__del__``) or at the program's end (still held, by a list). Never
-    at Python's shutdown, nor twice."""
+    run, not a word). Ended at the program's end, as one Python dropped (``left_at_exit``,
+    ``alone``), if something still holds it (a list); never at Python's shutdown, nor
+    twice. (Not as it is freed: a ``__del__`` ran for a block in a cycle whose generator
+    its loop's hook then kept to close, the undos run twice: attack303 F3, F4.)"""
     with contextlib.suppress(BaseException):
         if block._state != "open" or sys.is_finalizing() or getattr(block._run, "left_said", 0):
             return

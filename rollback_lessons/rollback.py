@@ -319,7 +319,6 @@ class AsyncRollback(_Base):
     undoes (shielded, a second cancel too) and its outcome says ``cancelled``."""
 
     _is_async = True
-    __del__ = _at_exit.freed  # (freed open, its generator gone: ended, attack302 F1)
 
     async def __aenter__(self) -> AsyncRollback:
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)
