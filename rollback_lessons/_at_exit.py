@@ -174,10 +174,16 @@ def _left_in_async_generators() -> dict[Any, list[Any]]:
             if home is not None and home.get_loop().is_running():
                 continue  # (another thread's loop runs it on)
             for agen in gc.get_referrers(block):
-                if type(agen) is types.AsyncGeneratorType and agen.ag_frame is not None:
+                if type(agen) is types.AsyncGeneratorType and _closable(agen):
                     found.setdefault(agen, []).append(block)
                     break
     return found
+
+
+def _closable(agen: Any) -> bool:
+    """Can ``agen`` be closed here: at a ``yield``, not an ``await`` in a task of the stopped
+    loop (``aclose()`` refused: the line said its undos ran, none did, attack303 F7)?"""
+    return agen.ag_frame is not None and not agen.ag_running
 
 
 def _ended_here(agen: Any, blocks: list[Any]) -> None:

@@ -402,3 +402,33 @@ _at_exit._left_in_async_generators = looking
         "rollback-lessons: a Ctrl-C as the program ended, as it looked for blocks left open: "
         "they are ended all the same"
     ), done.stderr
+
+
+AWAITING = """
+import asyncio
+from rollback_lessons import AsyncRollback
+
+async def feed():
+    async with AsyncRollback(run_id="feed") as rb:
+        await rb.do("a", lambda: 1, lambda: print("undo a", flush=True))
+        await asyncio.sleep(3600)  # (at an await, in a task of the loop: not at a yield)
+        yield 1
+
+async def consumer():
+    async for _ in feed():
+        pass
+
+loop = asyncio.new_event_loop()
+task = loop.create_task(consumer())
+loop.run_until_complete(asyncio.sleep(0.05))  # (a notebook cell's end: the loop stops)
+print("program ends", flush=True)
+"""
+
+
+def test_a_block_at_an_await_in_a_stopped_loops_task_is_not_said_ended_at_the_end():
+    """attack303 F7: its generator (in a task, at an await) was taken as left at a yield:
+    "it is ended now, its undos run on an event loop of their own", and its aclose() was
+    refused ("already running"): no undo ran, the line false."""
+    done = subprocess.run([sys.executable, "-c", AWAITING], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "it is ended now" not in done.stderr, done
