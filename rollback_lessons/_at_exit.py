@@ -174,16 +174,17 @@ def _left_in_async_generators() -> dict[Any, list[Any]]:
             if home is not None and home.get_loop().is_running():
                 continue  # (another thread's loop runs it on)
             for agen in gc.get_referrers(block):
-                if type(agen) is types.AsyncGeneratorType and _closable(agen):
+                if type(agen) is types.AsyncGeneratorType and _closable(agen, block):
                     found.setdefault(agen, []).append(block)
                     break
     return found
 
 
-def _closable(agen: Any) -> bool:
-    """Can ``agen`` be closed here: at a ``yield``, not an ``await`` in a task of the stopped
-    loop (``aclose()`` refused: the line said its undos ran, none did, attack303 F7)?"""
-    return agen.ag_frame is not None and not agen.ag_running
+def _closable(agen: Any, block: Any) -> bool:
+    """Is ``agen`` the generator ``block`` was entered in (not one holding it: a watcher of
+    its events, attack303 F2), at a ``yield`` (not an ``await`` in a task: F7)?"""
+    home = getattr(block, "_entered_in", None)
+    return agen.ag_frame is not None and not agen.ag_running and agen.ag_code is home
 
 
 def _ended_here(agen: Any, blocks: list[Any]) -> None:
@@ -430,8 +431,7 @@ def no_loop(exc: BaseException) -> bool:
 
 def _open_blocks(kind: str) -> list[Any]:
     """The blocks of class ``kind`` of ``rollback`` (``_Base``: every one) still open, by a
-    gc scan; none if that module was never imported. Read by type: never an object's own
-    ``__class__``, which may raise."""
+    gc scan; none if it was never imported. Read by type (never ``__class__``: it may raise)."""
     import gc
 
     cls: Any = getattr(sys.modules.get("rollback_lessons.rollback"), kind, None)

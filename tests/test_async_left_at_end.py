@@ -432,3 +432,41 @@ def test_a_block_at_an_await_in_a_stopped_loops_task_is_not_said_ended_at_the_en
     done = subprocess.run([sys.executable, "-c", AWAITING], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 0 and "it is ended now" not in done.stderr, done
+
+
+WATCHED = """
+import asyncio
+from rollback_lessons import AsyncRollback
+
+keep = []
+
+async def watcher(rb):  # (a progress watcher: it holds the block, and is no home of it)
+    while True:
+        yield len(rb.events)
+
+async def bookings():
+    async with AsyncRollback(run_id="watched") as rb:
+        await rb.do("a", lambda: 1, lambda: print("undo a", flush=True))
+        keep.append(watcher(rb))
+        await keep[-1].__anext__()
+        yield 1
+        yield 2
+
+g = bookings()
+asyncio.new_event_loop().run_until_complete(g.__anext__())
+print("program ends", flush=True)
+"""
+
+
+def test_a_block_left_in_its_generator_is_told_from_one_that_only_holds_it():
+    """attack303 F2: a live generator that only held the block (a watcher of its events)
+    was taken for the one it was left in: that one closed, the line saying its undos ran
+    now, and the block ended at Python's shutdown after all, half torn down."""
+    done = subprocess.run([sys.executable, "-c", WATCHED], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "Python's shutdown" not in done.stderr, done
+    assert done.stdout.splitlines() == ["program ends", "undo a"], done
+    assert _lines(done)[0].startswith(
+        "rollback-lessons: saga 'watched': its AsyncRollback "
+        "block was left suspended in an async generator"
+    ), done
