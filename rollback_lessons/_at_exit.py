@@ -98,7 +98,7 @@ def left_unfinished() -> None:
     for agen, blocks in left.items():
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
-        freed(block)
+        _ended_orphan(block)
 
 
 def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
@@ -137,7 +137,7 @@ def _held(block: Any) -> bool:
     return any(type(holder) in kinds for holder in gc.get_referrers(block))
 
 
-def freed(block: Any) -> None:
+def _ended_orphan(block: Any) -> None:
     """An ``AsyncRollback`` left open whose async generator is gone, never to end it: its
     loop's hook queued its close, and the loop closed first (``run_until_complete`` then
     ``close()``, a main that broke out of an ``async for``: attack302 F1, its undos never
@@ -309,7 +309,7 @@ def _let_go(run: Any) -> str:
     the process's life); what to say of it."""
     from .journal_end import let_go
 
-    run.left_said = True  # (``freed`` says no more of it)
+    run.left_said = True  # (``_ended_orphan`` says no more of it)
     jrun = run.journal.jrun if run.journal.jrun is not None else run.journal.dropped
     where = " (in this process too: it was let go)" if jrun and let_go(jrun) else ""
     kept = "the journal keeps it unfinished, and recover runs them"

@@ -58,7 +58,7 @@ class _Base:
             undo_order, clock, on_event, self._is_async, journal, run_id)  # fmt: skip
         self._state = _NEW
         self._outcome: Outcome | None = None
-        # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end),
+        # the step running, one at a time (attack22 H1): {0: (its name,)}, async (name, end);
         self._running: dict[int, Any] = {}  # claimed by an atomic setdefault (attack28 F2)
         self._waiter: Any = None  # a lock released as a step ends: the block waits
         self._left: str | None = None  # the step the block stopped waiting for (a Ctrl-C)
