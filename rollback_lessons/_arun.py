@@ -184,8 +184,9 @@ def ended_on(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
 
 def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
     """A Ctrl-C or sys.exit raised in ``arun`` (or out of a with-block: attack283 F1) once
-    its run is over carries the outcome (not asyncio.run's own: ``told_at_shutdown``)."""
-    if not isinstance(exc, KeyboardInterrupt | SystemExit) or exc is run.shutdown:
+    its run is over carries the outcome (not asyncio.run's own: ``told_at_shutdown``); so
+    does a ``LoopEnded`` (asyncio logs it: ``error.outcome`` for a handler of its own)."""
+    if not isinstance(exc, KeyboardInterrupt | SystemExit | LoopEnded) or exc is run.shutdown:
         return
     if run.m.phase is Phase.DONE and getattr(exc, "outcome", None) is None:
         with contextlib.suppress(Exception):

@@ -1,8 +1,7 @@
 """Carrying out what the saga machine answers, in process: ``drive`` synchronously, ``adrive``
 awaiting. Each operation is a call (an action or an undo, wrapped once with its faults and
-key when it was handed over), a wait on the clock, or a person's answer (nobody is there in
-process: "leave"); how it went is told back to the machine, which decides the rest. That
-loop is written once (``operations``); the sync and async twins only make its calls."""
+key), a wait on the clock, or a person's answer (none in process: "leave"); how it went is
+told back to the machine, which decides the rest. One loop (``operations``) does it all."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from typing import Any, NamedTuple
 from . import _guards
 from ._at_exit import Finalizing
 from ._forward import was_cut
+from ._loop_end import loop_cut
 from ._results import awaitable, awaited, checked, ended, to_its_end, with_end
 from ._shutdown import shut_down, told_end
 from ._timed import acall_timed, within
@@ -42,14 +42,13 @@ class Call(NamedTuple):
 
 def asks_cancel(m: Machine) -> bool:
     """Is the cancel asked now (``_graph_drive.ASKED_AT``), on any engine? Not once the run
-    failed (an undo's retry wait): it changes nothing, and a request read would be eaten."""
+    failed (an undo's retry wait): it changes nothing, a request read would be eaten."""
     return not m.rolling and m.phase is not Phase.DONE
 
 
 def failed_asking(m: Machine, error: BaseException) -> Op | None:
-    """The cancel function raised ``error``: the run fails with it, as if a step had (what
-    was done is undone; the outcome says ``rolled_back``, not ``cancelled``). Once the
-    irreversible step started it is declined and noted, as a cancel is (``schedule``)."""
+    """The cancel function raised ``error``: the run fails with it, as if a step had (undone,
+    ``rolled_back``, not ``cancelled``); past the pivot, declined and noted (``schedule``)."""
     if m.rolling or m.phase is Phase.DONE:
         return None
     if past_pivot(m):
@@ -330,8 +329,7 @@ class Driver:
         return m.undos_ok(told)
 
     def cut(self, exc: BaseException) -> Op:
-        """Something outside a call raised once the run failed: the machine ends the
-        rollback, what is left pending."""
+        """Raised outside a call once the run failed: the rollback ends, the rest pending."""
         return self.over(self.m.interrupted(exc, self.kept()))
 
     def over(self, op: Op) -> Op:
@@ -427,6 +425,8 @@ class Driver:
 
     def undo_raised(self, exc: BaseException) -> Op:
         self.called()
+        if (cut := loop_cut(self, exc)) is not None:  # (asyncio.run's end, no Ctrl-C)
+            return cut
         if issubclass(type(exc), Exception) or (own_cancel(exc) and not was_cut(exc)):
             self.went_on = self.went_on or goes_on(exc) is not None  # (attack104 F1)
             return self.m.undo_failed(untraced(exc))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _forward
 from ._at_exit import asyncio_here, dropped, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
+from ._loop_end import LoopCut, LoopEnded
 from ._results import KEPT
 from ._results import ended as work_ended  # (at Python's shutdown an import fails: 290 F6)
 
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
 
 _INTERRUPTS = (KeyboardInterrupt, SystemExit)
 _KEPT = KEPT  # asyncio, once an async block began (``alone``; ``_results.awaited``)
-
-
-class LoopEnded(BaseException):
-    """``asyncio.run`` ended the loop while the engine ran, and its cancel carries no Ctrl-C
-    (the signal was handled inside the loop's own code, not at an await: attack43 F6): an
-    interruption, as a Ctrl-C is (what it cut is not known to be done)."""
 
 
 def taken_back(exc: BaseException, private: bool = False) -> BaseException | None:
@@ -110,6 +105,8 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
     wait = type(todo) is float or type(todo) is int
     if run.m.rolling and (wait or (run.kept() and todo[2] == "undo")):
         return None
+    if isinstance(ki, LoopEnded) and run.shutdown is None and run.m.rolling and not wait:
+        return LoopCut(todo[3], ki) if todo[2] == "undo" else ki  # (no Ctrl-C: no stop asked)
     return ki
 
 
