@@ -194,9 +194,37 @@ def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
 
 
 def carried(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> BaseException:
-    """``exc``, carrying the outcome (``carries``), to be raised."""
+    """``exc``, carrying the outcome (``carries``), to be raised; a CancelledError if it is
+    the Ctrl-C (or exit) ``asyncio.run`` ended on, which leaves it already, the outcome on it
+    (``told_at_shutdown``): raised from the task too, it cut asyncio.run's teardown and was
+    logged "Task exception was never retrieved", a raw traceback (attack302 F3)."""
     carries(run, exc, outcome)
+    if exc is run.shutdown:
+        import asyncio
+
+        return asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        _told_once(exc)
     return exc
+
+
+def _told_once(exc: BaseException) -> None:
+    """``exc`` (an undo's own Ctrl-C or exit) ends a task the loop's hook made to close an
+    async generator, which nobody awaits: the loop raises it to its caller (``asyncio.run``'s,
+    the outcome on it); the task's copy is not logged again as "never retrieved", a raw
+    traceback at the program's end (attack302 F4). Any other report goes on as it was."""
+    import asyncio
+
+    task = asyncio.current_task()
+    if task is None or type(task.get_coro()).__name__ != "async_generator_athrow":
+        return
+    loop, before = task.get_loop(), task.get_loop().get_exception_handler()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if context.get("future") is not task or context.get("exception") is not exc:
+            before(loop, context) if before is not None else loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def ending(run: Run, exc: BaseException) -> None:

@@ -90,7 +90,8 @@ def _child(tmp_path, how: str, where: str, journal: bool, signal_name: str = "SI
 def test_a_second_ctrl_c_in_a_journalled_undo_makes_it_again_and_the_rollback_ends(
     tmp_path, how, signal_name
 ):
-    lines, _ = _child(tmp_path, how, "undo", True, signal_name)
+    lines, done = _child(tmp_path, how, "undo", True, signal_name)
+    assert "Traceback" not in done.stderr, done.stderr  # (attack302 F3: the task's too, raw)
     assert lines["outcome"] == "rolled_back ['s2', 's1', 's0'] []"
     assert "its rollback ran to its end first (rolled_back)" in lines["notes"]
     said = eval(lines["said"])  # the world's own record
@@ -101,8 +102,9 @@ def test_a_second_ctrl_c_in_a_journalled_undo_makes_it_again_and_the_rollback_en
 def test_a_second_ctrl_c_in_an_undo_with_no_journal_never_calls_it_twice(tmp_path, how):
     """attack42 F12: no journal asks an undo to be idempotent (no key is passed): a refund
     cut mid-call is not known to be done, left pending and said, never made again."""
-    lines, _ = _child(tmp_path, how, "undo", journal=False)
-    assert lines["outcome"] == "halted ['s2'] ['s1', 's0']"
+    lines, done = _child(tmp_path, how, "undo", journal=False)
+    assert "Traceback" not in done.stderr, done.stderr  # (F3: "Task exception was never
+    assert lines["outcome"] == "halted ['s2'] ['s1', 's0']"  # retrieved", the main task's)
     assert "during the undo of s1; not known to be undone: s1, s0" in lines["notes"]
     said = eval(lines["said"])
     assert said.count("undo s1") == 1 and "undo s0" not in said

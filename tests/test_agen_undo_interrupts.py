@@ -1,0 +1,73 @@
+"""attack302 F4: a block in an async generator that ``asyncio.run``'s end closes (main broke
+out of its ``async for``, then returned or raised), whose undo raises KeyboardInterrupt or
+calls ``sys.exit``: the caller got it, with the outcome, and then asyncio printed the task's
+copy, "Task exception was never retrieved", a raw traceback through the package, at the
+program's end. The task closing it is the loop's (its async generator hook): nobody awaits
+it, so its copy is not logged; anything else asyncio reports still is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import AsyncRollback
+
+    mode, kind = sys.argv[1:3]
+    said = []
+
+    def undo_b():
+        said.append("undo b")
+        if kind == "ctrl-c":
+            raise KeyboardInterrupt
+        sys.exit(3)
+
+    async def gen():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: 1, lambda: said.append("undo a"))
+            await rb.do("b", lambda: 1, undo_b)
+            yield 1
+            yield 2
+
+    async def other():
+        raise RuntimeError("not awaited by anyone")  # (asyncio reports this one still)
+
+    async def main():
+        async for _ in gen():
+            break
+        if mode == "other":
+            asyncio.ensure_future(other())
+            await asyncio.sleep(0.01)
+        if mode == "raise":
+            raise ValueError("main fails")
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        outcome = exc.outcome
+        print("raised:", type(exc).__name__, outcome.status, list(outcome.pending))
+    print("said:", said)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["ctrl-c", "exit"])
+@pytest.mark.parametrize("mode", ["return", "raise", "other"])
+def test_an_undo_interrupt_in_a_generator_asyncio_closes_is_raised_once(mode, kind):
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, kind], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    raised = "KeyboardInterrupt" if kind == "ctrl-c" else "SystemExit"
+    assert f"raised: {raised} halted ['b', 'a']" in done.stdout, (done.stdout, done.stderr)
+    assert "said: ['undo b']" in done.stdout
+    if mode == "other":  # (another task's error is asyncio's to report, as before)
+        assert done.stderr.count("never retrieved") == 1, done.stderr
+        assert "exception=RuntimeError('not awaited by anyone')" in done.stderr
+    else:
+        assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
