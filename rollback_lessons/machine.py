@@ -682,17 +682,17 @@ class Machine:
         self.index += 1
         return self._next_undo()
 
-    def undo_failed(self, error: BaseException, limit: str | None = None) -> Op:
-        """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt).
-        ``limit``: no room for another attempt (why, in words: Temporal's history near its
-        limit; its work runs on): a retry ends as the policy ends once its retries are over
-        (its ``then``), a halt leaving the undos pending at once (no person waited for)."""
+    def undo_failed(self, error: BaseException, limit: str | None = None, by: Any = decided) -> Op:
+        """The undo attempt raised ``error``: the policy decides (retry, dead letter, halt),
+        asked ``by`` (a workflow's local activity). ``limit``: no room for another attempt
+        (why: Temporal's history near its limit; its work runs on): a retry ends as the policy
+        ends once its retries are over (its ``then``), a halt leaving the undos pending."""
         self._expect("undo_failed")
         entry = self.entry
         assert entry is not None
         error = off_its_loop(error, entry.step)  # (a plain undo's "no running event loop" said
         limit = limit if limit is not None else goes_on(error)  # whole, F15; its work runs on)
-        decision = decided(self.policy, self.attempt - self.base, error)
+        decision = by(self.policy, self.attempt - self.base, error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":
             self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]

@@ -99,14 +99,14 @@ def interrupted(run_id: str, exc: BaseException, step: str, run: Hosted | None =
     return ErrorRecord.of(exc, step, run_id)
 
 
-def undo_failed(m: Any, run_id: str, step: str, error: BaseException, limit: str | None = None
-                ) -> Any:  # fmt: skip
+def undo_failed(m: Any, run_id: str, step: str, error: BaseException, limit: str | None = None,
+                by: Any = None) -> Any:  # fmt: skip
     """``m.undo_failed``: a policy's own ``decide`` that raises a Ctrl-C, ``sys.exit`` or a
     cancel cuts the rollback there, the rest pending, as in process; it is raised once the
     outcome is read (``interrupted``). (Temporal's worker loop ended, attack94 F9; DBOS's
     run stayed unfinished, every relaunch raising it again, attack100 F11.)"""
     try:
-        return m.undo_failed(error, limit)
+        return m.undo_failed(error, limit) if by is None else m.undo_failed(error, limit, by)
     except BaseException as exc:
         if not interrupts(exc):
             raise

@@ -40,6 +40,17 @@ it."""
 UNDO_ATTEMPT = 2 * EVENTS_PER_ATTEMPT
 """An undo attempt's at worst: its activity, and once more if the server timed it out (the
 workflow asks an undo whose end it never heard again: ``workflow._carry_out``)."""
+DECIDED = 1 + WORKFLOW_TASK
+"""A policy of one's own asked after an undo attempt failed (``deciding``): its local
+activity's marker, and a workflow task if it outlasts the one that asked."""
+
+
+def undo_attempt(plan: SagaPlan) -> int:
+    """An undo attempt's events at worst under the plan's policy (``UNDO_ATTEMPT``, and
+    ``DECIDED`` where the policy decides in code)."""
+    return UNDO_ATTEMPT + (DECIDED if plan.policy.in_code else 0)
+
+
 EVENTS_PER_WAIT = 2 + WORKFLOW_TASK
 """A retry's durable timer (started, fired or cancelled) and the workflow task that hears it."""
 TURN = 2 * (2 + WORKFLOW_TASK)
@@ -76,7 +87,7 @@ def worst_history(plan: SagaPlan, completion: bool = False) -> int:
     Signals nobody asked for, and workflow tasks a lost worker makes the server retry,
     are beyond any count (``no_room`` and ``no_room_forward`` read the real history)."""
     policy = plan.policy.retry
-    undo = _tries(policy.max_attempts if policy is not None else 1, UNDO_ATTEMPT)
+    undo = _tries(policy.max_attempts if policy is not None else 1, undo_attempt(plan))
     if plan.halt_wait != 0:
         undo += A_PERSON
     total = RUN_EVENTS + A_CANCEL
@@ -95,8 +106,9 @@ def no_room(plan: SagaPlan, length: int, undos_left: int) -> str | None:
     machine stops retrying (``Machine.undo_failed``'s ``limit``): the server would terminate
     the run mid-rollback, its effects held."""
     limit = plan.history_limit or HISTORY_EVENTS_LIMIT
-    cost = UNDO_ATTEMPT + max(EVENTS_PER_WAIT, A_PERSON if plan.halt_wait != 0 else 0)
-    if length + WORKFLOW_TASK + cost + undos_left * UNDO_ATTEMPT + RESERVE <= limit:
+    attempt = undo_attempt(plan)
+    cost = attempt + max(EVENTS_PER_WAIT, A_PERSON if plan.halt_wait != 0 else 0)
+    if length + WORKFLOW_TASK + cost + undos_left * attempt + RESERVE <= limit:
         return None
     return (
         f"not retried: the workflow's history is near Temporal's limit of {limit} events "
@@ -114,7 +126,7 @@ def no_room_forward(plan: SagaPlan, length: int, undos: int, running: int = 1) -
     run stops going forward and is undone while it still can be, rather than be terminated
     by the server mid-run, its effects held."""
     limit = plan.history_limit or HISTORY_EVENTS_LIMIT
-    need = WORKFLOW_TASK + running * EVENTS_PER_ATTEMPT + undos * UNDO_ATTEMPT + RESERVE
+    need = WORKFLOW_TASK + running * EVENTS_PER_ATTEMPT + undos * undo_attempt(plan) + RESERVE
     if length + need <= limit:
         return None
     return (

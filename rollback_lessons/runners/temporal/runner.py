@@ -3,7 +3,7 @@
 Each attempt of an action or an undo becomes an activity; one generic workflow
 (``workflow.SagaWorkflow``) drives the saga machine, which decides as in process: which step
 or undo comes next, a retry (after a durable timer), a dead letter, a halt (a person
-answers by Signal). A policy of one's own decides there too. A saga with parallel groups
+answers by Signal). A policy of one's own is asked in a local activity. A saga with parallel groups
 runs its branches as concurrent activities, driven by the graph machine as ``saga.arun``
 drives it; ``completion=[...]`` plays one timing of it (``saga.run(completion=...)``'s).
 The result is the same ``Outcome`` as ``saga.run``'s, events and all (compared field by field).
@@ -53,6 +53,7 @@ from .activities import (
     run_undo,
 )
 from .dblock import DbLock
+from .deciding import run_decide
 from .handle import SagaHandle, _release
 from .left import compensated, server_gone, unfinished, unread
 from .left import warning as lost_warning
@@ -119,12 +120,12 @@ class TemporalRunner(Closable):
             client,
             task_queue=self.task_queue,
             workflows=[SagaWorkflow],
-            activities=[run_action, run_undo],
+            activities=[run_action, run_undo, run_decide],
             activity_executor=self._executor,
             interceptors=[WorkerEnd()],  # (an action cut before its turn: never begun)
             # the package's modules are the workflow's as they are in this process: plain
             # data and the machine, no I/O at import; and ``hosted`` is this process's, so a
-            # policy of one's own (decided in the workflow) is found there
+            # policy of one's own (asked by the workflow, ``deciding``) is found there
             workflow_runner=SandboxedWorkflowRunner(
                 restrictions=SandboxRestrictions.default.with_passthrough_modules(
                     "rollback_lessons"
@@ -205,8 +206,8 @@ class TemporalRunner(Closable):
         completion: Sequence[str] | None = None,
     ) -> SagaHandle:
         """Start ``saga`` as a workflow; everything is checked before it starts. A policy
-        that decides in Python runs in the workflow, in this process (deterministic, as
-        workflow code must be). A saga with parallel groups runs its branches as concurrent
+        that decides in Python is asked in a local activity, in this process (its answers
+        recorded: ``deciding``). A saga with parallel groups runs its branches as concurrent
         activities (so does a list in an undo order of a graph's, or with ``completion``: a
         chain); ``completion`` plays one timing, as ``saga.run(completion=...)`` does: the
         ready steps' activities all start, and their actions are called in that order. A

@@ -2,12 +2,12 @@
 sandbox imports little.
 
 The machine (``machine.py``) runs inside the workflow and decides everything, as in process:
-which step or undo attempt comes next, what a failure leads to (a user's own policy decides
-here too: its ``decide`` must be deterministic), the status, the events. The workflow only
-maps each answer onto Temporal: a step or an undo attempt is an activity (tried once: the
-machine decides any retry), a wait is a durable timer, a person is asked by a Query and
-answers by a Signal. Its history is the run's durable record; the events it returns equal
-``saga.run``'s, one per attempt.
+which step or undo attempt comes next, what a failure leads to (a user's own policy is
+asked in a local activity, its answer recorded: ``deciding``), the status, the events. The
+workflow only maps each answer onto Temporal: a step or an undo attempt is an activity
+(tried once: the machine decides any retry), a wait is a durable timer, a person is asked by
+a Query and answers by a Signal. Its history is the run's durable record; the events it
+returns equal ``saga.run``'s, one per attempt.
 
 A saga with parallel groups (``plan.after``) is driven as ``saga.arun`` drives it, by the
 graph machine (``schedule.GraphMachine``): every step it says is ready is launched at once,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...stopping import cancel_uncalled
     from .. import hosted
     from ..wire import SagaPlan, record_data
+    from . import deciding
     from .ends import cause_of, end_unknown, never_started, not_called, server_timed_out, timed_out
     from .limits import TOO_LARGE, OutcomeTooLarge, TemporalLimitExceeded, no_room, no_room_forward
     from .limits import result as result_of
@@ -412,7 +413,13 @@ class SagaWorkflow(PersonAsked):
                         return m.interrupted(error)  # as in process, the rest pending
                     if op.timeout is None:  # timed out by the server after step_timeout: said
                         error = server_timed_out(err, op.step, plan.step_timeout) or error
-                    return hosted.undo_failed(m, plan.run_id, op.step, error, full)  # (its
+                    by = None  # a policy of one's own: asked outside the workflow's code
+                    if plan.policy.in_code and workflow.patched(deciding.PATCH):
+                        data = deciding.error_data(err, error, op.step)
+                        by = await deciding.asked(plan, op.step, m.attempt - m.base, data)
+                        if isinstance(by, BaseException):  # (its Ctrl-C: cut there)
+                            return m.interrupted(by)
+                    return hosted.undo_failed(m, plan.run_id, op.step, error, full, by)  # (its
                     # policy's own decide raising a Ctrl-C: cut there, as in process)
                 return m.undo_ok()
         if type(op) is Wait:
