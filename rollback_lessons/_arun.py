@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -213,9 +214,8 @@ def _told_once(exc: BaseException) -> None:
     async generator, which nobody awaits: the loop raises it to its caller (``asyncio.run``'s,
     the outcome on it); the task's copy is not logged again as "never retrieved", a raw
     traceback at the program's end (attack302 F4). Any other report goes on as it was."""
-    import asyncio
-
-    task = asyncio.current_task()
+    asyncio = sys.modules.get("asyncio")  # (a with-block's too: no loop, no import)
+    task = asyncio.current_task() if asyncio and asyncio._get_running_loop() else None
     if task is None or type(task.get_coro()).__name__ != "async_generator_athrow":
         return
     loop, before = task.get_loop(), task.get_loop().get_exception_handler()

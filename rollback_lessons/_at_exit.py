@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._loop_end import not_undone
 from ._results import KEPT
 
 
@@ -54,15 +55,14 @@ def _left(run: Any, how: str) -> None:
         else "no journal keeps what it left undone: end the run before the program "
         "exits, or give it a journal"
     )
-    said(f"saga {getattr(run, 'run_id', '?')!r} {how}; {kept}")
+    said(f"saga {getattr(run, 'run_id', '?')!r} {how}{not_undone(run)}; {kept}")
 
 
 _WATCHING: list[bool] = []
 
 
 def watch_aruns() -> None:
-    """(As an async run or block begins: ``_shutdown.unowned``.) ``left_unfinished`` at the
-    program's end, once."""
+    """(As an async run or block begins: ``unowned``.) ``left_unfinished`` at the end, once."""
     if not _WATCHING:
         _WATCHING.append(True)
         atexit.register(left_unfinished)

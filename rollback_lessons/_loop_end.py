@@ -3,7 +3,7 @@ the cancel it sends every task left): ``LoopEnded``, and ``LoopCut`` for an undo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._results import ended
 
@@ -42,3 +42,15 @@ def loop_cut(run: Driver, exc: BaseException) -> Op | None:
     if end is not None:
         return run.m.undo_ok() if end[0] else run.m.undo_failed(end[1])
     return run.m.undo_failed(exc, LoopCut.LIMIT)
+
+
+def not_undone(run: Any, said: str = " (not known to be undone: {})") -> str:
+    """What a line said as a run is left (its loop stopped, the program ending) names: the
+    steps done or perhaps in effect that no undo is known to have undone, last first, in
+    ``said`` (attack302 F5: "check them by hand", naming none); '' if none, or unreadable."""
+    try:
+        done, maybe = run.m.in_effect()
+        steps = [*done, *maybe][::-1]
+    except Exception:
+        return ""
+    return said.format(", ".join(steps)) if steps else ""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _forward
 from ._at_exit import asyncio_here, dropped, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
-from ._loop_end import LoopCut, LoopEnded
+from ._loop_end import LoopCut, LoopEnded, not_undone
 from ._results import KEPT
 from ._results import ended as work_ended  # (at Python's shutdown an import fails: 290 F6)
 
@@ -409,7 +409,8 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
                 "are kept nowhere (no journal): check them by hand")  # fmt: skip
         said(
             f"saga {run.run_id!r}: its AsyncRollback block was closed (GeneratorExit: its "
-            f"event loop stopped) as its rollback ran; the undos not known to be done {kept}"
+            f"event loop stopped) as its rollback ran; the undos not known to be done"
+            f"{not_undone(run, ' ({})')} {kept}"
         )
     return exc
 

@@ -71,3 +71,49 @@ def test_an_undo_interrupt_in_a_generator_asyncio_closes_is_raised_once(mode, ki
         assert "exception=RuntimeError('not awaited by anyone')" in done.stderr
     else:
         assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
+
+
+CUT = textwrap.dedent(
+    """
+    import asyncio, os, signal, threading
+    from rollback_lessons import AsyncRollback
+
+    said = []
+
+    async def undo_b():
+        said.append("undo b")
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+        await asyncio.sleep(5)
+        said.append("b undone")
+
+    async def gen():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: 1, lambda: said.append("undo a"))
+            await rb.do("b", lambda: 1, undo_b)
+            yield 1
+
+    async def main():
+        async for _ in gen():
+            break  # (asyncio.run's end closes it: its rollback runs there)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("raised: KeyboardInterrupt")
+    print("said:", said)
+    """
+)
+
+
+def test_a_ctrl_c_as_asyncio_runs_end_rolls_back_names_what_it_left():
+    """attack302 F5: one Ctrl-C as ``asyncio.run``'s end runs a rollback (its own handler is
+    gone by then: Python's raises it in the loop, which stops) leaves the rest undone, as the
+    README's third Ctrl-C; the line said "check them by hand", naming none. It names them."""
+    done = subprocess.run([sys.executable, "-c", CUT], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == ["raised: KeyboardInterrupt", "said: ['undo b']"], done
+    said = [line for line in done.stderr.splitlines() if line.startswith("rollback-lessons")]
+    assert said == [
+        f"rollback-lessons: saga {said[0].split(chr(39))[1]!r}: its AsyncRollback block was "
+        "closed (GeneratorExit: its event loop stopped) as its rollback ran; the undos not known "
+        "to be done (b, a) are kept nowhere (no journal): check them by hand"
+    ], done.stderr

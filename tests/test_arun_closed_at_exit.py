@@ -99,8 +99,8 @@ def test_a_run_pythons_shutdown_closes_ends_there_in_one_line(tmp_path, when, jo
                 "no journal keeps what it left undone")  # fmt: skip
         assert said[0].startswith(  # (said at the program's end, Python whole: attack288 F7)
             "rollback-lessons: saga 'trip-9' was left unfinished as the program ended (its "
-            f"event loop stopped): nothing more of it runs; {kept}"
-        ), said
+            f"event loop stopped): nothing more of it runs (not known to be undone: room); {kept}"
+        ), said  # (what it leaves named: attack302 F5)
     if not journalled:
         return
     recover = [sys.executable, "-m", "rollback_lessons", "recover", path, "--registry",
@@ -161,7 +161,7 @@ def test_a_call_running_as_a_ctrl_c_stops_the_loop_is_waited_for_or_said(how):
     assert "Traceback" not in done.stderr and len(said) <= 1, done.stderr
     if how == "awaited":
         assert done.stdout.splitlines() == ["undo starts", "the script ends"], done
-        assert said and "the undos not known to be done are kept nowhere (no journal)" in said[0]
+        assert said and "undos not known to be done (a) are kept nowhere (no journal)" in said[0]
         return
     assert done.stdout.splitlines() == ["undo starts", "the script ends", "undo finished"], done
     if how == "arun":
@@ -209,7 +209,7 @@ def test_an_arun_its_stopped_loop_left_suspended_is_said_once_as_the_program_end
                 "no journal keeps what it left undone")  # fmt: skip
         assert said == [
             "rollback-lessons: saga 'trip-7' was left unfinished as the program ended (its "
-            f"event loop stopped): nothing more of it runs; {kept}"
+            f"event loop stopped): nothing more of it runs (not known to be undone: room); {kept}"
             + ("" if journalled else ": end the run before the program exits, or give it a journal")
         ], done.stderr
     if journalled:  # (the room stands: recover releases it)

@@ -242,8 +242,8 @@ def test_an_async_block_whose_loop_stops_in_its_rollback_says_so_as_the_program_
     said = [line for line in ended.stderr.splitlines() if line.startswith("rollback-lessons")]
     assert said == [
         "rollback-lessons: saga 'r1': its AsyncRollback block was closed (GeneratorExit: its "
-        "event loop stopped) as its rollback ran; the undos not known to be done stay in the "
-        "journal, and recover runs them"
+        "event loop stopped) as its rollback ran; the undos not known to be done (s1) stay in "
+        "the journal, and recover runs them"  # (named: attack302 F5)
     ], ended.stderr
 
 
