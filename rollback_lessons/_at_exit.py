@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ._loop_end import not_undone
+from ._loop_end import ended_by, not_undone
 from ._results import KEPT
 
 
@@ -150,12 +150,17 @@ def _ended_orphan(block: Any) -> None:
             return
         run, block._state = block._run, "ending"
         how = "was left open, its async generator closed by a loop that closed first"
+        then = "close the generator, aclose(), before its loop"
+        if not getattr(block, "_entered_in", None) or not block._entered_in.co_flags & 0x200:
+            how = "was left open, what entered it gone without ending it (a coroutine freed "
+            how += "unfinished, an AsyncExitStack dropped)"  # (in no generator: 303 F5)
+            then = "end the block before what holds it is dropped"
         if run.journal is not None:
             said(f"saga {run.run_id!r}: its AsyncRollback block {how}; " + _let_go(run))
             return
         said(
             f"saga {run.run_id!r}: its AsyncRollback block {how}: its undos run now, on an "
-            "event loop of their own (close the generator, aclose(), before its loop)"
+            f"event loop of their own ({then})"
         )
         block._undone_alone(GeneratorExit())
 
@@ -296,11 +301,11 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback", run: 
         return
     if run is None or sys.is_finalizing():
         said(
-            f"saga {run_id!r}: its {block} block {_ended_by(exc)}; none of its undos ran "
+            f"saga {run_id!r}: its {block} block {ended_by(exc)}; none of its undos ran "
             "there: the journal keeps it unfinished, and recover runs them"
         )
     else:
-        said(f"saga {run_id!r}: its {block} block {_ended_by(exc)}; {_let_go(run)}")
+        said(f"saga {run_id!r}: its {block} block {ended_by(exc)}; {_let_go(run)}")
 
 
 def _let_go(run: Any) -> str:
@@ -321,12 +326,12 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     chance they have, but with builtins and modules half torn down, and what fails there is
     seen by nobody (attack85 F3: silent, exit 0). Said on stderr before they run."""
     if not sys.is_finalizing():  # (its async generator collected, no loop running: F5)
-        said(f"saga {run_id!r}: its {block} block {_ended_by(exc)}; its undos run now, on an "
+        said(f"saga {run_id!r}: its {block} block {ended_by(exc)}; its undos run now, on an "
              "event loop of their own, and no journal keeps what fails: end the block "
-             "before its generator is dropped, or give it a journal")  # fmt: skip
+             "before what it is in is dropped, or give it a journal")  # fmt: skip
         return
     said(
-        f"saga {run_id!r}: its {block} block {_ended_by(exc)}; its undos run now, with "
+        f"saga {run_id!r}: its {block} block {ended_by(exc)}; its undos run now, with "
         "Python half torn down, and no journal keeps what fails: end the block before the "
         "program exits, or give it a journal"
     )
@@ -380,25 +385,6 @@ def _no_thread_starts() -> None:
 
     refusing.refused_at_exit = True  # type: ignore[attr-defined]
     threading.Thread.start = refusing  # type: ignore[method-assign]
-
-
-def _ended_by(exc: BaseException) -> str:
-    """What ended a block at Python's shutdown: Python closing it (a GeneratorExit), or its
-    own error (a block an undo run there opened: attack289 F3, said ended by Python)."""
-    if issubclass(type(exc), GeneratorExit) and not sys.is_finalizing():
-        aio = asyncio_here()
-        other = aio is not None and aio._get_running_loop() is not None  # (attack297 F4)
-        if other:
-            return (
-                "was ended as another event loop ran (its async generator dropped there, "
-                "its own loop stopped)"
-            )
-        return (
-            "was ended with no event loop running (its async generator dropped, its loop stopped)"
-        )
-    if issubclass(type(exc), GeneratorExit):
-        return f"was ended by Python's shutdown ({type(exc).__name__})"
-    return f"failed during Python's shutdown ({type(exc).__name__})"
 
 
 def no_loop(exc: BaseException) -> bool:

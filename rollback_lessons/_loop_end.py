@@ -3,9 +3,10 @@ the cancel it sends every task left): ``LoopEnded``, and ``LoopCut`` for an undo
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
-from ._results import ended
+from ._results import KEPT, ended
 
 if TYPE_CHECKING:
     from ._drive import Driver
@@ -54,3 +55,32 @@ def not_undone(run: Any, said: str = " (not known to be undone: {})") -> str:
     except Exception:
         return ""
     return said.format(", ".join(steps)) if steps else ""
+
+
+def ended_by(exc: BaseException) -> str:
+    """What ended a block at Python's shutdown, or mid-program with no loop to end it:
+    Python closing what it was in (a GeneratorExit: an async generator, or a coroutine, as a
+    task left pending is collected: attack303 F5, said "async generator"), or its own error
+    (a block an undo run there opened: attack289 F3, said ended by Python)."""
+    if issubclass(type(exc), GeneratorExit) and not sys.is_finalizing():
+        aio = KEPT.get("asyncio") or sys.modules.get("asyncio")
+        home = _home()
+        if aio is not None and aio._get_running_loop() is not None:  # (attack297 F4)
+            return (
+                f"was ended as another event loop ran (its {home} dropped there, its own "
+                "loop stopped)"
+            )
+        return f"was ended with no event loop running (its {home} dropped, its loop stopped)"
+    if issubclass(type(exc), GeneratorExit):
+        return f"was ended by Python's shutdown ({type(exc).__name__})"
+    return f"failed during Python's shutdown ({type(exc).__name__})"
+
+
+def _home() -> str:
+    """What the block ending now was in: the nearest caller not of this package, an async
+    generator's frame or a coroutine's (a task collected unfinished)."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and str(frame.f_globals.get("__name__")).startswith("rollback_lessons"):
+        frame = frame.f_back
+    flags = frame.f_code.co_flags if frame is not None else 0x200
+    return "coroutine" if flags & 0x80 and not flags & 0x200 else "async generator"
