@@ -175,9 +175,6 @@ def _left_in_async_generators() -> dict[Any, list[Any]]:
     found: dict[Any, list[Any]] = {}
     for block in _open_blocks("AsyncRollback"):
         with contextlib.suppress(Exception):
-            home = block._run.home
-            if home is not None and home.get_loop().is_running():
-                continue  # (another thread's loop runs it on)
             for agen in gc.get_referrers(block):
                 if type(agen) is types.AsyncGeneratorType and _closable(agen, block):
                     found.setdefault(agen, []).append(block)
@@ -199,12 +196,16 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
     each block rolls back as on any error, the one without a journal its only chance (said
     first; a journalled one beside it too: attack296 F4), and what that left is said (F2),
     a first Ctrl-C held as it runs (F1), an interrupt an undo raises told (F6)."""
-    if all(block._run.journal is not None for block in blocks):
+    home = blocks[0]._run.home  # (a loop still running at the end: a daemon thread's, which
+    other = home.get_loop() if home is not None and home.get_loop().is_running() else None
+    loop_was = "its event loop stopped" if other is None else "its event loop left running in "
+    loop_was += "" if other is None else "another thread (a daemon's, ended with the program)"
+    if all(block._run.journal is not None for block in blocks):  # never closes it: 302 F6)
         for block in blocks:
             LEFT_SAID.add(block._run.run_id)
             said(
                 f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in "
-                "an async generator as the program ended, its event loop stopped; none of its "
+                f"an async generator as the program ended, {loop_was}; none of its "
                 "undos ran: the journal keeps it unfinished, and recover runs them"
             )
         return
@@ -212,23 +213,28 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
         block._run.exit_told = True  # (what an undo's sys.exit left: said below, 301 F2)
         said(
             f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in an "
-            "async generator as the program ended, its event loop stopped: it is ended now, "
-            "its undos run on an event loop of their own (end the block before the program "
-            "exits)"
+            f"async generator as the program ended, {loop_was}: it is ended now, its undos "
+            f"run on {'that loop' if other else 'an event loop of their own'} (end the block "
+            "before the program exits)"
         )
     import asyncio
 
     before = signal.getsignal(signal.SIGINT)
     _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
-    loop = asyncio.new_event_loop()
+    loop = asyncio.new_event_loop() if other is None else other
     stop: Any = None
     try:
-        loop.run_until_complete(agen.aclose())
+        if other is None:
+            loop.run_until_complete(agen.aclose())
+        else:  # (its own loop: it is suspended at a yield there, so closed there)
+            from ._late_threads import closed_on
+
+            closed_on(other, agen, blocks)
     except BaseException as exc:  # (the block's own error, or an undo's interrupt: said
         stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None  # below)
     finally:
         with contextlib.suppress(BaseException):
-            loop.close()
+            loop.close() if other is None else None
         with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was)
             if before is not None:
                 signal.signal(signal.SIGINT, before)

@@ -160,3 +160,29 @@ def still_open() -> None:
             "ending it: unless a line saying it was ended follows, none of its undos ran; "
             f"{kept}"
         )
+
+
+def closed_on(loop: Any, agen: Any, blocks: list[Any]) -> None:
+    """(``_at_exit._ended_here``.) ``agen``, a block's async generator left suspended on
+    ``loop``, which runs on in a daemon thread as the program ends (never to close it:
+    attack302 F6), closed on it, waited for; a loop that does not take the close within
+    ``TAKEN`` seconds (busy, blocked) is said, and left (the exit goes on)."""
+    import asyncio
+
+    taken = threading.Event()
+
+    async def close() -> None:
+        taken.set()
+        await agen.aclose()
+
+    done = asyncio.run_coroutine_threadsafe(close(), loop)
+    if taken.wait(TAKEN):
+        done.result()
+        return
+    done.cancel()
+    for block in blocks:
+        said(f"saga {block._run.run_id!r}: its event loop did not take the close within "
+             f"{TAKEN:g} s: none of its undos ran, kept nowhere")  # fmt: skip
+
+
+TAKEN = 5.0
