@@ -99,6 +99,10 @@ def left_unfinished() -> None:
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
         _ended_orphan(block)
+    from ._task_left import awaiting, ended_in_task  # (at an await in a task: 303 F7)
+
+    for task, blocks in awaiting(_open_blocks("AsyncRollback")).items():
+        ended_in_task(task, blocks)
 
 
 def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:

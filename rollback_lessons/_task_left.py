@@ -1,0 +1,93 @@
+"""A block left open in an async generator that a task of a stopped event loop was awaiting as
+the program ends (a notebook's cell cut as the generator's step awaited, the loop never run
+again: attack303 F7). The generator is at an ``await``, not a ``yield``: nothing can close it
+(its ``aclose`` is refused, "already running"), and Python's shutdown, collecting the task,
+closes the task's coroutine only: no undo ran, not a word. At the program's end (Python whole)
+the task is ended instead, as a cancel of it would be: its coroutine, driven on an event loop
+of its own from a thrown CancelledError, runs the block's rollback as on any cancel."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import types
+from collections.abc import Generator
+from typing import Any
+
+from ._at_exit import LEFT_SAID, _ctrl_c_said, _what_it_left, said
+
+
+def awaiting(blocks: list[Any]) -> dict[Any, list[Any]]:
+    """Of ``blocks`` (open ``AsyncRollback`` blocks), those in an async generator at an
+    ``await`` in a task, not done, of a loop that does not run, by task."""
+    import gc
+
+    found: dict[Any, list[Any]] = {}
+    for block in blocks:
+        with contextlib.suppress(Exception):
+            task, code = block._run.home, block._entered_in
+            if task is None or task.done() or task.get_loop().is_running():
+                continue
+            if any(type(agen) is types.AsyncGeneratorType and agen.ag_running and
+                   agen.ag_code is code for agen in gc.get_referrers(block)):  # fmt: skip
+                found.setdefault(task, []).append(block)
+    return found
+
+
+def ended_in_task(task: Any, blocks: list[Any]) -> None:
+    """The ``blocks`` ``awaiting`` found in ``task``: all journalled, none of their undos run
+    (said: the journal keeps them, as at Python's shutdown); else the task is cancelled on a
+    loop of its own (said first), and what the rollback left is said."""
+    how = ("was left suspended in an async generator awaiting in a task as the program ended, "
+           "its event loop stopped")  # fmt: skip
+    if all(block._run.journal is not None for block in blocks):
+        for block in blocks:
+            LEFT_SAID.add(block._run.run_id)
+            said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}; none of its undos "
+                 "ran: the journal keeps it unfinished, and recover runs them")  # fmt: skip
+        return
+    for block in blocks:
+        block._run.exit_told = True  # (what an undo's sys.exit left: said below, as 301 F2)
+        said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}: its task is cancelled "
+             "now, its undos run on an event loop of their own (end the block before the "
+             "program exits)")  # fmt: skip
+    import asyncio
+
+    before = signal.getsignal(signal.SIGINT)
+    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
+    loop, stop = asyncio.new_event_loop(), None
+
+    async def cancelled() -> Any:
+        return await _driven(task.get_coro(), asyncio.CancelledError("the program ended"))
+
+    try:
+        loop.run_until_complete(cancelled())
+    except BaseException as exc:  # (the cancel it ends on, its own error, an undo's interrupt)
+        stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None
+    finally:
+        with contextlib.suppress(BaseException):
+            loop.close()
+        with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
+            task._log_destroy_pending = False
+        with contextlib.suppress(Exception):
+            if before is not None:
+                signal.signal(signal.SIGINT, before)
+    for block in blocks:
+        with contextlib.suppress(Exception):
+            _what_it_left(block, stop)
+
+
+@types.coroutine
+def _driven(coro: Any, first: BaseException) -> Generator[Any, Any, Any]:
+    """``coro`` (another loop's task's, suspended) driven on the running loop from a throw of
+    ``first``: what it awaits from then on is this loop's."""
+    step, value = coro.throw, first
+    while True:
+        try:
+            yielded = step(value)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            value, step = (yield yielded), coro.send
+        except BaseException as exc:
+            value, step = exc, coro.throw
