@@ -12,6 +12,8 @@ import itertools
 import threading
 import time
 
+import pytest
+
 from rollback_lessons import Saga, Status, Step, UndoPolicy, VirtualClock
 
 
@@ -86,3 +88,43 @@ def test_a_decide_is_asked_once_per_failure_and_never_by_a_replay(on_temporal) -
     assert [(a, e) for a, e, _ in policy.calls] == [(1, stand_in), (2, stand_in), (3, stand_in)]
     assert asked == len(policy.calls) == 3  # a Query (a replay) asked it nothing more
     assert [(e.kind, e.step) for e in second.events] == [(e.kind, e.step) for e in first.events]
+
+
+class Odd(UndoPolicy):
+    """Answers what the machine cannot follow (halted for a person, a note saying what)."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def decide(self, attempt: int, error: BaseException) -> object:
+        return self.answer
+
+
+class Thing:
+    def __repr__(self) -> str:
+        return "Thing()"
+
+
+@pytest.mark.parametrize("answer", [None, -1, "retry", Thing(), 0.0])
+def test_any_answer_of_a_decide_ends_as_in_process(on_temporal, answer) -> None:
+    """attack304 F1: a decide answering None failed every workflow task (IndexError reading
+    the recorded answer), the run hung for ever, a cancel unheard."""
+    here: list[str] = []
+    policy = Odd(answer) if answer != 0.0 else Retried()
+    local = _saga(here).run({}, policy=policy, clock=VirtualClock())
+    world: list[str] = []
+
+    async def scenario(runner):
+        return await asyncio.wait_for(runner.run(_saga(world), {}, policy=policy), 60)
+
+    there = on_temporal(scenario)
+    assert (there.status, there.notes) == (local.status, local.notes)
+    assert [(e.kind, e.step) for e in there.events] == [(e.kind, e.step) for e in local.events]
+    assert world == here
+
+
+class Retried(UndoPolicy):
+    """Retries at once, twice, then a dead letter (a delay of 0.0 recorded as data)."""
+
+    def decide(self, attempt: int, error: BaseException) -> object:
+        return 0.0 if attempt < 3 else "dead_letter"

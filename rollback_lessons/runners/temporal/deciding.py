@@ -88,5 +88,5 @@ async def asked(plan: SagaPlan, step: str, attempt: int, data: dict[str, Any]) -
     kind, *value = said
     if kind == "cut":
         return ErrorRecord(**value[0]).to_exception()
-    answer = {"none": None, "said": _Said(*value) if value else None}.get(kind, value[0])
+    answer = None if kind == "none" else _Said(value[0]) if kind == "said" else value[0]
     return lambda *_: answer
