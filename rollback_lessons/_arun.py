@@ -197,8 +197,9 @@ def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
 def carried(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> BaseException:
     """``exc``, carrying the outcome (``carries``), to be raised; a CancelledError if it is
     the Ctrl-C (or exit) ``asyncio.run`` ended on, which leaves it already, the outcome on it
-    (``told_at_shutdown``): raised from the task too, it cut asyncio.run's teardown and was
-    logged "Task exception was never retrieved", a raw traceback (attack302 F3)."""
+    (``told_at_shutdown``): raised from the task too (an ``AsyncRollback``'s, the block's own
+    error or not), it cut asyncio.run's teardown and was logged "Task exception was never
+    retrieved", a raw traceback (attack302 F3, attack305 F3)."""
     carries(run, exc, outcome)
     if exc is run.shutdown:
         import asyncio

@@ -99,10 +99,11 @@ def left_unfinished() -> None:
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
         _ended_orphan(block)
-    from ._task_left import awaiting, ended_in_task  # (at an await in a task: 303 F7)
+    from ._task_left import awaiting, ended_in_task, rolling_left  # (in a task: 303 F7)
 
     for task, blocks in awaiting(_open_blocks("AsyncRollback")).items():
         ended_in_task(task, blocks)
+    rolling_left()
 
 
 def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
@@ -425,16 +426,16 @@ def no_loop(exc: BaseException) -> bool:
     return caller is None or dis.opname[caller.f_code.co_code[caller.f_lasti]] != "SEND"
 
 
-def _open_blocks(kind: str) -> list[Any]:
-    """The blocks of class ``kind`` of ``rollback`` (``_Base``: every one) still open, by a
-    gc scan; none if it was never imported. Read by type (never ``__class__``: it may raise)."""
+def _open_blocks(kind: str, state: str = "open") -> list[Any]:
+    """The blocks of class ``kind`` of ``rollback`` (``_Base``: every one) still open (or in
+    ``state``), by a gc scan; none if never imported. Read by type (never ``__class__``)."""
     import gc
 
     cls: Any = getattr(sys.modules.get("rollback_lessons.rollback"), kind, None)
     found: list[Any] = []
     for block in gc.get_objects() if cls is not None else ():
         with contextlib.suppress(Exception):
-            if issubclass(type(block), cls) and block._state == "open":
+            if issubclass(type(block), cls) and block._state == state:
                 found.append(block)
     return found
 

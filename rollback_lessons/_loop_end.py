@@ -84,3 +84,17 @@ def _home() -> str:
         frame = frame.f_back
     flags = frame.f_code.co_flags if frame is not None else 0x200
     return "coroutine" if flags & 0x80 and not flags & 0x200 else "async generator"
+
+
+CLOSED = "was closed (GeneratorExit: its event loop stopped) as its rollback ran"
+
+
+def rolling_cut(run: Any, how: str = CLOSED) -> str:
+    """The line said of an ``AsyncRollback`` whose rollback its event loop's stop cut (the
+    program ending: ``_shutdown.closed_rolling``, ``_task_left.rolling_left``)."""
+    kept = ("stay in the journal, and recover runs them" if run.journal is not None else
+            "are kept nowhere (no journal): check them by hand")  # fmt: skip
+    return (
+        f"saga {run.run_id!r}: its AsyncRollback block {how}; the undos not known to be done"
+        f"{not_undone(run, ' ({})')} {kept}"
+    )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _forward
 from ._at_exit import asyncio_here, dropped, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
-from ._loop_end import LoopCut, LoopEnded, not_undone
+from ._loop_end import LoopCut, LoopEnded, rolling_cut
 from ._results import KEPT
 from ._results import ended as work_ended  # (at Python's shutdown an import fails: 290 F6)
 
@@ -404,14 +404,8 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     rollback ran (``GeneratorExit``: its event loop stopped, the program ending), the undos
     not known done left in the journal for ``recover``; a stop in a step said so, one in the
     rollback said nothing, exit 0 (attack101 F4)."""
-    if type(exc) is GeneratorExit:  # (no journal too: not a word was said, attack288 F2)
-        kept = ("stay in the journal, and recover runs them" if run.journal is not None else
-                "are kept nowhere (no journal): check them by hand")  # fmt: skip
-        said(
-            f"saga {run.run_id!r}: its AsyncRollback block was closed (GeneratorExit: its "
-            f"event loop stopped) as its rollback ran; the undos not known to be done"
-            f"{not_undone(run, ' ({})')} {kept}"
-        )
+    if type(exc) is GeneratorExit and not vars(run).get("rolling_said"):  # (no journal too:
+        said(rolling_cut(run))  # not a word was said, attack288 F2; said at the end: once)
     return exc
 
 

@@ -14,7 +14,8 @@ import types
 from collections.abc import Generator
 from typing import Any
 
-from ._at_exit import LEFT_SAID, _ctrl_c_said, _what_it_left, said
+from ._at_exit import LEFT_SAID, _ctrl_c_said, _open_blocks, _what_it_left, said
+from ._loop_end import rolling_cut
 
 
 def awaiting(blocks: list[Any]) -> dict[Any, list[Any]]:
@@ -91,3 +92,19 @@ def _driven(coro: Any, first: BaseException) -> Generator[Any, Any, Any]:
             value, step = (yield yielded), coro.send
         except BaseException as exc:
             value, step = exc, coro.throw
+
+
+def rolling_left() -> None:
+    """Each ``AsyncRollback`` whose rollback runs in a task of a loop that stopped (a Ctrl-C as
+    ``asyncio.run``'s end ran it, the README's third), said now, at the program's end (Python
+    whole), not when Python's shutdown closes its task: a second Ctrl-C as the program ended
+    lost that line, the undos never run named nowhere (attack305 F4; ``arun``'s said here)."""
+    for block in _open_blocks("AsyncRollback", "ending"):
+        with contextlib.suppress(Exception):
+            task, run = block._run.home, block._run
+            if task is None or task.done() or task.get_loop().is_running():
+                continue
+            if not vars(run).get("rolling_said") and run.m.rolling:
+                run.rolling_said = True
+                said(rolling_cut(run, "was left rolling back as the program ended, its event "
+                                      "loop stopped: nothing more of it runs"))  # fmt: skip

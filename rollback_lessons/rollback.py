@@ -98,8 +98,7 @@ class _Base:
             raise RuntimeError(f"{type(self).__name__} is only usable inside its with block")
 
     def _commit(self) -> BaseException | None:
-        """The block ended without an error: commit. A commit that fails (a journal could
-        not record it) is the block's failure, returned to be rolled back."""
+        """The block ended without an error: commit (one that fails is its failure)."""
         self._state = _CLOSED
         try:
             self._run.commit()
@@ -429,8 +428,9 @@ class AsyncRollback(_Base):
             _guards.landed_late(run, failed, late)
         self._state = _CLOSED
         run.finish(failed)
-        if run.raise_after is not None and run.raise_after is not exc:  # (an undo's, a Ctrl-C:
-            raise carried(run, run.raise_after, lambda: self.outcome)  # its outcome, F1)
+        after = run.raise_after if run.raise_after is not exc else None  # (an undo's, a Ctrl-C:
+        if after is not None or (exc is not None and exc is run.shutdown):  # with its outcome;
+            raise carried(run, after or exc, lambda: self.outcome)  # type: ignore[arg-type]
         cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
             raise _shutdown.honoured(cancelled_again, _guards.left_notes(run))  # 139 F2)

@@ -117,3 +117,48 @@ def test_a_ctrl_c_as_asyncio_runs_end_rolls_back_names_what_it_left():
         "closed (GeneratorExit: its event loop stopped) as its rollback ran; the undos not known "
         "to be done (b, a) are kept nowhere (no journal): check them by hand"
     ], done.stderr
+
+
+IN_A_TASK = textwrap.dedent(
+    """
+    import asyncio, os, signal
+    from rollback_lessons import AsyncRollback
+
+    said = []
+
+    async def slow():
+        said.append("do b")
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: said.append("do a"), lambda: said.append("undo a"))
+            await rb.do("b", slow, lambda: said.append("undo b"))
+
+    async def main():
+        asyncio.create_task(block())  # (a task of its own: main awaits something else)
+        await asyncio.sleep(5)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt as exc:
+        print("raised: KeyboardInterrupt", exc.outcome.status)
+    print("said:", said)
+    """
+)
+
+
+def test_a_ctrl_c_ending_asyncio_run_as_a_block_runs_in_a_task_of_its_own_is_raised_once():
+    """attack305 F3: the block, in a task main did not await, rolled back as asyncio.run ended
+    on the Ctrl-C, then ended its task on that very KeyboardInterrupt: logged "Task exception
+    was never retrieved", a raw traceback (``arun`` there: nothing). Its task ends cancelled;
+    asyncio.run's own KeyboardInterrupt, raised once, carries the outcome."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_A_TASK], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.splitlines() == [
+        "raised: KeyboardInterrupt rollback_incomplete",
+        "said: ['do a', 'do b', 'undo a']",
+    ], done
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr

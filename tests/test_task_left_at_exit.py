@@ -75,3 +75,62 @@ def test_a_task_awaiting_in_a_blocks_generator_is_cancelled_as_the_program_ends(
     assert "destroyed" not in done.stderr, done.stderr  # (its coroutine ended: not pending)
     assert said == [f"{head}: its task is cancelled now, its undos run on an event loop of their "
                     "own (end the block before the program exits)"], done.stderr  # fmt: skip
+
+
+ROLLING = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import AsyncRollback
+
+    calls, ready = [], threading.Event()
+
+    async def step(i):
+        calls.append(f"do{i}")
+        await asyncio.sleep(0.03)
+        if i == 3:
+            raise RuntimeError("s3 fails")
+
+    def undo2():
+        calls.append("undo2 begins")
+        ready.set()
+        time.sleep(1.0)
+        calls.append("undo2 ends")
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("s1", lambda: step(1), lambda: calls.append("undo1"))
+            await rb.do("s2", lambda: step(2), undo2, undo_timeout=3.0)
+            await rb.do("s3", lambda: step(3))
+
+    def ctrl_c():
+        ready.wait(5)
+        for _ in range(int(sys.argv[1])):
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+
+    async def main():
+        asyncio.create_task(block())
+        await asyncio.sleep(0.15)  # (main returns as undo2 runs: asyncio.run's end)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("raised: KeyboardInterrupt")
+    print("calls:", calls, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("ctrl_cs", [1, 2])
+def test_a_rollback_cut_as_asyncio_runs_end_ran_it_is_named_whatever_ends_the_program(ctrl_cs):
+    """attack305 F4: one Ctrl-C as ``asyncio.run``'s end rolled a block back (its task's),
+    a second as the program ended: the line naming the undos never run (s2, s1) was lost,
+    said only when Python's shutdown closed the task (``arun``'s is said at the end: kept)."""
+    done = subprocess.run([sys.executable, "-c", ROLLING, str(ctrl_cs)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert "raised: KeyboardInterrupt" in done.stdout and "undo1" not in done.stdout, done
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    named = [s for s in said if "the undos not known to be done (s2, s1)" in s]
+    assert len(named) == 1 and "are kept nowhere (no journal)" in named[0], done.stderr
