@@ -104,6 +104,8 @@ def shut_down(run: Driver, exc: BaseException, todo: Any) -> BaseException | Non
         run.shutdown = ki
     wait = type(todo) is float or type(todo) is int
     if run.m.rolling and (wait or (run.kept() and todo[2] == "undo")):
+        if isinstance(ki, LoopEnded) and run.shutdown is None:  # (asyncio logs it, the
+            run.raise_after = run.raise_after or ki  # outcome on it: attack305 F6, unsaid)
         return None
     if isinstance(ki, LoopEnded) and run.shutdown is None and run.m.rolling and not wait:
         return LoopCut(todo[3], ki) if todo[2] == "undo" else ki  # (no Ctrl-C: no stop asked)

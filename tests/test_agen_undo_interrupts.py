@@ -162,3 +162,59 @@ def test_a_ctrl_c_ending_asyncio_run_as_a_block_runs_in_a_task_of_its_own_is_rai
         "said: ['do a', 'do b', 'undo a']",
     ], done
     assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
+
+
+LEFT_RUNNING = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import AsyncRollback, Saga, Step
+
+    driver, kind = sys.argv[1:3]
+    said = []
+
+    def undo_a():
+        said.append("undo a")
+        raise KeyboardInterrupt if kind == "ctrl-c" else SystemExit(4)
+
+    async def undo_b():
+        said.append("undo b begins")
+        await asyncio.sleep(5)  # (cut by asyncio.run's end: a dead letter, never again)
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: said.append("do a"), undo_a)
+            await rb.do("b", lambda: said.append("do b"), undo_b)
+            raise RuntimeError("c fails")
+
+    async def arun():
+        steps = [Step("a", lambda s: said.append("do a"), lambda s: undo_a()),
+                 Step("b", lambda s: said.append("do b"), lambda s: undo_b()),
+                 Step("c", lambda s: 1 / 0)]
+        await Saga(steps).arun({})
+
+    async def main():
+        asyncio.create_task(block() if driver == "block" else arun())  # (nobody awaits it)
+        await asyncio.sleep(0.05)  # (main returns as undo b runs)
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        print("raised:", type(exc).__name__, exc.outcome.status, list(exc.outcome.pending))
+    print("said:", said)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["ctrl-c", "exit"])
+@pytest.mark.parametrize("driver", ["block", "arun"])
+def test_an_undo_interrupt_in_a_rollback_nobody_awaits_is_raised_once(driver, kind):
+    """attack305 F5: a run main left in a task of its own rolled back as asyncio.run ended,
+    an undo raising KeyboardInterrupt (or sys.exit): the caller got it with its outcome, and
+    asyncio logged the task's copy too, "Task exception was never retrieved", raw."""
+    done = subprocess.run([sys.executable, "-c", LEFT_RUNNING, driver, kind],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    raised = "KeyboardInterrupt" if kind == "ctrl-c" else "SystemExit"
+    assert done.stdout.splitlines() == [
+        f"raised: {raised} halted ['a']", "said: ['do a', 'do b', 'undo b begins', 'undo a']"
+    ], done  # fmt: skip
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr

@@ -76,3 +76,42 @@ def test_the_loop_end_cutting_an_undo_leaves_the_rest_to_the_policy(
     else:
         assert outcome.status == "halted" and outcome.pending == ("b", "a")
         assert WORLD == ["undo b begins"]
+
+
+@pytest.mark.parametrize("then", ["dead_letter", "halt"])
+def test_the_loop_end_in_an_undos_wait_to_retry_is_logged_with_the_outcome(
+    then: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """attack305 F6: the end came as an undo waited to retry: the wait was made again, the
+    rollback ran to its end, and the task ended plainly cancelled: nothing logged, the dead
+    letter (or the halt, b and a left for a person) said nowhere. It ends on the LoopEnded
+    asyncio logs, the outcome on it, as where the end cuts a step or an undo."""
+    from rollback_lessons import Retry, RetryPolicy
+
+    world: list[str] = []
+    box: list[Any] = []
+
+    def refund(state: dict) -> None:
+        world.append("undo b")
+        raise ConnectionError("refund service down")
+
+    policy = Retry(RetryPolicy(max_attempts=3, initial_delay=0.2), then=then)
+    saga = Saga([Step("a", lambda s: None, lambda s: world.append("undo a")),
+                 Step("b", lambda s: None, refund), Step("c", lambda s: 1 / 0)],
+                policy=policy)  # fmt: skip
+
+    async def main() -> None:
+        asyncio.create_task(saga.arun({})).add_done_callback(box.append)
+        await asyncio.sleep(0.05)  # (main returns as b's undo waits to retry)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        asyncio.run(main())
+    ended = box[0].exception()
+    assert type(ended).__name__ == "LoopEnded" and "LoopEnded" in caplog.text
+    outcome = ended.outcome
+    if then == "dead_letter":
+        assert world == ["undo b"] * 3 + ["undo a"] and outcome.status == "rollback_incomplete"
+        assert "undo of b: ConnectionError('refund service down') after 3 attempts" in caplog.text
+    else:
+        assert world == ["undo b"] * 3 and outcome.status == "halted"
+        assert outcome.pending == ("b", "a") and "left for a person: b, a" in caplog.text

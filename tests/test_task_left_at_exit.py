@@ -134,3 +134,65 @@ def test_a_rollback_cut_as_asyncio_runs_end_ran_it_is_named_whatever_ends_the_pr
     said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
     named = [s for s in said if "the undos not known to be done (s2, s1)" in s]
     assert len(named) == 1 and "are kept nowhere (no journal)" in named[0], done.stderr
+
+
+HELD = textwrap.dedent(
+    """
+    import asyncio, os, signal, threading, time
+    from rollback_lessons import AsyncRollback
+
+    calls, ready, held = [], threading.Event(), []
+
+    async def undo1():
+        calls.append("undo1 begins")
+        ready.set()
+        await asyncio.sleep(0.5)
+
+    async def undo2():
+        calls.append("undo2 begins")
+        await asyncio.sleep(0.3)
+
+    async def block():
+        async with AsyncRollback() as rb:
+            held.append(rb)  # (kept in a global)
+            await rb.do("s1", lambda: calls.append("do1"), undo1)
+            await rb.do("s2", lambda: calls.append("do2"), undo2)
+            raise RuntimeError("s3 fails")
+
+    def ctrl_c():
+        ready.wait(5)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def flusher():  # (a daemon thread of this module: Python's shutdown keeps its globals)
+        while True:
+            time.sleep(0.05)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+
+    async def main():
+        threading.Thread(target=flusher, daemon=True).start()
+        held.append(asyncio.create_task(block()))
+        await asyncio.sleep(0.05)  # (main returns as undo2 runs)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("raised: KeyboardInterrupt")
+    print("calls:", calls, flush=True)
+    """
+)
+
+
+def test_a_rollback_cut_as_the_program_ends_is_named_though_a_daemon_thread_holds_it() -> None:
+    """attack305 F7: the block and its task kept in globals, a daemon thread of the script's
+    running: Python's shutdown never closed the task (the module's globals stay), so the line
+    it would say never came: the undos never run named nowhere, exit 0. Said at the end."""
+    done = subprocess.run([sys.executable, "-c", HELD], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stdout.splitlines() == [
+        "raised: KeyboardInterrupt", "calls: ['do1', 'do2', 'undo2 begins', 'undo1 begins']"
+    ], done  # fmt: skip
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    assert len(said) == 1 and "was left rolling back as the program ended" in said[0], said
+    assert "the undos not known to be done (s2, s1) are kept nowhere" in said[0], said
