@@ -6,10 +6,9 @@ named instances of it. Because it is data, it travels whole to every engine: the
 machine (``machine.py``) asks it, the ASL and BPMN writers read its fields.
 
 A policy class of your own overrides ``decide``: it runs wherever the decision can be made
-in Python (in process, in Temporal's workflow, in DBOS's workflow). An engine that can only
-read fields (a state machine written down beforehand) refuses it by name, before anything
-runs (``UnsupportedPolicy``). Don't write one for what fields can say: a state machine can
-carry a data policy, never code."""
+in Python (in process, in a Temporal local activity, in DBOS's workflow). An engine that can
+only read fields (a state machine written down beforehand) refuses it by name, before anything
+runs (``UnsupportedPolicy``): a state machine can carry a data policy, never code."""
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from typing import Any, Literal, TypeGuard
 
 from ._numbers import plain_number
 from .errors import STAND_IN, InvalidPipelineError, RemoteError, UnknownPolicyError, goes_on
+from .events import said
 
 Decision = float | Literal["dead_letter", "halt"]
 """What to do after a failed undo attempt: a delay in seconds means retry after it."""
@@ -166,18 +166,18 @@ def undo_refused(policy: UndoPolicy, answer: object) -> str:
 
 
 def _read(ask: Callable[[int, BaseException], object], *args: Any) -> object:
-    """A policy's answer (``decide``'s, ``next_delay``'s): None, a text (as text: a
-    StrEnum's too), a wait (``is_delay``), or anything else as its short repr; one that
-    raises is told as 'nothing (it raised ...)'."""
+    """A policy's answer (``decide``'s, ``next_delay``'s): None, 'dead_letter' or 'halt' (as
+    text: a StrEnum's too), a wait (``is_delay``, as a float or an int), or anything else as
+    its short repr; one that raises is told as 'nothing (it raised ...)'."""
     try:
         answer = ask(*args)
-        if answer is None or is_delay(answer):
-            return answer
-        if isinstance(answer, str):  # (a StrEnum too: its text, compared as text)
-            return str.__str__(answer)
-        text = repr(answer)
-    except Exception as exc:
-        text = f"nothing (it raised {type(exc).__name__}: {exc})"
+        if answer is None or is_delay(answer):  # (a float's subclass, numpy's: a float, 304 F5)
+            return answer if type(answer) in (int, float, type(None)) else float(answer)  # type: ignore[arg-type]
+        if isinstance(answer, str) and str.__str__(answer) in ("dead_letter", "halt"):
+            return str.__str__(answer)  # (a StrEnum too: its text; any other its short repr)
+        text = repr(str.__str__(answer) if isinstance(answer, str) else answer)
+    except Exception as exc:  # (its message as ``events.said`` reads it: one that raises, F4)
+        text = f"nothing (it raised {type(exc).__name__}: {said(exc)})"
     return _Said(text if len(text) <= 80 else f"{text[:75]}...")
 
 

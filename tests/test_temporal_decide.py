@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -105,12 +106,33 @@ class Thing:
         return "Thing()"
 
 
-@pytest.mark.parametrize("answer", [None, -1, "retry", Thing(), 0.0])
+class Seconds(float):  # (numpy.float64 is one too)
+    pass
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no str")
+
+
+class Raises(UndoPolicy):
+    def decide(self, attempt: int, error: BaseException) -> object:
+        raise Unprintable()
+
+
+@pytest.mark.parametrize(
+    "answer", [None, -1, "retry", Thing(), 0.0, "y" * 3_000_000, Seconds(0.01), "raises"]
+)
 def test_any_answer_of_a_decide_ends_as_in_process(on_temporal, answer) -> None:
     """attack304 F1: a decide answering None failed every workflow task (IndexError reading
-    the recorded answer), the run hung for ever, a cancel unheard."""
+    the recorded answer), the run hung for ever, a cancel unheard; F2 a text over 2 MB, sent
+    whole, the same; F4 one raising an error whose str raises: the workflow failed for good
+    (in process the rollback was cut, "interrupted by ValueError"); F5 a float's subclass:
+    in process a TypeError cut the rollback, on Temporal it retried. Each answer is read
+    alike everywhere: a wait as a float, any other text or error in its short words."""
     here: list[str] = []
-    policy = Odd(answer) if answer != 0.0 else Retried()
+    retried = isinstance(answer, Seconds) or answer == 0.0
+    policy = Raises() if answer == "raises" else Retried(answer) if retried else Odd(answer)
     local = _saga(here).run({}, policy=policy, clock=VirtualClock())
     world: list[str] = []
 
@@ -121,10 +143,79 @@ def test_any_answer_of_a_decide_ends_as_in_process(on_temporal, answer) -> None:
     assert (there.status, there.notes) == (local.status, local.notes)
     assert [(e.kind, e.step) for e in there.events] == [(e.kind, e.step) for e in local.events]
     assert world == here
+    assert all(len(n) < 400 for n in there.notes)  # (an answer said in its short words)
+    assert there.status == ("rollback_incomplete" if retried else "halted")
 
 
 class Retried(UndoPolicy):
-    """Retries at once, twice, then a dead letter (a delay of 0.0 recorded as data)."""
+    """Retries twice, then a dead letter (a delay recorded as data: ``wait``'s type)."""
+
+    def __init__(self, wait: float = 0.0) -> None:
+        self.wait = wait
 
     def decide(self, attempt: int, error: BaseException) -> object:
-        return 0.0 if attempt < 3 else "dead_letter"
+        return self.wait if attempt < 3 else "dead_letter"
+
+
+class SlowThenDead(UndoPolicy):
+    def decide(self, attempt: int, error: BaseException) -> object:
+        time.sleep(4)
+        return "dead_letter"
+
+
+def test_a_runner_closed_as_a_decide_runs_leaves_the_run_to_the_next(tmp_path) -> None:
+    """attack304 F3: leaving ``async with TemporalRunner`` as a decide ran failed the saga's
+    workflow for good (the abandoned local activity's error, unwrapped, raised in the
+    workflow): nothing undone, a raw WorkflowFailureError for the runner that took it up, an
+    ``AbandonedCalls`` naming "unknown". The decide is named abandoned, and the run left
+    running: the next runner on the same db_file asks it again and ends the saga."""
+    import warnings
+
+    from rollback_lessons.runners.temporal import AbandonedCalls, TemporalRunner
+
+    db, queue, world = str(tmp_path / "t.db"), "decide-close", []
+    saga = _saga(world)
+
+    async def scenario() -> Any:
+        async with await TemporalRunner.start(db_file=db, task_queue=queue) as runner:
+            handle = await runner.start_saga(saga, {}, policy=SlowThenDead(), step_timeout=20)
+            while world.count("undo b") < 1:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # (its decide asked: 4 s)
+        async with await TemporalRunner.start(db_file=db, task_queue=queue) as runner:
+            again = await runner.handle_for(saga, handle.run_id)
+            return await asyncio.wait_for(again.outcome(), 60)
+
+    with warnings.catch_warnings(record=True) as told:
+        warnings.simplefilter("always")
+        outcome = asyncio.run(scenario())
+    abandoned = [str(w.message) for w in told if issubclass(w.category, AbandonedCalls)]
+    assert (
+        abandoned and "the undo policy's decide after attempt 1 of the undo of 'b'" in abandoned[0]
+    )
+    assert outcome.status is Status.ROLLBACK_INCOMPLETE and outcome.compensated == ("a",)
+    assert [d.step for d in outcome.dead_letters] == ["b"]
+
+
+def test_a_decide_waiting_past_any_timer_waits_on_temporal(on_temporal) -> None:
+    """attack304 F6: a decide answering 1e20 s (a finite wait: waited in process) failed
+    every workflow task on Temporal (a timer past its end), a cancel never heard. The timer
+    is started (capped at ``FOREVER``: thousands of years), no workflow task fails."""
+    from temporalio.api.enums.v1 import EventType
+
+    async def scenario(runner):
+        handle = await runner.start_saga(_saga([]), {}, policy=Odd(1e20))
+        history: list[Any] = []
+        for _ in range(200):
+            history = (
+                await runner.client.get_workflow_handle(handle.run_id).fetch_history()
+            ).events
+            if any(e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in history):
+                break
+            await asyncio.sleep(0.05)
+        await runner.client.get_workflow_handle(handle.run_id).terminate("the test is over")
+        return [e.event_type for e in history]
+
+    kinds = on_temporal(scenario)
+    assert EventType.EVENT_TYPE_TIMER_STARTED in kinds
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():  # plain data and the policy, no I/O
     from ...errors import interrupts
@@ -22,8 +22,10 @@ with workflow.unsafe.imports_passed_through():  # plain data and the policy, no 
     from .. import hosted
     from ..error_record import ErrorRecord
     from ..wire import SagaPlan
+    from .ends import ABANDONED, CUT, SHUT
 
 DECIDE = "rollback_lessons.decide"
+ENDED = (ABANDONED, SHUT, CUT)  # (the worker's end cut it: no answer)
 PATCH = "rollback_lessons.decide-in-a-local-activity"
 """Runs started before this change decided in the workflow's code: replayed, they still do."""
 
@@ -45,9 +47,14 @@ def run_decide(call: DecideCall) -> list[Any]:
     ``["said", t]`` (anything else, as the machine words it), ``["none"]``; or ``["cut",
     record]``: ``decide`` raised a Ctrl-C or ``sys.exit``, kept to be re-raised
     (``hosted.interrupted``) and the rollback cut there, as in process."""
+    from .activities import _executor  # (it imports the workflow, which imports this)
+    from .running import running
+
     error = ErrorRecord(**call.error).to_exception()
+    asking = f"the undo policy's decide after attempt {call.attempt} of the undo of {call.step!r}"
     try:
-        answer = decided(hosted.policy(call.run_id), call.attempt, error)
+        with running(asking, _executor()):  # (named if its runner closes meanwhile: F3)
+            answer = decided(hosted.policy(call.run_id), call.attempt, error)
     except BaseException as exc:
         if not interrupts(exc):
             raise
@@ -82,8 +89,14 @@ async def asked(plan: SagaPlan, step: str, attempt: int, data: dict[str, Any]) -
             start_to_close_timeout=timedelta(seconds=plan.step_timeout),
             retry_policy=RetryPolicy(maximum_attempts=1),  # (a decide is asked once)
         )
-    except ActivityError as err:
-        text = f"nothing (no answer within step_timeout: {describe(err.cause or err)})"
+    except FailureError as err:  # (a local activity's failure is its cause, unwrapped)
+        cause = err.cause if isinstance(err, ActivityError) and err.cause is not None else err
+        if type(cause).__name__ == "CancelledError" or getattr(cause, "type", "") in ENDED:
+            raise RuntimeError(  # (not an answer: its workflow task fails, and is tried
+                f"the undo policy's decide was cut as its worker ended ({describe(cause)}): "
+                "asked again by the next"  # again by the next worker: attack304 F3, the
+            ) from None  # run failed for good, nothing undone, nothing said)
+        text = f"nothing (no answer within step_timeout: {describe(cause)})"
         said = ["said", text if len(text) <= 80 else f"{text[:75]}..."]  # (as ``decided``)
     kind, *value = said
     if kind == "cut":

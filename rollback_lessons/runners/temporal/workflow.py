@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
 ACTION = "rollback_lessons.action"
 UNDO = "rollback_lessons.undo"
 ONCE = RetryPolicy(maximum_attempts=1)  # each attempt is the machine's to decide
+FOREVER = 10**11  # a timer's longest (a decide's 1e20 s failed every workflow task: 304 F6)
 
 
 @dataclass
@@ -424,7 +425,7 @@ class SagaWorkflow(PersonAsked):
                 return m.undo_ok()
         if type(op) is Wait:
             if op.seconds > 0:
-                await asyncio.sleep(op.seconds)  # a durable timer
+                await asyncio.sleep(min(op.seconds, FOREVER))  # a durable timer
             return m.resume()
         if type(op) is Ask:
             self.room = lambda: self._limit(m, plan)  # the rule of every other round's wait
