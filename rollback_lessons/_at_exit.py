@@ -222,30 +222,24 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
             f"run on {'that loop' if other else 'an event loop of their own'} (end the block "
             "before the program exits)"
         )
-    import asyncio
 
-    before = signal.getsignal(signal.SIGINT)
-    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
-    loop = asyncio.new_event_loop() if other is None else other
-    stop: Any = None
-    try:
-        if other is None:
+    def close() -> None:
+        if other is not None:  # (its own loop: it is suspended at a yield there, so closed
+            from ._late_threads import closed_on  # there)
+
+            return closed_on(other, agen, blocks)
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        try:
             loop.run_until_complete(agen.aclose())
-        else:  # (its own loop: it is suspended at a yield there, so closed there)
-            from ._late_threads import closed_on
+        finally:
+            with contextlib.suppress(BaseException):
+                loop.close()
 
-            closed_on(other, agen, blocks)
-    except BaseException as exc:  # (the block's own error, or an undo's interrupt: said
-        stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None  # below)
-    finally:
-        with contextlib.suppress(BaseException):
-            loop.close() if other is None else None
-        with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was)
-            if before is not None:
-                signal.signal(signal.SIGINT, before)
-    for block in blocks:
-        with contextlib.suppress(Exception):
-            _what_it_left(block, stop)
+    from ._task_left import ended_at_end
+
+    ended_at_end(blocks, close)
 
 
 @contextlib.contextmanager

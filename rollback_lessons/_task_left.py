@@ -54,28 +54,20 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
              "program exits)")  # fmt: skip
     import asyncio
 
-    before = signal.getsignal(signal.SIGINT)
-    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
-    loop, stop = asyncio.new_event_loop(), None
-
     async def cancelled() -> Any:
         return await _driven(task.get_coro(), asyncio.CancelledError("the program ended"))
 
-    try:
-        loop.run_until_complete(cancelled())
-    except BaseException as exc:  # (the cancel it ends on, its own error, an undo's interrupt)
-        stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None
-    finally:
-        with contextlib.suppress(BaseException):
-            loop.close()
-        with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
-            task._log_destroy_pending = False
-        with contextlib.suppress(Exception):
-            if before is not None:
-                signal.signal(signal.SIGINT, before)
-    for block in blocks:
-        with contextlib.suppress(Exception):
-            _what_it_left(block, stop)
+    def cancel() -> None:  # (the cancel it ends on is no stop: ``ended_at_end``)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(cancelled())
+        finally:
+            with contextlib.suppress(BaseException):
+                loop.close()
+            with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
+                task._log_destroy_pending = False
+
+    ended_at_end(blocks, cancel)
 
 
 @types.coroutine
@@ -108,3 +100,23 @@ def rolling_left() -> None:
                 run.rolling_said = True
                 said(rolling_cut(run, "was left rolling back as the program ended, its event "
                                       "loop stopped: nothing more of it runs"))  # fmt: skip
+
+
+def ended_at_end(blocks: list[Any], end: Any) -> None:
+    """``end()``, which ends ``blocks`` (their rollback runs), at the program's end: a first
+    Ctrl-C said, the undos running on, the handler put back after; what each left said
+    (an undo's KeyboardInterrupt or exit that stopped it too: attack302 F8)."""
+    before = signal.getsignal(signal.SIGINT)
+    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
+    stop: Any = None
+    try:
+        end()
+    except BaseException as exc:  # (the block's own error, or an undo's interrupt: said
+        stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None  # below)
+    finally:
+        with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was)
+            if before is not None:
+                signal.signal(signal.SIGINT, before)
+    for block in blocks:
+        with contextlib.suppress(Exception):
+            _what_it_left(block, stop)
