@@ -211,7 +211,8 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
             said(
                 f"saga {block._run.run_id!r}: its AsyncRollback block was left suspended in "
                 f"an async generator as the program ended, {loop_was}; none of its "
-                "undos ran: the journal keeps it unfinished, and recover runs them"
+                f"undos ran{not_undone(block._run)}: the journal keeps it unfinished, and "
+                "recover runs them"
             )
         return
     for block in blocks:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._at_exit import _open_blocks, said
 from ._held import held
+from ._loop_end import not_undone
 
 WAIT = 5.0
 """How long the process's end waits for such calls, all of them together."""
@@ -180,9 +181,10 @@ def closed_on(loop: Any, agen: Any, blocks: list[Any]) -> None:
         done.result()
         return
     done.cancel()
-    for block in blocks:
+    for block in blocks:  # (what stands named: attack306 F1)
         said(f"saga {block._run.run_id!r}: its event loop did not take the close within "
-             f"{TAKEN:g} s: none of its undos ran, kept nowhere")  # fmt: skip
+             f"{TAKEN:g} s: none of its undos ran{not_undone(block._run)}, kept "
+             "nowhere")  # fmt: skip
 
 
 TAKEN = 5.0

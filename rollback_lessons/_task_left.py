@@ -15,7 +15,7 @@ from collections.abc import Generator
 from typing import Any
 
 from ._at_exit import LEFT_SAID, _ctrl_c_said, _open_blocks, _what_it_left, said
-from ._loop_end import rolling_cut
+from ._loop_end import not_undone, rolling_cut
 
 
 def awaiting(blocks: list[Any]) -> dict[Any, list[Any]]:
@@ -45,7 +45,8 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
         for block in blocks:
             LEFT_SAID.add(block._run.run_id)
             said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}; none of its undos "
-                 "ran: the journal keeps it unfinished, and recover runs them")  # fmt: skip
+                 f"ran{not_undone(block._run)}: the journal keeps it unfinished, and recover "
+                 "runs them")  # fmt: skip
         return
     for block in blocks:
         block._run.exit_told = True  # (what an undo's sys.exit left: said below, as 301 F2)

@@ -62,8 +62,10 @@ def test_a_block_left_on_a_daemon_threads_loop_is_ended_there(tmp_path, journall
             "daemon's, ended with the program)")  # fmt: skip
     if journalled:
         assert done.stdout == "the script ends\n", done
-        assert said == [f"{head}; none of its undos ran: the journal keeps it unfinished, and "
-                        "recover runs them"], done.stderr  # fmt: skip
+        assert said == [
+            f"{head}; none of its undos ran (not known to be undone: a): the journal keeps "
+            "it unfinished, and recover runs them"
+        ], done.stderr
     else:
         assert done.stdout == "the script ends\nundo a\n", done
         assert said == [f"{head}: it is ended now, its undos run on that loop (end the block "
@@ -78,5 +80,5 @@ def test_a_daemon_loop_too_busy_to_close_it_is_said_and_the_exit_goes_on() -> No
     said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
     assert said[-1] == (
         "rollback-lessons: saga 'r1': its event loop did not take the close within 0.5 s: none "
-        "of its undos ran, kept nowhere"
+        "of its undos ran (not known to be undone: a), kept nowhere"
     ), done.stderr
