@@ -205,18 +205,19 @@ def carried(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> BaseExc
         import asyncio
 
         return asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        _told_once(exc)
+    told_once(exc)
     return exc
 
 
-def _told_once(exc: BaseException) -> None:
+def told_once(exc: BaseException | None) -> None:
     """``exc`` (an undo's own Ctrl-C or exit) ends the task it is raised in: asyncio raises
     it out of the loop too, to its caller (``asyncio.run``'s, the outcome on it), so the
     task's copy, if nobody reads it, is not logged again as "never retrieved", a raw
     traceback at the program's end (attack302 F4: the loop's hook's task closing a generator;
     attack305 F5: a task nobody awaited, as asyncio.run's end ran its rollback). Any other
     report goes on as it was."""
+    if not isinstance(exc, KeyboardInterrupt | SystemExit):
+        return
     asyncio = sys.modules.get("asyncio")  # (a with-block's too: no loop, no import)
     task = asyncio.current_task() if asyncio and asyncio._get_running_loop() else None
     if task is None:
@@ -247,5 +248,4 @@ def ending(run: Run, exc: BaseException) -> None:
         exc = shutdown
     if exc is shutdown:
         raise asyncio.CancelledError(f"asyncio.run ended on a {type(exc).__name__} as it ran")
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        _told_once(exc)
+    told_once(exc)

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _at_exit, _forward, _guards, _shutdown
-from ._arun import carried
+from ._arun import carried, told_once
 from ._recorded import roll_back
 from ._run import FUNCTION, NOT_PLAIN, Run, own_error
 from ._wakeable import Wakeable
@@ -303,9 +303,8 @@ class Rollback(_Base):
 
     def _cut_step(self, late: BaseException, failed: BaseException | None) -> BaseException:
         """A Ctrl-C while the block waited for a step of another thread: that step is cut
-        short (reported leaked), begins no new try, and the Ctrl-C is re-raised after the
-        rollback. Its wait to retry is woken unless a wake was under way when the Ctrl-C
-        came (the Event's lock may be held: attack31 F3, a hang)."""
+        short (leaked), begins no new try, the Ctrl-C re-raised after the rollback; its wait
+        to retry woken unless a wake was under way (its lock may be held: attack31 F3)."""
         self._left, self._cut = self._running.get(0, ("",))[0], late
         failed = _guards.cut_running(self._run, late, failed)
         if not self._waking:
@@ -431,6 +430,7 @@ class AsyncRollback(_Base):
         after = run.raise_after if run.raise_after is not exc else None  # (an undo's, a Ctrl-C:
         if after is not None or (exc is not None and exc is run.shutdown):  # with its outcome;
             raise carried(run, after or exc, lambda: self.outcome)  # type: ignore[arg-type]
+        told_once(exc)  # (its own Ctrl-C, re-raised out of a task: logged once, attack306 F3)
         cancelled_again = await _forward.late(asyncio.current_task()) or cancelled_again
         if cancelled_again:  # (the later cancel, after undoing, whatever the block raised:
             raise _shutdown.honoured(cancelled_again, _guards.left_notes(run))  # 139 F2)

@@ -218,3 +218,44 @@ def test_an_undo_interrupt_in_a_rollback_nobody_awaits_is_raised_once(driver, ki
         f"raised: {raised} halted ['a']", "said: ['do a', 'do b', 'undo b begins', 'undo a']"
     ], done  # fmt: skip
     assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
+
+
+OWN = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rollback_lessons import AsyncRollback
+
+    kind = sys.argv[1]
+    said = []
+
+    def b():
+        raise KeyboardInterrupt if kind == "ctrl-c" else SystemExit(2)
+
+    async def block():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: said.append("do a"), lambda: said.append("undo a"))
+            await rb.do("b", b)
+
+    async def main():
+        asyncio.create_task(block())
+        await asyncio.sleep(1)
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:
+        print("raised:", type(exc).__name__)
+    print("said:", said)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["ctrl-c", "exit"])
+def test_a_blocks_own_interrupt_raised_out_of_a_task_is_told_once(kind):
+    """attack306 F3: a block in a task of its own whose step raised KeyboardInterrupt (or
+    sys.exit): rolled back, re-raised as it was, and asyncio printed the task's copy too,
+    "Task exception was never retrieved", raw (``arun`` there: nothing)."""
+    done = subprocess.run([sys.executable, "-c", OWN, kind], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    raised = "KeyboardInterrupt" if kind == "ctrl-c" else "SystemExit"
+    assert done.stdout.splitlines() == [f"raised: {raised}", "said: ['do a', 'undo a']"], done
+    assert "Traceback" not in done.stderr and "never retrieved" not in done.stderr, done.stderr
