@@ -166,25 +166,41 @@ def still_open() -> None:
 def closed_on(loop: Any, agen: Any, blocks: list[Any]) -> None:
     """(``_at_exit._ended_here``.) ``agen``, a block's async generator left suspended on
     ``loop``, which runs on in a daemon thread as the program ends (never to close it:
-    attack302 F6), closed on it, waited for; a loop that does not take the close within
-    ``TAKEN`` seconds (busy, blocked) is said, and left (the exit goes on)."""
+    attack302 F6), closed on it, waited for while that loop runs; a loop that does not take
+    the close within ``TAKEN`` seconds (busy, blocked) never begins it (one lock decides:
+    attack306 F6, said not run as it ran), said; one that stops as it runs it (an undo's
+    Ctrl-C ended its thread) is said, never waited for (F5: the exit hung for ever)."""
     import asyncio
+    from concurrent.futures import TimeoutError as NotYet
 
-    taken = threading.Event()
+    taken: list[bool | None] = [False]
+    deciding = threading.Lock()
 
     async def close() -> None:
-        taken.set()
+        with deciding:
+            if taken[0] is None:  # (given up on: never begun)
+                return
+            taken[0] = True
         await agen.aclose()
 
     done = asyncio.run_coroutine_threadsafe(close(), loop)
-    if taken.wait(TAKEN):
-        done.result()
-        return
-    done.cancel()
+    end = time.monotonic() + TAKEN
+    while not taken[0] and time.monotonic() < end and loop.is_running():
+        time.sleep(0.01)
+    with deciding:
+        if not taken[0]:
+            taken[0] = None
+    how = f"did not take the close within {TAKEN:g} s: none of its undos ran"
+    while taken[0] and loop.is_running():
+        try:
+            return done.result(0.1)  # type: ignore[no-any-return]
+        except NotYet:
+            continue
+    if taken[0]:
+        how = "stopped as the close ran: its undos did not all run"
     for block in blocks:  # (what stands named: attack306 F1)
-        said(f"saga {block._run.run_id!r}: its event loop did not take the close within "
-             f"{TAKEN:g} s: none of its undos ran{not_undone(block._run)}, kept "
-             "nowhere")  # fmt: skip
+        said(f"saga {block._run.run_id!r}: its event loop {how}{not_undone(block._run)}, "
+             "kept nowhere")  # fmt: skip
 
 
 TAKEN = 5.0

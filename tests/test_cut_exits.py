@@ -270,9 +270,9 @@ def test_an_async_block_left_suspended_as_python_exits_is_kept_for_recover(tmp_p
     assert done.returncode == 0 and world.read_text() == ""
     assert done.stderr == (  # (said at the program's end, Python whole: attack294 F1)
         "rollback-lessons: saga 'ag1': its AsyncRollback block was left suspended in an async "
-        "generator as the program ended, its event loop stopped; none of its undos ran: the "
-        "journal keeps it unfinished, and recover runs them\n"
-    )
+        "generator as the program ended, its event loop stopped; none of its undos ran (not "
+        "known to be undone: c, b, a): the journal keeps it unfinished, and recover runs them\n"
+    )  # (named: attack306 F2)
     reg = Registry()
     reg.add("unbook", lambda item, idempotency_key=None: world.write_text(world.read_text() + item))
     with Journal(path) as journal:

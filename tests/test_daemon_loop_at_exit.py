@@ -23,7 +23,13 @@ CHILD = textwrap.dedent(
     journal_at, busy = sys.argv[1], sys.argv[2] == "busy"
     late.TAKEN = 0.5
     registry = Registry()
-    undo = registry.add("undo", lambda step: print("undo", step, flush=True))
+
+    def undone(step):
+        print("undo", step, flush=True)
+        if sys.argv[2] == "undo-ctrl-c":  # (it ends the loop's thread: never waited for)
+            raise KeyboardInterrupt
+
+    undo = registry.add("undo", undone)
     journal = Journal(journal_at) if journal_at != "-" else None
     kept = []
 
@@ -82,3 +88,21 @@ def test_a_daemon_loop_too_busy_to_close_it_is_said_and_the_exit_goes_on() -> No
         "rollback-lessons: saga 'r1': its event loop did not take the close within 0.5 s: none "
         "of its undos ran (not known to be undone: a), kept nowhere"
     ), done.stderr
+
+
+def test_an_undo_ending_the_daemon_loops_thread_is_said_and_the_exit_goes_on() -> None:
+    """attack306 F5: an undo raising KeyboardInterrupt as the block closed on its daemon
+    loop ended that loop's thread: the close was waited for for ever, the exit hung."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "-", "undo-ctrl-c"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and done.stdout == "the script ends\nundo a\n", done
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    assert said[1:] == [  # (the thread's own end is Python's to report: its excepthook)
+        "rollback-lessons: saga 'r1': its event loop stopped as the close ran: its undos did not "
+        "all run (not known to be undone: a), kept nowhere",
+        "rollback-lessons: saga 'r1' ended halted there (kept nowhere): not known to be undone: a",
+    ], done.stderr
