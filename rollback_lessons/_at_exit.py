@@ -101,7 +101,8 @@ def left_unfinished() -> None:
         _ended_orphan(block)
     from ._task_left import awaiting, ended_in_task, rolling_left  # (in a task: 303 F7)
 
-    for task, blocks in awaiting(_open_blocks("AsyncRollback")).items():
+    done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
+    for task, blocks in awaiting(_open_blocks("AsyncRollback"), done).items():
         ended_in_task(task, blocks)
     rolling_left()
 
@@ -228,7 +229,7 @@ def _ended_here(agen: Any, blocks: list[Any]) -> None:
         if other is not None:  # (its own loop: it is suspended at a yield there, so closed
             from ._late_threads import closed_on  # there)
 
-            return closed_on(other, agen, blocks)
+            return closed_on(other, agen.aclose, blocks)
         import asyncio
 
         loop = asyncio.new_event_loop()

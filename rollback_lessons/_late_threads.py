@@ -163,10 +163,11 @@ def still_open() -> None:
         )
 
 
-def closed_on(loop: Any, agen: Any, blocks: list[Any]) -> None:
-    """(``_at_exit._ended_here``.) ``agen``, a block's async generator left suspended on
-    ``loop``, which runs on in a daemon thread as the program ends (never to close it:
-    attack302 F6), closed on it, waited for while that loop runs; a loop that does not take
+def closed_on(loop: Any, close: Any, blocks: list[Any]) -> None:
+    """(``_at_exit._ended_here``, ``_task_left.ended_in_task``.) ``close()``, which ends
+    ``blocks`` left on ``loop`` (an async generator's ``aclose``; a task's cancel, awaited),
+    which runs on in a daemon thread as the program ends (never to end them: attack302 F6,
+    attack306 F7), run on it, waited for while that loop runs; a loop that does not take
     the close within ``TAKEN`` seconds (busy, blocked) never begins it (one lock decides:
     attack306 F6, said not run as it ran), said; one that stops as it runs it (an undo's
     Ctrl-C ended its thread) is said, never waited for (F5: the exit hung for ever)."""
@@ -176,14 +177,14 @@ def closed_on(loop: Any, agen: Any, blocks: list[Any]) -> None:
     taken: list[bool | None] = [False]
     deciding = threading.Lock()
 
-    async def close() -> None:
+    async def taking() -> None:
         with deciding:
             if taken[0] is None:  # (given up on: never begun)
                 return
             taken[0] = True
-        await agen.aclose()
+        await close()
 
-    done = asyncio.run_coroutine_threadsafe(close(), loop)
+    done = asyncio.run_coroutine_threadsafe(taking(), loop)
     end = time.monotonic() + TAKEN
     while not taken[0] and time.monotonic() < end and loop.is_running():
         time.sleep(0.01)

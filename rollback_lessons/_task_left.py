@@ -18,19 +18,22 @@ from ._at_exit import LEFT_SAID, _ctrl_c_said, _open_blocks, _what_it_left, said
 from ._loop_end import not_undone, rolling_cut
 
 
-def awaiting(blocks: list[Any]) -> dict[Any, list[Any]]:
-    """Of ``blocks`` (open ``AsyncRollback`` blocks), those in an async generator at an
-    ``await`` in a task, not done, of a loop that does not run, by task."""
+def awaiting(blocks: list[Any], done: set[int]) -> dict[Any, list[Any]]:
+    """Of ``blocks`` (open ``AsyncRollback`` blocks; none whose id is in ``done``), by task:
+    those in an async generator at an ``await`` in a task, not done, of a loop that does not
+    run; and those in a task, not done, of a loop running in another thread (a daemon's, as
+    the program ends: a service's background work, attack306 F7: lost, unsaid)."""
     import gc
 
     found: dict[Any, list[Any]] = {}
     for block in blocks:
         with contextlib.suppress(Exception):
             task, code = block._run.home, block._entered_in
-            if task is None or task.done() or task.get_loop().is_running():
+            if task is None or task.done() or id(block) in done:
                 continue
-            if any(type(agen) is types.AsyncGeneratorType and agen.ag_running and
-                   agen.ag_code is code for agen in gc.get_referrers(block)):  # fmt: skip
+            if task.get_loop().is_running() or any(
+                type(agen) is types.AsyncGeneratorType and agen.ag_running and
+                agen.ag_code is code for agen in gc.get_referrers(block)):  # fmt: skip
                 found.setdefault(task, []).append(block)
     return found
 
@@ -39,8 +42,12 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
     """The ``blocks`` ``awaiting`` found in ``task``: all journalled, none of their undos run
     (said: the journal keeps them, as at Python's shutdown); else the task is cancelled on a
     loop of its own (said first), and what the rollback left is said."""
+    other = task.get_loop() if task.get_loop().is_running() else None
     how = ("was left suspended in an async generator awaiting in a task as the program ended, "
            "its event loop stopped")  # fmt: skip
+    if other is not None:
+        how = ("was left open in a task of an event loop running in another thread as the "
+               "program ended (a daemon's, ended with the program)")  # fmt: skip
     if all(block._run.journal is not None for block in blocks):
         for block in blocks:
             LEFT_SAID.add(block._run.run_id)
@@ -51,8 +58,8 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
     for block in blocks:
         block._run.exit_told = True  # (what an undo's sys.exit left: said below, as 301 F2)
         said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}: its task is cancelled "
-             "now, its undos run on an event loop of their own (end the block before the "
-             "program exits)")  # fmt: skip
+             f"now, its undos run on {'that loop' if other else 'an event loop of their own'} "
+             "(end the block before the program exits)")  # fmt: skip
     import asyncio
 
     async def cancelled() -> Any:
@@ -68,7 +75,16 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
             with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
                 task._log_destroy_pending = False
 
-    ended_at_end(blocks, cancel)
+    async def cancelled_there() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # (its end, as awaited: said after)
+            await task
+
+    if other is None:
+        return ended_at_end(blocks, cancel)
+    from ._late_threads import closed_on
+
+    ended_at_end(blocks, lambda: closed_on(other, cancelled_there, blocks))
 
 
 @types.coroutine

@@ -106,3 +106,57 @@ def test_an_undo_ending_the_daemon_loops_thread_is_said_and_the_exit_goes_on() -
         "all run (not known to be undone: a), kept nowhere",
         "rollback-lessons: saga 'r1' ended halted there (kept nowhere): not known to be undone: a",
     ], done.stderr
+
+
+TASK = textwrap.dedent(
+    """
+    import asyncio, sys, threading, time
+    from rollback_lessons import AsyncRollback, Registry
+    from rollback_lessons.durable.journal import Journal
+
+    registry = Registry()
+    undo = registry.add("undo", lambda step: print("undo", step, flush=True))
+    journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
+
+    async def background():  # (a service's background work: awaiting as the program ends)
+        async with AsyncRollback(journal=journal, run_id="r1") as rb:
+            for step in ("a", "b"):
+                await rb.do(step, lambda: 1,
+                            undo.bind(step=step) if journal else lambda s=step: undo(step=s))
+            await asyncio.sleep(3600)
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    loop.call_soon_threadsafe(lambda: globals().update(task=loop.create_task(background())))
+    time.sleep(0.3)
+    print("the script ends", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("journalled", [False, True])
+def test_a_block_in_a_daemon_loops_task_is_ended_there(tmp_path, journalled) -> None:
+    """attack306 F7: a block open in a task of a loop still running in a daemon thread (a
+    service's background work), awaiting as the program ends: lost, not a word. The task is
+    cancelled on its loop, waited for: its undos run there (a journal: none, said)."""
+    at = str(tmp_path / "j.db") if journalled else "-"
+    done = subprocess.run([sys.executable, "-c", TASK, at], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    head = (
+        "rollback-lessons: saga 'r1': its AsyncRollback block was left open in a task of an event "
+        "loop running in another thread as the program ended (a daemon's, ended with the program)"
+    )
+    if journalled:
+        assert done.stdout == "the script ends\n", done
+        assert said == [
+            f"{head}; none of its undos ran (not known to be undone: b, a): the journal keeps "
+            "it unfinished, and recover runs them"
+        ], done.stderr
+        return
+    assert done.stdout == "the script ends\nundo b\nundo a\n", done
+    assert said == [
+        f"{head}: its task is cancelled now, its undos run on that loop (end the block before "
+        "the program exits)"
+    ], done.stderr
