@@ -188,6 +188,13 @@ def _left_in_async_generators() -> dict[Any, list[Any]]:
     return found
 
 
+def entered_in(frame: Any) -> Any:
+    """The code a block is entered in, past contextlib's (an AsyncExitStack's: attack306 F8)."""
+    while frame.f_back is not None and frame.f_globals.get("__name__") == "contextlib":
+        frame = frame.f_back
+    return frame.f_code
+
+
 def _closable(agen: Any, block: Any) -> bool:
     """Is ``agen`` the generator ``block`` was entered in (not one holding it: a watcher of
     its events, attack303 F2), at a ``yield`` (not an ``await`` in a task: F7)?"""

@@ -322,7 +322,7 @@ class AsyncRollback(_Base):
         _shutdown.unowned()  # (asyncio.run interrupted as it made this task: attack65 F1)
         self._enter()
         self._run.home = this_task()  # (its steps may run in tasks of their own: wait_for)
-        self._entered_in = sys._getframe(1).f_code  # (its generator's, if one: 303 F2)
+        self._entered_in = _at_exit.entered_in(sys._getframe(1))  # (its generator's: 303 F2)
         _forward.hosted(self._run.home, lambda: self._state is not _CLOSED)  # (138 F2, F5)
         return self
 
