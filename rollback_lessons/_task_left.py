@@ -63,7 +63,8 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
     import asyncio
 
     async def cancelled() -> Any:
-        return await _driven(task.get_coro(), asyncio.CancelledError("the program ended"))
+        cut = asyncio.CancelledError("the program ended")
+        await _driven(task.get_coro(), cut, lambda: all(b._state == "closed" for b in blocks))
 
     def cancel() -> None:  # (the cancel it ends on is no stop: ``ended_at_end``)
         loop = asyncio.new_event_loop()
@@ -73,7 +74,7 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
             with contextlib.suppress(BaseException):
                 loop.close()
             with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
-                task._log_destroy_pending = False
+                task._log_destroy_pending = task.get_coro().cr_frame is not None
 
     async def cancelled_there() -> None:
         task.cancel()
@@ -88,15 +89,19 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
 
 
 @types.coroutine
-def _driven(coro: Any, first: BaseException) -> Generator[Any, Any, Any]:
+def _driven(coro: Any, first: BaseException, ended: Any) -> Generator[Any, Any, bool]:
     """``coro`` (another loop's task's, suspended) driven on the running loop from a throw of
-    ``first``: what it awaits from then on is this loop's."""
+    ``first``, what it awaits from then on this loop's, until it ends (True) or ``ended()``:
+    its blocks are over, and the code past them (a ``finally`` that awaits a lock of the old
+    loop: attack306 F4, a hang, unsaid) is not run here (False: Python's shutdown closes it)."""
     step, value = coro.throw, first
     while True:
         try:
             yielded = step(value)
-        except StopIteration as stop:
-            return stop.value
+        except StopIteration:
+            return True
+        if ended():
+            return False
         try:
             value, step = (yield yielded), coro.send
         except BaseException as exc:

@@ -198,3 +198,53 @@ def test_a_rollback_cut_as_the_program_ends_is_named_though_a_daemon_thread_hold
     said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
     assert len(said) == 1 and "was left rolling back as the program ended" in said[0], said
     assert "the undos not known to be done (s2, s1) are kept nowhere" in said[0], said
+
+
+LOCKED = textwrap.dedent(
+    """
+    import asyncio
+    from rollback_lessons import AsyncRollback
+
+    lock = asyncio.Lock()
+
+    async def gen():
+        async with AsyncRollback() as rb:
+            await rb.do("a", lambda: 1, lambda: print("undo a", flush=True))
+            await asyncio.sleep(1000)  # (awaiting, not at a yield)
+            yield 1
+
+    async def consumer():
+        try:
+            async for _ in gen():
+                pass
+        finally:
+            print("the consumer's finally", flush=True)
+            async with lock:  # (held by a task of the old loop, never run again)
+                print("never", flush=True)
+
+    async def holder():
+        async with lock:
+            await asyncio.sleep(1000)
+
+    loop = asyncio.new_event_loop()
+
+    async def cell():
+        globals().update(held=asyncio.ensure_future(holder()),
+                         task=asyncio.ensure_future(consumer()))
+        await asyncio.sleep(0.1)
+
+    loop.run_until_complete(cell())
+    print("the script ends", flush=True)
+    """
+)
+
+
+def test_the_code_past_the_block_in_a_cancelled_task_is_not_run_to_a_hang() -> None:
+    """attack306 F4: the task cancelled at the program's end rolled its block back, then ran
+    on into its own finally, which awaited a lock a task of the old loop held: the exit hung
+    for ever, unsaid (a Ctrl-C then said the undos still ran). The task is driven until its
+    blocks are over; the rest is Python's shutdown's to close."""
+    done = subprocess.run([sys.executable, "-c", LOCKED], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the script ends", "undo a", "the consumer's finally"], done
