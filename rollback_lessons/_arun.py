@@ -187,7 +187,7 @@ def carries(run: Run, exc: BaseException, outcome: Callable[[], Any]) -> None:
     """A Ctrl-C or sys.exit raised in ``arun`` (or out of a with-block: attack283 F1) once
     its run is over carries the outcome (not asyncio.run's own: ``told_at_shutdown``); so
     does a ``LoopEnded`` (asyncio logs it: ``error.outcome`` for a handler of its own)."""
-    if not isinstance(exc, KeyboardInterrupt | SystemExit | LoopEnded) or exc is run.shutdown:
+    if not issubclass(type(exc), KeyboardInterrupt | SystemExit | LoopEnded) or exc is run.shutdown:
         return
     if run.m.phase is Phase.DONE and getattr(exc, "outcome", None) is None:
         with contextlib.suppress(Exception):
@@ -216,8 +216,8 @@ def told_once(exc: BaseException | None) -> None:
     traceback at the program's end (attack302 F4: the loop's hook's task closing a generator;
     attack305 F5: a task nobody awaited, as asyncio.run's end ran its rollback). Any other
     report goes on as it was."""
-    if not isinstance(exc, KeyboardInterrupt | SystemExit):
-        return
+    if not issubclass(type(exc), KeyboardInterrupt | SystemExit):  # (by type: its __class__
+        return  # may raise, the block's own error: test_class_by_type)
     asyncio = sys.modules.get("asyncio")  # (a with-block's too: no loop, no import)
     task = asyncio.current_task() if asyncio and asyncio._get_running_loop() else None
     if task is None:
