@@ -225,9 +225,8 @@ class Machine:
                 self.cut(exc, f"at the {kind._value_} event" + (f" of {step}" if step else ""))
 
     def _broke(self, exc: BaseException, kind: EventKind, step: str | None) -> None:
-        """Going forward, ``kind``'s event of ``step`` raised (as it began too: attack53 F2):
-        an undo logged before its step is withdrawn (its action never called), a step never
-        called is not run; said where, if it cuts the rollback."""
+        """Going forward, ``kind``'s event of ``step`` raised (as it began: attack53 F2): an undo
+        logged before its uncalled step withdrawn, that step not run; said where, if it cuts."""
         last = (self.log[-1].step, self.log[-1].when) if self.log else None
         if self.raised_at is None or self.raised_at[0] is not exc:  # (once)
             if first := kind is _LOGGED and last == (step, "before"):
@@ -248,9 +247,8 @@ class Machine:
             self.interruption, self.interrupted_undo, self.interrupted_where = exc, undo, said
 
     def whereabouts(self) -> tuple[str, str | None]:
-        """Where the rollback is, as a note says it, and the undo in hand whose call may run
-        on, if any (``interrupted_undo``). A person asked, or an undo waiting to retry, is not
-        "during" an undo: none runs (attack178 F1)."""
+        """Where the rollback is, as a note says it, and the undo in hand whose call may run on
+        (``interrupted_undo``); not "during" one while a person or a retry waits (attack178 F1)."""
         undo = self.entry.step if self.entry is not None else None
         if undo is None:
             return "during the rollback", None
@@ -355,9 +353,8 @@ class Machine:
         return _new(RunStep, (name, 1))
 
     def not_run(self, name: str, why: str = "the Ctrl-C came as it started") -> None:
-        """``name``'s attempt was asked and never began, its action not called (``why``: a
-        Ctrl-C as it started, an engine's stop): never cut short. A later attempt leaves the
-        step waiting to retry (stopped there, it failed for good); a first, never run."""
+        """``name``'s attempt was asked, never begun (``why``: a Ctrl-C as it started, an
+        engine's stop): not cut short; a later one left waiting to retry, a first not run."""
         if self.attempt > 1:  # (a graph's steps: ``GraphMachine.not_run``)
             self.attempt, self.phase = self.attempt - 1, _STEP_WAIT
             return
@@ -371,9 +368,8 @@ class Machine:
             self.told_not_run is None or self.told_not_run(name)
 
     def withdraw(self, step: str) -> None:
-        """``step``'s action will never be called (its undo's event raised, a group's step
-        launched and never begun): an undo logged before it is withdrawn, never run; a
-        journal writes its row not run (a crash before that leaves it to ``recover``)."""
+        """``step``'s action will never be called (its undo's event raised, a group's step never
+        begun): an undo logged before it withdrawn; a journal writes its row not run."""
         if self.logged(step):
             self.log.remove(next(e for e in self.log if e.step == step))
             self.withdrawn = [*self.withdrawn, step]
@@ -692,7 +688,7 @@ class Machine:
         assert entry is not None
         error = off_its_loop(error, entry.step)  # (a plain undo's "no running event loop" said
         limit = limit if limit is not None else goes_on(error)  # whole, F15; its work runs on)
-        decision = by(self.policy, self.attempt - self.base, error)
+        decision = by(self.policy, self.deciding(), error)
         details: dict[str, Any] = {"attempt": self.attempt, "error": describe(error)}
         if limit is not None and decision != "dead_letter":
             self.notes = [*self.notes, f"the undo of {entry.step}: {limit}"]
@@ -718,6 +714,10 @@ class Machine:
         self.dead_letters.append(DeadLetter(entry.step, error, self.attempt))  # type: ignore[attr-defined]
         self.index += 1
         return self._next_undo()
+
+    def deciding(self) -> int:
+        """The attempt an undo policy is asked about (counted from a person's last "retry")."""
+        return self.attempt - self.base
 
     def answer(self, answer: str) -> RunUndo | Finished:
         """A person's answer to ``Ask``: ``retry`` the undo (its retries start afresh), it

@@ -118,7 +118,7 @@ def check_step_retry(
         )
 
 
-class _Said(str):
+class Said(str):
     """A decide answer the machine must not compare (its ``__eq__`` may raise), as text."""
 
     def __repr__(self) -> str:
@@ -178,7 +178,7 @@ def _read(ask: Callable[[int, BaseException], object], *args: Any) -> object:
         text = repr(str.__str__(answer) if isinstance(answer, str) else answer)
     except Exception as exc:  # (its message as ``events.said`` reads it: one that raises, F4)
         text = f"nothing (it raised {type(exc).__name__}: {said(exc)})"
-    return _Said(text if len(text) <= 80 else f"{text[:75]}...")
+    return Said(text if len(text) <= 80 else f"{text[:75]}...")
 
 
 def is_delay(value: object) -> TypeGuard[float]:

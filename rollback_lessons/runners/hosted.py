@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RollbackLessonsError, interrupts
 from ..faults import StepFaults
-from ..policies import UndoPolicy
+from ..policies import UndoPolicy, decided
 
 
 class NotHosted(RollbackLessonsError):
@@ -100,13 +100,13 @@ def interrupted(run_id: str, exc: BaseException, step: str, run: Hosted | None =
 
 
 def undo_failed(m: Any, run_id: str, step: str, error: BaseException, limit: str | None = None,
-                by: Any = None) -> Any:  # fmt: skip
+                by: Any = decided) -> Any:  # fmt: skip
     """``m.undo_failed``: a policy's own ``decide`` that raises a Ctrl-C, ``sys.exit`` or a
     cancel cuts the rollback there, the rest pending, as in process; it is raised once the
     outcome is read (``interrupted``). (Temporal's worker loop ended, attack94 F9; DBOS's
     run stayed unfinished, every relaunch raising it again, attack100 F11.)"""
     try:
-        return m.undo_failed(error, limit) if by is None else m.undo_failed(error, limit, by)
+        return m.undo_failed(error, limit, by)
     except BaseException as exc:
         if not interrupts(exc):
             raise

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():  # plain data and the policy, no I/O
     from ...errors import interrupts
     from ...events import describe
-    from ...policies import _Said, decided
+    from ...policies import Said, decided
     from .. import hosted
     from ..error_record import ErrorRecord
     from ..wire import SagaPlan
@@ -61,7 +61,7 @@ def run_decide(call: DecideCall) -> list[Any]:
         return ["cut", dataclasses.asdict(hosted.interrupted(call.run_id, exc, call.step))]
     if answer is None:
         return ["none"]
-    if isinstance(answer, _Said):
+    if isinstance(answer, Said):
         return ["said", str(answer)]
     return ["text", answer] if isinstance(answer, str) else ["delay", float(answer)]  # type: ignore[arg-type]
 
@@ -101,5 +101,5 @@ async def asked(plan: SagaPlan, step: str, attempt: int, data: dict[str, Any]) -
     kind, *value = said
     if kind == "cut":
         return ErrorRecord(**value[0]).to_exception()
-    answer = None if kind == "none" else _Said(value[0]) if kind == "said" else value[0]
+    answer = None if kind == "none" else Said(value[0]) if kind == "said" else value[0]
     return lambda *_: answer

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():  # plain data and the machine, no
     from ...errors import Cancelled, interrupts
     from ...machine import Machine, Phase
     from ...operations import CANCELLED_ASKING, Ask, Finished, Op, RunStep, RunUndo, Wait
+    from ...policies import decided
     from ...schedule import GraphMachine, GraphOp, Ready
     from ...stopping import cancel_uncalled
     from .. import hosted
@@ -414,10 +415,10 @@ class SagaWorkflow(PersonAsked):
                         return m.interrupted(error)  # as in process, the rest pending
                     if op.timeout is None:  # timed out by the server after step_timeout: said
                         error = server_timed_out(err, op.step, plan.step_timeout) or error
-                    by = None  # a policy of one's own: asked outside the workflow's code
+                    by = decided  # a policy of one's own: asked outside the workflow's code
                     if plan.policy.in_code and workflow.patched(deciding.PATCH):
                         data = deciding.error_data(err, error, op.step)
-                        by = await deciding.asked(plan, op.step, m.attempt - m.base, data)
+                        by = await deciding.asked(plan, op.step, m.deciding(), data)
                         if isinstance(by, BaseException):  # (its Ctrl-C: cut there)
                             return m.interrupted(by)
                     return hosted.undo_failed(m, plan.run_id, op.step, error, full, by)  # (its
