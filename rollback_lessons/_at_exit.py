@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._forward import quieted
 from ._loop_end import ended_by, not_undone
 from ._results import KEPT
 
@@ -56,6 +57,7 @@ def _left(run: Any, how: str) -> None:
         "exits, or give it a journal"
     )
     said(f"saga {getattr(run, 'run_id', '?')!r} {how}{not_undone(run)}; {kept}")
+    quieted(getattr(getattr(run, "arun", None), "task", None))  # (asyncio's line: attack305 F2)
 
 
 _WATCHING: list[bool] = []
@@ -73,8 +75,8 @@ def left_unfinished() -> None:
     suspended, its loop stopped (a ``run_until_complete`` a Ctrl-C cut, the script then
     ended), said now, once: Python's shutdown closes its coroutine later (``finalizing``:
     nothing more of it runs), or, as the order it collects things in falls, never, and
-    nothing said so (attack288 F7: no line in 2 of 30). A loop running in another thread
-    runs it on: not said."""
+    nothing said so (attack288 F7: no line in 2 of 30). One in a loop running in another
+    thread (a daemon's): ``_task_left.arun_left``."""
     heard: list[int] = []
 
     def noted(signum: int, frame: Any) -> None:  # (a first Ctrl-C as it looks: noted, it
@@ -99,30 +101,22 @@ def left_unfinished() -> None:
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
         _ended_orphan(block)
-    from ._task_left import awaiting, ended_in_task, rolling_left  # (in a task: 303 F7)
+    from ._task_left import arun_left, aruns, awaiting, ended_in_task, rolling_left
 
     done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
     for task, blocks in awaiting(_open_blocks("AsyncRollback"), done).items():
-        ended_in_task(task, blocks)
+        ended_in_task(task, blocks)  # (in a task: 303 F7)
+    for run in aruns(running=True):  # (in a daemon's loop)
+        arun_left(run)
     rolling_left()
 
 
 def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
-    import gc
-    import types
+    from ._task_left import aruns
 
-    saga = sys.modules.get("rollback_lessons.saga")
-    code = None if saga is None else saga.Saga.arun.__code__
-    for coro in gc.get_objects() if code is not None else ():
-        if type(coro) is not types.CoroutineType or coro.cr_code is not code:
-            continue
-        with contextlib.suppress(Exception):  # (a loop of an odd kind: said by Python's end)
-            run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
-            home = getattr(run, "arun", None)
-            if run is None or coro.cr_running or (home and home.task.get_loop().is_running()):
-                continue
-            _left(run, "was left unfinished as the program ended (its event loop stopped): "
-                  "nothing more of it runs")  # fmt: skip
+    for run in aruns(running=False):
+        _left(run, "was left unfinished as the program ended (its event loop stopped): "
+              "nothing more of it runs")  # fmt: skip
     left = _left_in_async_generators()
     blocks = _open_blocks("AsyncRollback")
     held = {id(b._run) for b in blocks if _held(b)}  # (a copy of a held one: never ended,
@@ -285,15 +279,18 @@ def _what_it_left(block: Any, stop: Any = None) -> None:
         return
     kept = "the journal keeps it" if block._run.journal is not None else "kept nowhere"
     kept += f"; an undo raised {type(stop).__name__}, its rollback stopped" if stop else ""
-    _left_by(block._run.run_id, out.dead_letters, out.pending, kept, f" {out.status}")
+    _left_by(block._run.run_id, out.dead_letters, out.pending, kept, f" {out.status}", out.leaked)
 
 
-def _left_by(run_id: str, dead_letters: Any, pending: Any, kept: str, status: str = "") -> None:
+def _left_by(
+    run_id: str, dead_letters: Any, pending: Any, kept: str, status: str = "", leaked: Any = ()
+) -> None:
     """What a rollback there left, said, if anything: its dead letters, its undos not known
-    to be done."""
+    to be done, the steps with no undo logged (cut in doubt: ``arun_left``)."""
     dead = [f"{d.step} ({type(d.error).__name__}: {d.error})" for d in dead_letters]
     told = [f"dead letters: {', '.join(dead)}"] if dead else []
     told += [f"not known to be undone: {', '.join(pending)}"] if pending else []
+    told += [f"no undo logged for: {', '.join(leaked)} (check by hand)"] if leaked else []
     how = f" ended{status} there" if status else ": its rollback there left"
     if told:
         said(f"saga {run_id!r}{how} ({kept}): {'; '.join(told)}")

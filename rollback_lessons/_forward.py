@@ -21,6 +21,17 @@ class Home:
     before: int  # (the task's cancels before the run: not this run's, ``heard_first``)
     asked: set[Any] = field(default_factory=set)  # (engine tasks whose cancel it was asked)
     given: list[Any] = field(default_factory=list)  # (the run task's answer, as it returned)
+    branches: dict[Any, str] = field(default_factory=dict)  # (its steps' tasks: ``branches``)
+
+
+def branches(run: Any) -> dict[Any, str]:
+    """The dict of ``run``'s steps' tasks (task: step), kept on its ``Home`` if it has one:
+    the program's end cuts them there (``_task_left.arun_left``)."""
+    home = getattr(run, "arun", None)
+    if home is None:
+        return {}
+    home.branches.clear()
+    return home.branches  # type: ignore[no-any-return]
 
 
 TURNS = 16
@@ -296,3 +307,30 @@ def stepping(task: Any) -> list[bool]:
     if task is not None and not is_engine_task(task) and not _open(task):
         hosted(task, lambda: runs[0])
     return runs
+
+
+DESTROYED = "Task was destroyed but it is pending!"
+
+
+def quieted(home: Any) -> None:
+    """asyncio's own "Task was destroyed but it is pending!" (and the task's repr) for
+    ``home``, a run's or a block's task on a loop that stopped, and for the engine's tasks
+    there, which Python's shutdown collects pending once the package has said in one line
+    what the run left (attack305 F1, F2: told twice, the second raw): silenced (any other
+    report of that loop goes on as it was)."""
+    with contextlib.suppress(Exception):
+        loop = home.get_loop()
+        if loop.is_running():
+            return
+        home._log_destroy_pending = False
+        if getattr(loop, "quieted", False):
+            return
+        before = loop.get_exception_handler()
+
+        def handler(loop: Any, context: dict[str, Any]) -> None:
+            if context.get("message") == DESTROYED and hasattr(context.get("task"), "in_run"):
+                return
+            before(loop, context) if before is not None else loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        loop.quieted = True

@@ -237,7 +237,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
     import asyncio
 
     gm: GraphMachine = run.m  # type: ignore[assignment]
-    tasks: dict[asyncio.Future[GraphOp], str] = {}
+    tasks: dict[asyncio.Future[GraphOp], str] = _forward.branches(run)
     broken: BaseException | None = None
     again: BaseException | None = None  # a second Ctrl-C, as a branch's failure was told
     run.wake = asyncio.Event()  # set once the run stops: a branch's retry wait ends then

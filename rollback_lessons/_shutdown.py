@@ -42,11 +42,11 @@ def taken_back(exc: BaseException, private: bool = False) -> BaseException | Non
     ki = exc.__context__  # (read by type: an error's __class__ may raise or lie)
     if not issubclass(type(exc), asyncio.CancelledError):
         return None
+    task = asyncio.current_task()
     if not issubclass(type(ki), KeyboardInterrupt | SystemExit):
         if not private:
-            return None
-        ki = LoopEnded("asyncio.run ended the loop while the saga ran")
-    task = asyncio.current_task()
+            return None  # (the program's end cuts a step on a daemon's loop so: ``arun_left``)
+        ki = LoopEnded(getattr(task, "ended_why", "asyncio.run ended the loop while the saga ran"))
     if task is None or task.cancelling() == 0:
         return None
     task.uncancel()
@@ -408,6 +408,7 @@ def closed_rolling(run: Any, exc: BaseException) -> BaseException:
     rollback said nothing, exit 0 (attack101 F4)."""
     if type(exc) is GeneratorExit and not vars(run).get("rolling_said"):  # (no journal too:
         said(rolling_cut(run))  # not a word was said, attack288 F2; said at the end: once)
+        _forward.quieted(getattr(run, "home", None))  # (asyncio's line beside it: 305 F1)
     return exc
 
 

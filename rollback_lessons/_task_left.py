@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import types
 from collections.abc import Generator
 from typing import Any
 
-from ._at_exit import LEFT_SAID, _ctrl_c_said, _open_blocks, _what_it_left, said
+from ._at_exit import LEFT_SAID, _ctrl_c_said, _left, _open_blocks, _what_it_left, said
+from ._forward import quieted
 from ._loop_end import not_undone, rolling_cut
 
 
@@ -122,6 +124,7 @@ def rolling_left() -> None:
                 run.rolling_said = True
                 said(rolling_cut(run, "was left rolling back as the program ended, its event "
                                       "loop stopped: nothing more of it runs"))  # fmt: skip
+                quieted(task)  # (asyncio's own line beside it: attack305 F2)
 
 
 def ended_at_end(blocks: list[Any], end: Any) -> None:
@@ -142,3 +145,62 @@ def ended_at_end(blocks: list[Any], end: Any) -> None:
     for block in blocks:
         with contextlib.suppress(Exception):
             _what_it_left(block, stop)
+
+
+def aruns(running: bool) -> list[Any]:
+    """The runs of the ``saga.arun`` coroutines left as the program ends, in a task of a loop
+    that runs in another thread (``running``: a daemon's, ``arun_left``) or of one stopped
+    (not running now: said, ``_at_exit._left_unfinished``)."""
+    import gc
+
+    saga = sys.modules.get("rollback_lessons.saga")
+    code = None if saga is None else saga.Saga.arun.__code__
+    found = []
+    for coro in gc.get_objects() if code is not None else ():
+        if type(coro) is not types.CoroutineType or coro.cr_code is not code:
+            continue
+        with contextlib.suppress(Exception):  # (a loop of an odd kind: said by Python's end)
+            run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
+            home = getattr(run, "arun", None)
+            on = bool(home and not home.task.done() and home.task.get_loop().is_running())
+            if run is not None and on is running and (running or not coro.cr_running):
+                found.append(run)
+    return found
+
+
+DAEMON = ("was left running in a task of an event loop in another thread (a daemon's) as the "
+          "program ended")  # fmt: skip
+ENDED_WHY = "the program ended as the saga ran on an event loop in a daemon thread"
+
+
+def arun_left(run: Any) -> None:
+    """A ``saga.arun`` in a task of a loop running in a daemon thread as the program ends (a
+    service's background work): that thread dies mid-step, nothing said. Journalled, it is
+    said, the journal keeping it for ``recover``, as a crash would; else its task is
+    cancelled on that loop, its steps running cut there as ``asyncio.run``'s end cuts them
+    (in doubt: a cancel alone waits for them, a step of hours kept the exit), its rollback
+    run there (one rolling back already: waited for), and what it left said."""
+    if run.journal is not None:
+        return _left(run, f"{DAEMON}: that thread ends with it, cutting it wherever it is")
+    rolling = run.m.rolling
+    said(f"saga {run.run_id!r} {DAEMON}: " + (
+        "its rollback is waited for on that loop" if rolling else "its task is cancelled "
+        "now, its steps running cut (in doubt), its undos run on that loop"
+    ) + " (end the run before the program exits)")  # fmt: skip
+    task, left = run.arun.task, types.SimpleNamespace(_run=run, outcome=None)
+
+    async def cancelled_there() -> None:
+        if not rolling:
+            task.cancel()
+        for branch in [b for b in run.arun.branches if not b.done() and not rolling]:
+            branch.ended_why = ENDED_WHY
+            branch.cancel()
+            branch.in_run = branch.inside = -1  # (the loop's end's, as asyncio.run's: a cut)
+        try:
+            left.outcome = await task
+        except BaseException as exc:  # (its end, as awaited: said after)
+            left.outcome = getattr(exc, "outcome", None)
+
+    from ._late_threads import closed_on
+
+    ended_at_end([left], lambda: closed_on(task.get_loop(), cancelled_there, [left]))

@@ -136,6 +136,114 @@ def test_a_rollback_cut_as_asyncio_runs_end_ran_it_is_named_whatever_ends_the_pr
     said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
     named = [s for s in said if "the undos not known to be done (s2, s1)" in s]
     assert len(named) == 1 and "are kept nowhere (no journal)" in named[0], done.stderr
+    assert "Task was destroyed" not in done.stderr, done.stderr  # (told once: attack305 F2)
+
+
+ARUN_ROLLING = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, threading, time
+    from rollback_lessons import Saga, Step
+
+    calls, started = [], threading.Event()
+
+    def boom(state):
+        raise RuntimeError("s3 fails")
+
+    async def slow(n):
+        calls.append(f"undo{n} begins")
+        started.set()
+        await asyncio.sleep(1)
+        calls.append(f"undo{n} ends")
+
+    saga = Saga([Step("s1", lambda st: calls.append("do1"), lambda st: slow(1)),
+                 Step("s2", lambda st: calls.append("do2"), lambda st: slow(2)),
+                 Step("s3", boom)])
+
+    def ctrl_c():
+        started.wait(5)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+
+    async def main():
+        asyncio.create_task(saga.arun({}))
+        await asyncio.sleep(0.05)  # (main returns as the saga rolls back)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("raised: KeyboardInterrupt")
+    print("calls:", calls, flush=True)
+    """
+)
+
+
+def test_an_arun_cut_as_asyncio_runs_end_rolled_it_back_is_told_once() -> None:
+    """attack305 F2: one Ctrl-C as ``asyncio.run``'s end ran an ``arun``'s rollback (its
+    task left running as main returned): the package's line named the undos never done,
+    and asyncio's own "Task was destroyed but it is pending!", twice, with the tasks'
+    reprs, said it again, raw: now the line alone."""
+    done = subprocess.run([sys.executable, "-c", ARUN_ROLLING], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert "raised: KeyboardInterrupt" in done.stdout and "undo1 ends" not in done.stdout, done
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    assert len(said) == 1 and "(not known to be undone: s2, s1)" in said[0], done.stderr
+    assert done.stderr.strip() == said[0], done.stderr
+
+
+TWO_GENERATORS = textwrap.dedent(
+    """
+    import asyncio
+    from rollback_lessons import AsyncRollback
+
+    calls, blocks = [], []
+
+    async def interrupting():
+        calls.append("A.undo2")
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt
+
+    async def slow():
+        calls.append("B.undo2 begins")
+        await asyncio.sleep(0.2)
+
+    async def gen(tag, undo2):
+        async with AsyncRollback() as rb:
+            blocks.append(rb)
+            undo1 = lambda: calls.append(tag + ".undo1")
+            await rb.do("s1", lambda: calls.append(tag + ".do1"), undo1)
+            await rb.do("s2", lambda: calls.append(tag + ".do2"), undo2)
+            yield 1
+
+    async def main():
+        ga, gb = gen("A", interrupting), gen("B", slow)
+        async for _ in ga:
+            break
+        async for _ in gb:
+            break
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("raised: KeyboardInterrupt")
+    print("calls:", calls, flush=True)
+    """
+)
+
+
+def test_a_second_generators_rollback_cut_by_the_firsts_interrupt_is_told_by_one_line() -> None:
+    """attack305 F1: the first generator's undo raises KeyboardInterrupt as asyncio.run's
+    end closes both: the second's rollback is cut (its undo of s2 begun, s1's never run), its
+    line names s2, s1; asyncio's own "Task was destroyed but it is pending!" for the engine's
+    task said it again, raw (the one for asyncio's own close of it, printed as asyncio.run
+    closes its loop, before any code of the package's runs, stays)."""
+    done = subprocess.run([sys.executable, "-c", TWO_GENERATORS], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert "raised: KeyboardInterrupt" in done.stdout and "B.undo1" not in done.stdout, done
+    said = [s for s in done.stderr.splitlines() if s.startswith("rollback-lessons")]
+    assert len(said) == 1 and "the undos not known to be done (s2, s1)" in said[0], done.stderr
+    assert "EngineTask" not in done.stderr, done.stderr
 
 
 HELD = textwrap.dedent(
