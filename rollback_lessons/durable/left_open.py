@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +78,27 @@ def awaiting_recover(con: sqlite3.Connection) -> bool:
         sql = "SELECT 1 FROM sagas WHERE writer = ? LIMIT 1"
         return con.execute(sql, (AWAITING,)).fetchone() is not None
     return False
+
+
+def cut_ending(con: sqlite3.Connection, path: Path, exc: BaseException, exiting: bool) -> None:
+    """A Ctrl-C (an exit) as an unclosed journal's end ran in its finalizer: Python only
+    prints it ("Exception ignored", a traceback), and its teardown then closed the connection,
+    the last, writing the -wal back into a file whose mark stayed: refused as a copy alone,
+    though whole (attack305). Left open instead, as a crash leaves it, said in one line; mid-
+    program (a journal collected unclosed) the Ctrl-C is passed on to the main thread."""
+    left_open(con)
+    with contextlib.suppress(Exception):
+        print(
+            f"rollback-lessons: a {type(exc).__name__} as the journal {path} was ended "
+            "unclosed (close it before the program ends): its end cut, its connection left "
+            "as a crash leaves it, the -wal beside the file, read with it",
+            file=sys.__stderr__ or sys.stderr,
+        )
+    if not exiting and issubclass(type(exc), KeyboardInterrupt):  # (a moment later, from
+        import signal  # a thread: raised in the finalizer, it would be dropped as ever)
+        import threading
+
+        main = threading.main_thread().ident
+        later = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+        later.daemon = True
+        later.start()

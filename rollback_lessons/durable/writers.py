@@ -39,6 +39,7 @@ from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
 from .holding import runs_on
 from .left_open import awaiting_recover, left_open, left_stuck, stuck_keys, stuck_on, unstuck
+from .left_open import cut_ending as cut_end
 from .owner import me, process_alive
 from .records import AWAITING
 from .shell import for_shell
@@ -202,8 +203,7 @@ def claiming(mark: Mark, con: sqlite3.Connection, ids: list[str]) -> None:
     this recover takes, stayed until a close: every backup of a service refused)."""
     mark.open.update(ids)
     mark.open_ever = mark.open_ever or bool(ids)
-    mark.leaving = not mark.open  # (nothing claimed, nothing open: no mark, attack244 F4:
-    # a recover that found nothing marked the file till its close, every backup refused)
+    mark.leaving = not mark.open  # (nothing claimed, nothing open: no mark, attack244 F4)
     mark.threads.update(dict.fromkeys(ids, threading.current_thread()))
     ended = [key for key, value in con.execute(_MARKS) if _ended(_who(value)) is True]
     for sql, params in _out(ended):
@@ -273,12 +273,13 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
     cut: list[int] = []  # (signals held as an unclosed journal's end waited: attack237)
     try:
         _ending(con, mark, cut)
+    except (KeyboardInterrupt, SystemExit) as exc:  # (in a finalizer: Python prints it only,
+        cut_end(con, mark.path, exc, _EXIT["now"] or sys.is_finalizing())  # (-wal: in)
     finally:
         if cut:  # (the ends after it at the process's end wait no more; a SIGTERM left to
             exit_left(cut=True)  # its default ends the process as it would have; a Ctrl-C,
             if signal.SIGTERM in cut and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGTERM)  # raised in a finalizer, Python only
-            # reports and drops: it ends the wait, nothing more)
+                signal.raise_signal(signal.SIGTERM)  # raised in a finalizer: dropped)
 
 
 def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
@@ -306,8 +307,7 @@ def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
                 unclosed = mark.kept is _UNCLOSED  # (but once, interrupted; collected unclosed
                 longest = LEAVE_WAIT if unclosed else max(wait or 0.0, LEAVE_WAIT)  # or at
                 if exiting:  # its end: 5 s at most, a signal ending it, attack235 F1, F2; at
-                    longest = exit_left()  # the process's end, 5 s for all (and calls left
-                    # running past their timeout: ``_late_threads``, attack286 F5)
+                    longest = exit_left()  # the process's end, 5 s for all: attack286 F5)
                 con.wait = 0.0 if hurry else longest  # type: ignore[attr-defined]
                 con.stopping = cut if unclosed else mark.kept  # type: ignore[attr-defined]
                 with (

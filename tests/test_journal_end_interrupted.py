@@ -1,0 +1,77 @@
+"""attack305 (minor): a Ctrl-C landing in an unclosed journal's end (its finalizer, as the
+program ends): Python printed it as "Exception ignored in atexit callback", a traceback, and
+its teardown then closed the connection, the last, writing the -wal back into a file whose
+mark stayed: the next `journal show` refused the file as a copy alone, though whole. Now the
+end cut is said in one line, the connection left as a crash leaves it (the -wal beside the
+file, read with it); mid-program (a journal collected unclosed) the Ctrl-C reaches the main
+thread, never dropped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHILD = textwrap.dedent(
+    """
+    import gc, sys, time
+    import rollback_lessons.durable.writers as writers
+    from rollback_lessons import Registry, Rollback
+    from rollback_lessons.durable.journal import Journal
+
+    registry = Registry()
+    undo = registry.add("undo", lambda: print("undo"))
+    journal = Journal(sys.argv[1])
+
+    def gen():
+        with Rollback(journal=journal, run_id="r1") as rb:
+            rb.do("a", lambda: print("do a"), undo.bind())
+            yield 1
+
+    held = gen()
+    next(held)  # (the block left open: the journal's mark stays in the file)
+    stuck_keys = writers.stuck_keys
+
+    def interrupted(path):  # (a Ctrl-C as the journal's end reads the marks)
+        if sys._getframe(1).f_code.co_name == "_ending":
+            raise KeyboardInterrupt
+        return stuck_keys(path)
+
+    writers.stuck_keys = interrupted
+    if sys.argv[2] == "mid-program":
+        del held  # (its rollback runs: the saga ends)
+        del journal
+        try:
+            gc.collect()
+            time.sleep(5)  # (the Ctrl-C passed on comes here)
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt reached the main thread")
+    print("the script ends", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("when", ["at-exit", "mid-program"])
+def test_a_ctrl_c_in_an_unclosed_journals_end_is_one_line_and_leaves_the_file_readable(
+    tmp_path, when
+) -> None:
+    at = str(tmp_path / "j.db")
+    done = subprocess.run([sys.executable, "-c", CHILD, at, when], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "ignored" not in done.stderr, done.stderr
+    said = [s for s in done.stderr.splitlines() if "as the journal" in s]
+    assert said == [
+        f"rollback-lessons: a KeyboardInterrupt as the journal {at} was ended unclosed (close it "
+        "before the program ends): its end cut, its connection left as a crash leaves it, the "
+        "-wal beside the file, read with it"
+    ], done.stderr
+    if when == "mid-program":
+        assert "KeyboardInterrupt reached the main thread" in done.stdout, done
+    show = subprocess.run([sys.executable, "-m", "rollback_lessons", "journal", "show", at],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert show.returncode == 0, show.stderr
+    status = "rolled_back" if when == "mid-program" else "running"
+    assert show.stdout.split("\n")[1].split()[:3] == ["r1", "rollback", status], show.stdout
