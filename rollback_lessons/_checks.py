@@ -65,6 +65,15 @@ def check_step(
         check_seconds(undo_timeout, f"undo_timeout of step {step!r}")
 
 
+def check_flag(value: object, name: str) -> bool:
+    """An on/off option, refused unless it is True or False: a string read from a config
+    ("false", "no") or a 0/1 was taken by its truth (attack308 F3: ``stop_execution="false"``
+    stopped the execution, nothing undone; attack234 F3: ``orders="no"``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_clock(clock: object) -> None:
     missing = [a for a in ("sleep", "time", "monotonic", "run_id") if not callable(
         getattr(clock, a, None))]  # fmt: skip

@@ -11,6 +11,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._checks import check_flag
 from .calls import answering, check_observer
 from .events import describe
 from .policies import resolve_policy
@@ -36,8 +37,7 @@ def check_input(
         raise TypeError(f"explore needs a Saga, got {type(saga).__name__}")
     if isinstance(max_faults, bool) or not hasattr(type(max_faults), "__index__"):
         raise TypeError(f"max_faults must be a whole number, got {max_faults!r}")
-    if orders not in (True, False):  # (attack234 F3: "no" ran every order)
-        raise TypeError(f"orders must be True or False, got {orders!r}")
+    check_flag(orders, "orders")  # (attack234 F3: "no" ran every order)
     if operator.index(max_faults) < 0:  # (one with __index__ only: attack238 F2)
         raise ValueError(f"max_faults must be 0 or more, got {max_faults}")
     if isinstance(policies, str | bytes | Mapping) or not isinstance(policies, Iterable):

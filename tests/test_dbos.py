@@ -1578,14 +1578,19 @@ def test_an_error_of_megabytes_is_saved_cut_and_ends_as_in_process_on_dbos(dbos_
     assert local.status is Status.ROLLBACK_INCOMPLETE
     note = f"characters, DBOS carries {TEXT_LIMIT}]"
     alone = dbos_runner.start_saga(saga(), {}, run_id=f"big-{retried}")
-    for there in (dbos_runner.run(saga(), {}), alone.outcome()):
+    for there, here in ((dbos_runner.run(saga(), {}), True), (alone.outcome(), False)):
         assert there.status == local.status and there.failed_step == local.failed_step == "b"
         assert (there.completed, there.compensated, there.pending, there.leaked) == (
             local.completed, local.compensated, local.pending, local.leaked)  # fmt: skip
         assert [(d.step, d.attempts) for d in there.dead_letters] == [
             (d.step, d.attempts) for d in local.dead_letters]  # fmt: skip
         assert [(e.kind, e.step) for e in there.events] == [(e.kind, e.step) for e in local.events]
+        told = [e.details["error"] for e in there.events if "error" in e.details]
+        assert told and all(len(t) == TEXT_LIMIT and t.endswith(note) for t in told)
         for error, letter in ((there.error, "s"), (there.dead_letters[0].error, "u")):
+            if here:  # (raised in ``run``'s process: the very exception, attack308 F2)
+                assert type(error) is RuntimeError and str(error) == letter * BIG
+                continue
             told = str(error)
             assert describe(error).startswith(f"RuntimeError('{letter * 1000}")
             assert len(told) == TEXT_LIMIT and told.startswith(letter * 1000)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .._checks import check_flag
 from .._numbers import plain_number
 from .._words import counted
 from ..errors import JournalError, TakenOver
@@ -213,8 +214,7 @@ def _check_arguments(path: object, create: object, readonly: object, given: obje
     """Journal's arguments, refused before any file is touched (a timeout named as given)."""
     timeout = plain_number(given)
     for name, flag in (("create", create), ("readonly", readonly)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"Journal's {name} must be True or False, got {flag!r}")
+        check_flag(flag, f"Journal's {name}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         kind = type(timeout).__name__
         raise TypeError(f"Journal's timeout must be a number of seconds, got {kind} {given!r}")

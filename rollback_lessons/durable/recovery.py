@@ -46,6 +46,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from .._checks import check_flag
 from ..calls import own_cancel
 from ..events import Event, EventKind, describe, text_of
 from ..machine import Machine, pivot_at_stake
@@ -169,8 +170,7 @@ def recover(
             f"registered with @compensation), got {type(registry).__name__}; nothing was claimed"
         )
     registry = registry if registry is not None else default_registry
-    if not isinstance(force, bool):
-        raise TypeError(f"force must be True or False, got {force!r}")
+    check_flag(force, "force")
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch must be an int >= 1, got {batch!r}")
     report, held = None, recovering(journal)

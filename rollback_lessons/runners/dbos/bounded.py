@@ -6,10 +6,12 @@ system database, once per attempt, and again in the run's record (the workflow's
 each event telling it): a step raising an error of 50 MB wrote some 100 MB per attempt into
 the SQLite file, and kept it there (issue #25). Each text over ``TEXT_LIMIT`` is cut to it
 with the note every engine writes at the cut (``error_record.cut_text``): the failure is
-the one it was (its type, its lineage, the start of its message), and the machine hears it,
-and the Outcome tells it, cut as it is saved, so that a relaunch tells the same story; the
-very exception is then not kept for ``runner.run`` (``live``: it would tell it whole again in
-the record's events), as on Temporal."""
+the one it was (its type, its lineage, the start of its message), and the Outcome tells it
+cut as it is saved (``record``: the run's record, its events, notes and errors, cut so as it
+is saved), so that a relaunch tells the same story. In the process that raised it, the very
+exception is kept all the same (``live``): the machine, a ``decide``, a retry's ``retry_on``,
+the dead letters and ``Outcome.error`` get it, class, args and attributes, as ``saga.run``'s
+do (attack308 F2: a stand-in, a ``decide`` then halted where ``saga.run`` rolled back)."""
 
 from __future__ import annotations
 
@@ -30,4 +32,27 @@ def saved(error: ErrorRecord) -> dict[str, Any]:
         for k in ("message", "text")
         if isinstance(v := data.get(k), str) and len(v) > TEXT_LIMIT
     }
-    return {**data, **over, "live": None} if over else data
+    return {**data, **over} if over else data
+
+
+def record(data: dict[str, Any]) -> dict[str, Any]:
+    """A run's record as a workflow returns it (``wire.record_data``), every text of an error
+    in it (its events' details, its notes, its errors' message and repr) over ``TEXT_LIMIT``
+    cut to it as ``saved`` cuts them: its events told the live exception whole."""
+
+    def cut(text: Any) -> Any:
+        long = isinstance(text, str) and len(text) > TEXT_LIMIT
+        return cut_text(text, TEXT_LIMIT, "DBOS", TEXT_LIMIT) if long else text
+
+    def error(e: Any) -> Any:
+        return {**e, "message": cut(e["message"]), "text": cut(e.get("text"))} if e else e
+
+    made = {
+        "error": lambda e: error(e),
+        "dead_letters": lambda ds: [{**d, "error": error(d["error"])} for d in ds],
+        "notes": lambda notes: [cut(note) for note in notes],
+        "events": lambda events: [
+            [kind, step, [[k, cut(v)] for k, v in details]] for kind, step, details in events
+        ],
+    }
+    return {key: made[key](value) if key in made else value for key, value in data.items()}

@@ -17,6 +17,7 @@ from typing import Any
 from dbos import DBOS
 from dbos._error import DBOSUnexpectedStepError
 
+from ..._checks import check_flag
 from ..._graph_drive import CancelLike, asked_of
 from ..._guards import check_completion
 from ..._numbers import plain_number
@@ -189,7 +190,8 @@ class DBOSRunner(Closable):
         if halt_wait is not None:  # (a duration, checked: attack108 F9, Temporal's unchecked)
             check_seconds(halt_wait, "halt_wait", zero=True)
             halt_wait = plain_number(halt_wait)
-        if at_once and completion is not None:
+        check_flag(wait, "wait")
+        if check_flag(at_once, "at_once") and completion is not None:
             raise InvalidPipelineError("completion plays a timing; at_once runs the real one")
         asked = asked_of(cancel)
         chosen = resolve_policy(policy if policy is not None else saga.policy)

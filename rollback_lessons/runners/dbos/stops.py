@@ -37,7 +37,7 @@ from ...stopping import stopped_past
 from ..asking import Question
 from ..error_record import KEPT_MOST
 from ..wire import record_data
-from . import replay, waits
+from . import bounded, replay, waits
 from .asking import LOST, error_of
 
 STOPPED: dict[str, dict[str, Any]] = {}
@@ -285,6 +285,7 @@ def ended(run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     keeps no result of a run its cancel reached then, and a later launch read that run,
     every undo done, as ``StoppedUnrecorded``, "its undos may still be pending" (attack164
     F2). A cancel before this step: it stopped nothing, and ``ENDED`` says so here."""
+    data = bounded.record(data)  # (its texts as DBOS keeps them: attack308 F2)
     _keep(ENDED, run_id, data)
     _save_ended(data)
     return data
@@ -319,7 +320,7 @@ def stopped(run_id: str, exc: BaseException, stop: Callable[[BaseException], Fin
         return
     cause = WorkflowCancelled(STOPPED_NOTE)
     cause.__cause__ = exc
-    _keep(STOPPED, run_id, record_data(stop(cause).record))
+    _keep(STOPPED, run_id, bounded.record(record_data(stop(cause).record)))
 
 
 REPLAYED = "replayed"

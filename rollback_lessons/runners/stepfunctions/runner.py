@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from ..._checks import check_flag
 from ..._graph_drive import CancelLike, asked_of, first_of
 from ..._guards import check_completion
 from ...errors import InvalidPipelineError
@@ -161,7 +162,7 @@ class StepFunctionsRunner(Closable):
         asked = asked_of(cancel)
         if live and asl is not None:
             raise InvalidPipelineError("a state machine wired by hand runs a list saga only")
-        if stop_execution and cancel is None:
+        if check_flag(stop_execution, "stop_execution") and cancel is None:
             raise InvalidPipelineError("stop_execution=True needs a cancel to stop on")
         if live:
             asl = graph_asl(plan)

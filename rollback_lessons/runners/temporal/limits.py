@@ -151,9 +151,11 @@ def check_id(run_id: str, whence: str, then: str) -> None:
 
 
 def check_task_queue(name: object) -> None:
-    """A task queue's name, refused before anything starts: a non-empty str of at most
-    ``ID_LIMIT`` bytes (attack206 F2: one over was taken, and every run then said the
-    server "did not start it in time. Try again", which could never work)."""
+    """A task queue's name (None: a new one), refused before anything starts: a non-empty
+    str of at most ``ID_LIMIT`` bytes (attack206 F2: one over was taken, and every run then
+    said the server "did not start it in time. Try again", which could never work)."""
+    if name is None:
+        return
     if type(name) is not str or not name:
         raise TypeError(f"task_queue must be a non-empty str, got {name!r}")
     what = "the task queue's name ({} bytes in UTF-8)"

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from ..._checks import check_flag
 from ..._guards import cancelled_with
 from ..._words import counted
 from ...faults import InjectionLike, saga_faults
@@ -102,8 +103,7 @@ class TemporalRunner(Closable):
         self.client, self.env, self.address = client, env, address
         self.ui_url: str | None = None  # Temporal's Web UI, when started with ui=True
         self.task_queue = task_queue or f"rollback-lessons-{uuid.uuid4().hex[:8]}"
-        self.abandoned: tuple[str, ...] = ()
-        """What ``close`` left running: steps or undos that did not end within its grace."""
+        self.abandoned: tuple[str, ...] = ()  # (what ``close`` left running past its grace)
         self._told: tuple[str, ...] | None = None  # (the abandoned calls a warning named)
         self.db_file: str | None = None  # its own dev server's file (None: it keeps nothing)
         self.lost: dict[str, SagaTerminated] = {}
@@ -157,8 +157,8 @@ class TemporalRunner(Closable):
         workers look for it; ``task_queue`` (a new one by default) lets this runner's
         worker take up the sagas another runner of this process started there (after the
         server was lost: ``ServerLost``)."""
-        if task_queue is not None:
-            check_task_queue(task_queue)
+        check_task_queue(task_queue)
+        check_flag(ui, "ui")
         given = bool(address)
         address = address or os.environ.get("TEMPORAL_ADDRESS")
         if address:
