@@ -123,6 +123,7 @@ def left_to_recover(w: JournalWriter, jrun: UndoJournalRun) -> None:
             cut_by.__notes__ = [n.replace(was, m.cut_note) for n in told]  # type: ignore[union-attr]
         named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, names, strict=True)]
         said.append(left_note(w, jrun, unwritten, named) + (OWED_KEPT if owed else ""))
+        jrun.left_said = said[-1].removeprefix(f"journal write failed ({unwritten}); ")
     for note in said:
         try:
             m.note(EventKind.JOURNAL_FAILED, note)
@@ -266,7 +267,9 @@ def last_batch(w: JournalWriter, jrun: UndoJournalRun, error: BaseException | No
     w.dropped, w.jrun = jrun, None  # the journal keeps the saga unfinished, till it
     owed = jrun.owe()  # writes them with its next write or close (attack270 F1: dropped)
     named = [*zip(w.refused, w.refusals, strict=True), *zip(not_run, steps, strict=True)]
-    said = left_note(w, jrun, f"{errors[-1]}, {ATTEMPTS} attempts", named)
+    failed = f"{errors[-1]}, {ATTEMPTS} attempts"
+    said = left_note(w, jrun, failed, named)
+    jrun.left_said = said.removeprefix(f"journal write failed ({failed}); ")  # (its end's line)
     w.m.note(EventKind.JOURNAL_FAILED, f"{said}{OWED if owed else ''}")
 
 

@@ -18,6 +18,7 @@ class UndoJournalRun(Protocol):
     """One saga's durable records, as the engine writes them."""
 
     saga_id: str
+    left_said: str  # (what ``recover`` finds, as a disk full to the end left it: its end's line)
 
     def key(self, step: str) -> str: ...
     def event(self, event: Event) -> None: ...

@@ -268,3 +268,53 @@ def test_owed_writes_at_the_process_end_wait_its_5_s_and_say_what_is_left_in_one
     why = {"cut": "KeyboardInterrupt", "closed on a full disk": closed}
     assert f"the last writes of saga 's' in {path} were not written" in lines[0], err
     assert why.get(end, "locked by another") in lines[0], err
+
+
+PIVOT_FULL = """
+import sqlite3, sys
+from rollback_lessons import Saga, Step
+from rollback_lessons.durable.journal import Journal
+from rollback_lessons.durable.registry import Registry
+
+undo = Registry().add("owed_pivot_u", lambda step, idempotency_key=None: print("undo", step))
+journal = Journal(sys.argv[1])
+real, full = journal.write, []
+
+def write(statements, **kw):  # (the disk full from the pivot's start on, to the end)
+    if full:
+        raise sqlite3.OperationalError("database or disk is full")
+    done = real(statements, **kw)
+    full.extend(1 for _, p in statements if "'step_start'" in str(p) and "'p'" in str(p))
+    return done
+
+def refused(state):
+    raise ValueError("card refused")
+
+journal.write = write
+steps = [Step("a", lambda s: None, undo.bind(step="a")),
+         Step("b", lambda s: None, undo.bind(step="b")), Step("p", refused, kind="pivot")]
+print(Saga(steps, name="t").run({}, journal=journal, run_id="r1").status, flush=True)
+journal.close()
+"""
+
+
+def test_the_process_ends_line_says_what_recover_will_do_at_a_pivot_the_journal_shows(tmp_path):
+    """attack307 F2: the disk full from a pivot's start on (its refusal never written), the
+    run undid b and a itself; its note said recover would leave the saga for a person, b's
+    and a's undos run here, not to be run again; the line at the process's end said
+    "recover finishes it, calling again any undo that ran here", and recover then told a
+    person to run them by hand. Now that line says what the note says."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    done = subprocess.run([sys.executable, "-c", PIVOT_FULL, str(path)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.stdout.split("\n")[:3] == ["undo b", "undo a", "rolled_back"], done
+    [line] = done.stderr.strip().splitlines()
+    assert "recover finishes it" not in line, line
+    assert line.endswith("recover will leave the saga for a person; the undo of 'b', 'a' ran "
+                         "here: do not run it again"), line  # fmt: skip
+    with Journal(path) as journal:
+        [back] = recover(journal, Registry()).recovered  # (no undo run: none registered)
+    assert back.status is Status.HALTED

@@ -109,7 +109,7 @@ class GiveBack:
     """A stopped recover's claims, given back (each only if still this process's). Not said
     at the process's end: the claims go with it (recover takes them), nothing is lost."""
 
-    told_at_end = False
+    told_at_end, left_said = False, ""
 
     def __init__(self, journal: Journal, statements: list[tuple[str, tuple[object, ...]]]):
         self.journal, self.statements = journal, statements

@@ -16,6 +16,7 @@ import re
 import sqlite3
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,14 +101,12 @@ _MIGRATE_2_TO_3 = [
     "ALTER TABLE undos ADD COLUMN semantic INTEGER NOT NULL DEFAULT 0",
 ]
 _MIGRATE_3_TO_4 = [
-    # the run's undo policy (wire.PolicySpec as JSON) and undo order, which recover obeys;
-    # a saga written before has none: recover says which it falls back to (continue)
+    # the run's undo policy (wire.PolicySpec as JSON) and undo order, which recover obeys
     "ALTER TABLE sagas ADD COLUMN policy TEXT",
     "ALTER TABLE sagas ADD COLUMN undo_order TEXT NOT NULL DEFAULT 'reverse'",
 ]
 _MIGRATE_4_TO_5 = [
-    # the step's own undo timeout (Step(undo_timeout=...)), which recover applies as the run
-    # did; NULL: none (the policy's timeout, if any, applies)
+    # the step's own undo timeout (Step(undo_timeout=...)), which recover applies as the run did
     "ALTER TABLE undos ADD COLUMN timeout REAL",
 ]
 _MIGRATE_5_TO_6 = ["ALTER TABLE sagas ADD COLUMN graph TEXT"]  # a graph's dependencies (JSON)
@@ -116,6 +115,7 @@ _MIGRATE_6_TO_7 = [f"ALTER TABLE sagas ADD COLUMN {who}_space TEXT" for who in (
 _MIGRATE_7_TO_8 = ["ALTER TABLE sagas ADD COLUMN writer TEXT"]  # (``writers``: a torn copy)
 _MIGRATIONS = {1: _MIGRATE_1_TO_2, 2: _MIGRATE_2_TO_3, 3: _MIGRATE_3_TO_4, 4: _MIGRATE_4_TO_5,
                5: _MIGRATE_5_TO_6, 6: _MIGRATE_6_TO_7, 7: _MIGRATE_7_TO_8}  # fmt: skip
+WRITING: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()  # (this process's writers)
 
 
 class Waiting(sqlite3.Connection):
@@ -126,9 +126,7 @@ class Waiting(sqlite3.Connection):
     other process holds the lock (make bench: a busy timeout set per transaction cost 30%)."""
 
     wait = 0.0
-
-    gave_up = False
-    """Its last wait for a lock ran out: its close tries once (attack229 F1)."""
+    gave_up = False  # (its last wait for a lock ran out: its close tries once, attack229 F1)
     stopping: Sequence[int] = ()
     """Signals held meanwhile (``writers.closing``): one ends the wait (attack229 F1)."""
 
@@ -166,6 +164,7 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
         timeout=min(timeout, TURN_MS / 1000), factory=Waiting,
     )  # fmt: skip
     con.wait = timeout  # type: ignore[attr-defined]
+    WRITING.add(con)  # (a fork never closes it: ``forked.inherited``)
     return con
 
 

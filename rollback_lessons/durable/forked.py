@@ -10,7 +10,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .files import JournalError, JournalTakenOver
+from .files import WRITING, JournalError, JournalTakenOver
 
 
 class JournalForked(JournalTakenOver):
@@ -78,6 +78,21 @@ def _runs(pid: int, opener: tuple[Any, ...] | None = None) -> bool:
         return True
     return process_start(pid) != -1.0  # (a zombie not yet reaped: exited)
 
+
+def inherited() -> None:
+    """In a child just forked: each journal connection its parent had open for writing is
+    kept for good, never closed here. Python's end closed it: SQLite, seeing no other
+    process's lock once a daemonizing parent had exited, wrote the -wal back and removed it,
+    the dead parent's mark left in a whole file, refused as a copy (attack307 F1: its saga
+    never recovered); a parent alive, it could have done so under it."""
+    if WRITING:
+        import ctypes
+
+        for con in list(WRITING):
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
+
+
+os.register_at_fork(after_in_child=inherited)
 
 _FORKED_AWAY: list[sqlite3.Connection] = []
 """Connections a forked child inherited and closed its Journal over: never closed there."""

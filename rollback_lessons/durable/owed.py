@@ -17,6 +17,7 @@ from .files import JournalTakenOver
 
 class Run(Protocol):
     saga_id: str
+    left_said: str  # (what recover finds, said as the run's note said it; "": not known)
 
     def flush(self, *, sync: bool = True) -> None: ...
 
@@ -100,11 +101,21 @@ class Owed:
             if con is not None:
                 con.wait = wait
         told = [run for run in self._runs if getattr(run, "told_at_end", True)]  # (a claim:
-        if told:  # it goes with the process, recover takes it: nothing to say, attack279 F2)
-            sagas = ", ".join(repr(run.saga_id) for run in told)
+        # it goes with the process, recover takes it: nothing to say, attack279 F2)
+        plain = [run for run in told if not getattr(run, "left_said", "")]
+        for run in told:  # (what recover finds, as the run's note said it: attack307 F2,
+            if run not in plain:  # "recover finishes it", which halted at a pivot)
+                print(f"{self._line(repr(run.saga_id), why)}: {run.left_said}", file=sys.stderr)
+        if plain:
+            sagas = ", ".join(repr(run.saga_id) for run in plain)
             print(
-                f"rollback-lessons: the last writes of saga {sagas} in {self._journal.path} "
-                f"were not written as this process ended ({why}): recover finishes it, "
-                "calling again any undo that ran here unrecorded (same idempotency keys)",
+                f"{self._line(sagas, why)}: recover finishes it, calling again any undo that "
+                "ran here unrecorded (same idempotency keys)",
                 file=sys.stderr,
             )
+
+    def _line(self, sagas: str, why: str) -> str:
+        return (
+            f"rollback-lessons: the last writes of saga {sagas} in {self._journal.path} were "
+            f"not written as this process ended ({why})"
+        )

@@ -74,7 +74,7 @@ class JournalRun:
     ) -> None:
         self.journal, self.saga_id, self.name = journal, saga_id, name
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self._position = 0
+        self._position, self.left_said = 0, ""  # (what recover finds: its end's line)
         self.kept = Shadow()  # (its committed writes: what it left, the file unread)
         self.gen = gen  # the claim it writes under: 0 for its owner, never claimed
         if new:
