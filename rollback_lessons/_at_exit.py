@@ -1,11 +1,8 @@
-"""Python's shutdown closing an async run's coroutine: a loop that ``run_until_complete``
-ran, stopped by a Ctrl-C, and the script ended. What the closing raised in a call (the loop
-closed, asyncio torn down) was told to the machine as the call's failure, and the engine
-went on there, calling the run's observers: one that starts a thread waited for ever, as a
-thread's start does while Python finalizes, and the process never ended (attack283 F4).
-The engine goes no further there: nothing more of the run is made, told or written; the
-journal keeps it unfinished for ``recover``, as a crash would. Said once, on stderr.
-A with-block Python's shutdown ends says so itself (``left_at_exit``, ``undone_at_exit``)."""
+"""Runs and blocks left as the program ends. Python's shutdown closing an async run's
+coroutine (its loop stopped): the engine goes no further there (it went on, calling
+observers, one starting a thread waited for ever: attack283 F4): nothing more of the run
+is made, told or written; the journal keeps it unfinished for ``recover``, as a crash
+would. Said once, on stderr (a with-block: ``left_at_exit``, ``undone_at_exit``)."""
 
 from __future__ import annotations
 
@@ -50,12 +47,9 @@ def _left(run: Any, how: str) -> None:
     if vars(run).get("exit_said"):
         return
     vars(run)["exit_said"] = True
-    kept = (
-        "the journal keeps it unfinished, and recover finishes it"
-        if getattr(run, "journal", None) is not None
-        else "no journal keeps what it left undone: end the run before the program "
-        "exits, or give it a journal"
-    )
+    kept = ("the journal keeps it unfinished, and recover finishes it" if getattr(
+        run, "journal", None) is not None else "no journal keeps what it left undone: end the "
+        "run before the program exits, or give it a journal")  # fmt: skip
     said(f"saga {getattr(run, 'run_id', '?')!r} {how}{not_undone(run)}; {kept}")
     quieted(getattr(getattr(run, "arun", None), "task", None))  # (asyncio's line: attack305 F2)
 
@@ -68,15 +62,15 @@ def watch_aruns() -> None:
     if not _WATCHING:
         _WATCHING.append(True)
         atexit.register(left_unfinished)
+        from . import _orphaned, _task_left  # noqa: F401 (now: imported at the end, their
+        # allocations ran a collection that freed a block left in a cycle before it was found)
 
 
 def left_unfinished() -> None:
     """At the program's end (``atexit``: Python still whole), each ``saga.arun`` still
-    suspended, its loop stopped (a ``run_until_complete`` a Ctrl-C cut, the script then
-    ended), said now, once: Python's shutdown closes its coroutine later (``finalizing``:
-    nothing more of it runs), or, as the order it collects things in falls, never, and
-    nothing said so (attack288 F7: no line in 2 of 30). One in a loop running in another
-    thread (a daemon's): ``_task_left.arun_left``."""
+    suspended, its loop stopped, said now, once: Python's shutdown closes its coroutine
+    later, or never, nothing said (attack288 F7: no line in 2 of 30); one in a loop running
+    in another thread (a daemon's): ``_task_left.arun_left``; the blocks left, ended."""
     heard: list[int] = []
 
     def noted(signum: int, frame: Any) -> None:  # (a first Ctrl-C as it looks: noted, it
@@ -84,85 +78,57 @@ def left_unfinished() -> None:
         with contextlib.suppress(Exception):  # traceback, the block left unended)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
 
+    _LOOKING[:] = [noted]  # (undos run meanwhile: ``_ctrl_c_said``'s own, then this again)
+
     before = signal.getsignal(signal.SIGINT)
     with contextlib.suppress(Exception):
         if not _IGNORED_AT_START and before in (signal.SIG_DFL, signal.default_int_handler):
             signal.signal(signal.SIGINT, noted)
-    try:
-        left, orphans = _left_unfinished()
+    try:  # (all of it: a Ctrl-C as a line is said printed atexit's traceback, 305 F4)
+        _ended_all(heard)
     finally:
         with contextlib.suppress(Exception):
             if before is not None and signal.getsignal(signal.SIGINT) is noted:
                 signal.signal(signal.SIGINT, before)
+
+
+def _ended_all(heard: list[int]) -> None:
+    from ._orphaned import ended_orphan
+    from ._task_left import arun_begun, arun_ended, awaiting, ended_in_task, rolling_left
+
+    left, orphans, running = _left_unfinished()
+    begun = [arun_begun(run) for run in running]  # (in a daemon's loop: all cut at once)
     if heard and (left or orphans):
         said("a Ctrl-C as the program ended, as it looked for blocks left open: they are "
              "ended all the same")  # fmt: skip
     for agen, blocks in left.items():
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
-        _ended_orphan(block)
-    from ._task_left import arun_left, aruns, awaiting, ended_in_task, rolling_left
-
+        ended_orphan(block)
     done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
     for task, blocks in awaiting(_open_blocks("AsyncRollback"), done).items():
         ended_in_task(task, blocks)  # (in a task: 303 F7)
-    for run in aruns(running=True):  # (in a daemon's loop)
-        arun_left(run)
+    for each in begun:
+        arun_ended(each)
     rolling_left()
 
 
-def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any]]:
+def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any], list[Any]]:
+    from ._orphaned import held as is_held
     from ._task_left import aruns
 
-    for run in aruns(running=False):
+    stopped, running = aruns()
+    for run in stopped:
         _left(run, "was left unfinished as the program ended (its event loop stopped): "
               "nothing more of it runs")  # fmt: skip
     left = _left_in_async_generators()
     blocks = _open_blocks("AsyncRollback")
-    held = {id(b._run) for b in blocks if _held(b)}  # (a copy of a held one: never ended,
+    held = {id(b._run) for b in blocks if is_held(b)}  # (a copy of a held one: never ended,
     orphans: dict[int, Any] = {}  # attack303 F1; one block a run, the last entered first)
     for block in sorted(blocks, key=lambda b: -b._run.started):
         if id(block._run) not in held:
             orphans.setdefault(id(block._run), block)
-    return left, list(orphans.values())
-
-
-def _held(block: Any) -> bool:
-    """Is ``block`` still in a frame: a generator's or a coroutine's (which ends it, or
-    Python's shutdown closes), a frame running? Not so, its end will never run."""
-    import gc
-    import types
-
-    kinds = (types.AsyncGeneratorType, types.CoroutineType, types.FrameType)
-    return any(type(holder) in kinds for holder in gc.get_referrers(block))
-
-
-def _ended_orphan(block: Any) -> None:
-    """An ``AsyncRollback`` left open whose async generator is gone, never to end it: its
-    loop's hook queued its close, and the loop closed first (``run_until_complete`` then
-    ``close()``, a main that broke out of an ``async for``: attack302 F1, its undos never
-    run, not a word). Ended at the program's end, as one Python dropped (``left_at_exit``,
-    ``alone``), if something still holds it (a list); never at Python's shutdown, nor
-    twice. (Not as it is freed: a ``__del__`` ran for a block in a cycle whose generator
-    its loop's hook then kept to close, the undos run twice: attack303 F3, F4.)"""
-    with contextlib.suppress(BaseException):
-        if block._state != "open" or sys.is_finalizing() or getattr(block._run, "left_said", 0):
-            return
-        run, block._state = block._run, "ending"
-        how = "was left open, its async generator closed by a loop that closed first"
-        then = "close the generator, aclose(), before its loop"
-        if not getattr(block, "_entered_in", None) or not block._entered_in.co_flags & 0x200:
-            how = "was left open, what entered it gone without ending it (a coroutine freed "
-            how += "unfinished, an AsyncExitStack dropped)"  # (in no generator: 303 F5)
-            then = "end the block before what holds it is dropped"
-        if run.journal is not None:
-            said(f"saga {run.run_id!r}: its AsyncRollback block {how}; " + _let_go(run))
-            return
-        said(
-            f"saga {run.run_id!r}: its AsyncRollback block {how}: its undos run now, on an "
-            f"event loop of their own ({then})"
-        )
-        block._undone_alone(GeneratorExit())
+    return left, list(orphans.values()), running
 
 
 def _left_in_async_generators() -> dict[Any, list[Any]]:
@@ -277,6 +243,8 @@ def _what_it_left(block: Any, stop: Any = None) -> None:
     out = block.outcome
     if out is None or str(out.status) == "rolled_back":
         return
+    if str(out.status) == "committed":  # (its last step returned before the cut: 309 F1)
+        return said(f"saga {block._run.run_id!r} committed there, before the cut came")
     kept = "the journal keeps it" if block._run.journal is not None else "kept nowhere"
     kept += f"; an undo raised {type(stop).__name__}, its rollback stopped" if stop else ""
     _left_by(block._run.run_id, out.dead_letters, out.pending, kept, f" {out.status}", out.leaked)
@@ -325,7 +293,7 @@ def _let_go(run: Any) -> str:
     the process's life); what to say of it."""
     from .journal_end import let_go
 
-    run.left_said = True  # (``_ended_orphan`` says no more of it)
+    run.left_said = True  # (``_orphaned.ended_orphan`` says no more of it)
     jrun = run.journal.jrun if run.journal.jrun is not None else run.journal.dropped
     where = " (in this process too: it was let go)" if jrun and let_go(jrun) else ""
     kept = "the journal keeps it unfinished, and recover runs them"
@@ -372,12 +340,12 @@ def _ctrl_c_said(run_id: str, at_exit: bool = False, when: str = "") -> None:
         now = signal.getsignal(signal.SIGINT)
         if _IGNORED_AT_START or now == signal.SIG_IGN:
             return
-        if now in (None, signal.SIG_DFL, signal.default_int_handler):
+        if now in (None, signal.SIG_DFL, signal.default_int_handler, *_LOOKING):
             signal.signal(signal.SIGINT, heard)
 
 
-_IGNORED_AT_START = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-"""Was Ctrl-C ignored as the package loaded (a `cmd &` of a shell script)? It stays so."""
+_IGNORED_AT_START = signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # (a `cmd &`: it stays)
+_LOOKING: list[Any] = []  # (``left_unfinished``'s Ctrl-C handler)
 
 
 def _no_thread_starts() -> None:
@@ -441,7 +409,7 @@ def _open_blocks(kind: str, state: str = "open") -> list[Any]:
 
 
 def said(line: str) -> None:
-    """``line`` on the process's own stderr, one line, no import (they fail at Python's
-    shutdown), nothing raised (a closed stderr: nothing more to say)."""
+    """``line`` on the process's own stderr, no import (they fail at Python's shutdown),
+    nothing raised (a closed stderr: nothing more to say)."""
     with contextlib.suppress(Exception):
         sys.__stderr__.write(f"rollback-lessons: {line}\n")  # type: ignore[union-attr]

@@ -167,25 +167,56 @@ def closed_on(loop: Any, close: Any, blocks: list[Any]) -> None:
     """(``_at_exit._ended_here``, ``_task_left.ended_in_task``.) ``close()``, which ends
     ``blocks`` left on ``loop`` (an async generator's ``aclose``; a task's cancel, awaited),
     which runs on in a daemon thread as the program ends (never to end them: attack302 F6,
-    attack306 F7), run on it, waited for while that loop runs; a loop that does not take
-    the close within ``TAKEN`` seconds (busy, blocked) never begins it (one lock decides:
-    attack306 F6, said not run as it ran), said; one that stops as it runs it (an undo's
-    Ctrl-C ended its thread) is said, never waited for (F5: the exit hung for ever)."""
+    attack306 F7), run on it, waited for while that loop runs (``begun_on``, ``finished``)."""
+    finished(begun_on(loop, close), blocks)
+
+
+def begun_on(loop: Any, close: Any, first: Any = None) -> Any:
+    """``close()`` handed to ``loop`` (``closed_on``), not waited for: ``first()`` (a plain
+    call, a cut no step may start after: attack309 F1, a step begun after the cut was said)
+    made as the loop takes it, in the same turn, then ``close()``'s task. A loop that does
+    not take it within ``TAKEN`` seconds (busy, blocked) never begins it (one lock decides:
+    attack306 F6, said not run as it ran)."""
     import asyncio
-    from concurrent.futures import TimeoutError as NotYet
+    from concurrent.futures import Future
 
     taken: list[bool | None] = [False]
     deciding = threading.Lock()
+    done: Future[Any] = Future()
+    made: list[Any] = []  # (its task: silenced if its loop stops under it, ``finished``)
 
-    async def taking() -> None:
+    def taking() -> None:
         with deciding:
             if taken[0] is None:  # (given up on: never begun)
                 return
             taken[0] = True
-        await close()
+        try:
+            if first is not None:
+                first()
+            task = asyncio.ensure_future(close(), loop=loop)
+            made.append(task)
+        except BaseException as exc:
+            done.set_exception(exc)
+            return
+        task.add_done_callback(
+            lambda t: (
+                done.set_result(None)
+                if t.cancelled()
+                else (done.set_exception(e) if (e := t.exception()) else done.set_result(None))
+            )
+        )
 
-    done = asyncio.run_coroutine_threadsafe(taking(), loop)
-    end = time.monotonic() + TAKEN
+    loop.call_soon_threadsafe(taking)
+    return loop, taken, deciding, done, time.monotonic() + TAKEN, made
+
+
+def finished(begun: Any, blocks: list[Any]) -> None:
+    """What ``begun_on`` handed over, waited for while its loop runs; a loop that did not
+    take it in time, or that stopped as it ran it (an undo's Ctrl-C ended its thread), is
+    said, never waited for (attack306 F5: the exit hung for ever)."""
+    from concurrent.futures import TimeoutError as NotYet
+
+    loop, taken, deciding, done, end, made = begun
     while not taken[0] and time.monotonic() < end and loop.is_running():
         time.sleep(0.01)
     with deciding:
@@ -199,9 +230,23 @@ def closed_on(loop: Any, close: Any, blocks: list[Any]) -> None:
             continue
     if taken[0]:
         how = "stopped as the close ran: its undos did not all run"
-    for block in blocks:  # (what stands named: attack306 F1)
+    for block in blocks:  # (what stands named: attack306 F1; said once, attack309 F3)
         said(f"saga {block._run.run_id!r}: its event loop {how}{not_undone(block._run)}, "
              "kept nowhere")  # fmt: skip
+        _said_once(block._run, made)
+
+
+def _said_once(run: Any, made: list[Any]) -> None:
+    """A run (or block) said left as its loop stopped under its close: nothing more says it
+    (Python's shutdown, ``rolling_left``), nor asyncio's "Task was destroyed but it is
+    pending!" for its tasks, the engine's and the close's (attack309 F3: said three times)."""
+    from ._forward import quieted
+
+    vars(run).update(exit_said=True, rolling_said=True)
+    home = getattr(getattr(run, "arun", None), "task", None) or getattr(run, "home", None)
+    quieted(home)
+    for task in made:
+        task._log_destroy_pending = False
 
 
 TAKEN = 5.0

@@ -147,15 +147,17 @@ def ended_at_end(blocks: list[Any], end: Any) -> None:
             _what_it_left(block, stop)
 
 
-def aruns(running: bool) -> list[Any]:
-    """The runs of the ``saga.arun`` coroutines left as the program ends, in a task of a loop
-    that runs in another thread (``running``: a daemon's, ``arun_left``) or of one stopped
-    (not running now: said, ``_at_exit._left_unfinished``)."""
+def aruns() -> tuple[list[Any], list[Any]]:
+    """The runs of the ``saga.arun`` coroutines left as the program ends (one look: under
+    load each took long enough for a rollback to end between them): in a task of a loop
+    stopped (not running now: said, ``_at_exit._left_unfinished``), and in a task of a loop
+    that runs in another thread (a daemon's: ``arun_left``)."""
     import gc
 
     saga = sys.modules.get("rollback_lessons.saga")
     code = None if saga is None else saga.Saga.arun.__code__
-    found = []
+    stopped: list[Any] = []
+    running: list[Any] = []
     for coro in gc.get_objects() if code is not None else ():
         if type(coro) is not types.CoroutineType or coro.cr_code is not code:
             continue
@@ -163,9 +165,9 @@ def aruns(running: bool) -> list[Any]:
             run = coro.cr_frame.f_locals.get("run") if coro.cr_frame is not None else None
             home = getattr(run, "arun", None)
             on = bool(home and not home.task.done() and home.task.get_loop().is_running())
-            if run is not None and on is running and (running or not coro.cr_running):
-                found.append(run)
-    return found
+            if run is not None and (on or not coro.cr_running):
+                (running if on else stopped).append(run)
+    return stopped, running
 
 
 DAEMON = ("was left running in a task of an event loop in another thread (a daemon's) as the "
@@ -173,34 +175,63 @@ DAEMON = ("was left running in a task of an event loop in another thread (a daem
 ENDED_WHY = "the program ended as the saga ran on an event loop in a daemon thread"
 
 
-def arun_left(run: Any) -> None:
+def arun_begun(run: Any) -> Any:
     """A ``saga.arun`` in a task of a loop running in a daemon thread as the program ends (a
     service's background work): that thread dies mid-step, nothing said. Journalled, it is
-    said, the journal keeping it for ``recover``, as a crash would; else its task is
-    cancelled on that loop, its steps running cut there as ``asyncio.run``'s end cuts them
-    (in doubt: a cancel alone waits for them, a step of hours kept the exit), its rollback
-    run there (one rolling back already: waited for), and what it left said."""
+    said, the journal keeping it for ``recover``, as a crash would (None); else its end is
+    begun on that loop, not waited for (``arun_ended``; every run's begun first, so that none
+    runs on forward while another's rollback is waited for: attack309 F2): its task
+    cancelled, its steps running cut there as ``asyncio.run``'s end cuts them (in doubt: a
+    cancel alone waits for them, a step of hours kept the exit), first thing as the loop
+    takes it (no step starts after it: 309 F1); one rolling back already, waited for."""
     if run.journal is not None:
         return _left(run, f"{DAEMON}: that thread ends with it, cutting it wherever it is")
-    rolling = run.m.rolling
     said(f"saga {run.run_id!r} {DAEMON}: " + (
-        "its rollback is waited for on that loop" if rolling else "its task is cancelled "
-        "now, its steps running cut (in doubt), its undos run on that loop"
+        "its rollback is waited for on that loop" if run.m.rolling else "its task is "
+        "cancelled on that loop, its steps running cut (in doubt), its undos run there"
     ) + " (end the run before the program exits)")  # fmt: skip
     task, left = run.arun.task, types.SimpleNamespace(_run=run, outcome=None)
 
-    async def cancelled_there() -> None:
-        if not rolling:
-            task.cancel()
-        for branch in [b for b in run.arun.branches if not b.done() and not rolling]:
+    def cut() -> None:
+        if run.m.rolling or task.done():
+            return
+        task.cancel()
+        for branch in [b for b in run.arun.branches if not b.done()]:
             branch.ended_why = ENDED_WHY
             branch.cancel()
             branch.in_run = branch.inside = -1  # (the loop's end's, as asyncio.run's: a cut)
-        try:
-            left.outcome = await task
-        except BaseException as exc:  # (its end, as awaited: said after)
-            left.outcome = getattr(exc, "outcome", None)
 
-    from ._late_threads import closed_on
+    async def awaited() -> None:  # (the run's end, not its task's: a service that goes on
+        import asyncio  # to its next job in that task hung the exit, attack309 F10)
 
-    ended_at_end([left], lambda: closed_on(task.get_loop(), cancelled_there, [left]))
+        while not task.done() and run.m.phase.name != "DONE":
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # (a run just over: its task's end, if it ends with it)
+        if task.done() and not task.cancelled():  # (else its machine's: ``arun_ended``)
+            exc = task.exception()
+            left.outcome = task.result() if exc is None else getattr(exc, "outcome", None)
+
+    from ._late_threads import begun_on
+
+    return left, begun_on(task.get_loop(), awaited, cut)
+
+
+def arun_ended(begun: Any) -> None:
+    """What ``arun_begun`` began, waited for, and what the run left said (an outcome its
+    cancel did not carry read off its machine: attack309 F1, a run that committed said
+    nothing, the line before having said it cancelled)."""
+    if begun is None:
+        return
+    from ._late_threads import finished
+
+    left, closing = begun
+    run = left._run
+
+    def end() -> None:
+        finished(closing, [left])
+        if left.outcome is None and run.m.phase.name == "DONE":
+            m = run.m
+            left.outcome = types.SimpleNamespace(status=m.status(), dead_letters=m.dead_letters,
+                                                 pending=m.pending, leaked=m.leaked)  # fmt: skip
+
+    ended_at_end([left], end)

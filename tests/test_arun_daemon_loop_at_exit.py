@@ -27,8 +27,8 @@ CHILD = textwrap.dedent(
     async def for_ever(state):
         await asyncio.sleep(1000)
 
-    async def slowly_undone(step):
-        await asyncio.sleep(0.5)
+    async def slowly_undone(step):  # (still running as the program ends, under any load)
+        await asyncio.sleep(2.0)
         print("undo", step, "(slowly)", flush=True)
 
     def undone(step):
@@ -43,7 +43,7 @@ CHILD = textwrap.dedent(
     def undo_of(step):
         return undo.bind(step=step) if journal else (lambda state: undone(step))
 
-    if how == "rolling":  # (b fails: a's undo takes 0.5 s, the program ends meanwhile)
+    if how == "rolling":  # (b fails: a's undo takes 2 s, the program ends meanwhile)
         steps = [Step("a", lambda s: print("do a", flush=True), lambda s: slowly_undone("a")),
                  Step("b", failing)]
     elif how == "busy":  # (a step blocking the loop's thread as the program ends)
@@ -88,8 +88,8 @@ def test_an_arun_on_a_daemon_loop_is_cancelled_there_its_step_cut_and_undone() -
     said = _said(done)
     assert len(said) == 2, done.stderr
     assert said[0].endswith(
-        f" {HEAD}: its task is cancelled now, its steps running cut (in doubt), its undos run "
-        "on that loop (end the run before the program exits)"
+        f" {HEAD}: its task is cancelled on that loop, its steps running cut (in doubt), its "
+        "undos run there (end the run before the program exits)"
     ), said
     assert said[1].endswith(" ended rollback_incomplete there (kept nowhere): no undo logged "
                             "for: b (check by hand)"), said  # fmt: skip
@@ -122,3 +122,107 @@ def test_a_daemon_loop_too_busy_for_the_cancel_is_said_and_the_exit_goes_on() ->
     said = _said(done)
     busy = ": its event loop did not take the close within 0.5 s: none of its undos ran"
     assert said[1].endswith(f"{busy} (not known to be undone: a), kept nowhere"), said
+
+
+MORE = textwrap.dedent(
+    """
+    import asyncio, sys, threading, time
+    from rollback_lessons import AsyncRollback, Saga, Step
+
+    how = sys.argv[1]
+
+    def say(line):
+        print(line, flush=True)
+
+    async def sleeping(name, seconds):
+        say(f"{name} starts")
+        await asyncio.sleep(seconds)
+        say(f"{name} ends")
+
+    def step(name, seconds=0.0, undo_takes=0.0):
+        async def undone():
+            await asyncio.sleep(undo_takes)
+            say(f"undo {name}")
+        act = (lambda s: sleeping(name, seconds)) if seconds else (lambda s: say(f"do {name}"))
+        return Step(name, act, lambda s: undone())
+
+    loop = asyncio.new_event_loop()
+    if how == "stops":  # (its thread ends 0.6 s in, as the close runs)
+        threading.Thread(target=lambda: loop.run_until_complete(asyncio.sleep(0.6)),
+                         daemon=True).start()
+    else:
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+    on = lambda coro: asyncio.run_coroutine_threadsafe(coro, loop)
+    if how == "commits":  # (its last step a plain call blocking the loop past the end)
+        on(Saga([step("a"), Step("b", lambda s: time.sleep(1.0) or say("b returns"),
+                                 lambda s: say("undo b"))]).arun({}))
+    elif how == "two":  # (A rolls back for 1 s; B must start no step meanwhile)
+        on(Saga([step("a1", undo_takes=1.0), step("a2", 30)], name="A").arun({}))
+        on(Saga([step("b1"), step("b2", 0.6), step("b3", 30)], name="B").arun({}))
+    elif how == "stops":
+        on(Saga([step("s1"), step("s2", undo_takes=1.0), step("s3", 30)]).arun({}))
+    elif how == "service":  # (it catches everything, and takes the next job)
+        async def service():
+            try:
+                await Saga([step("a", undo_takes=0.2), step("b", 30)]).arun({})
+            except BaseException as exc:
+                say(f"service goes on after {type(exc).__name__}")
+                await Saga([step("x"), step("y", 30)]).arun({})
+        on(service())
+    elif how == "block":  # (an AsyncRollback's plain step blocking the loop past the end)
+        async def block():
+            async with AsyncRollback() as rb:
+                await rb.do("a", lambda: say("do a"), lambda: say("undo a"))
+                await rb.do("b", lambda: time.sleep(1.0) or say("b returns"),
+                            lambda: say("undo b"))
+        on(block())
+    time.sleep(0.3)
+    say("the script ends")
+    """
+)
+
+
+def _more(how: str) -> tuple[list[str], list[str]]:
+    done = subprocess.run([sys.executable, "-c", MORE, how], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Task was destroyed" not in done.stderr, done.stderr
+    return done.stdout.splitlines(), _said(done)
+
+
+def test_a_run_that_commits_before_the_cut_comes_is_said_committed() -> None:
+    """attack309 F1: its last step (a plain call) blocked the loop past the program's end:
+    the line said cancelled and undone, the run committed, nothing more said."""
+    out, said = _more("commits")
+    assert out == ["do a", "the script ends", "b returns"], out
+    assert said[-1].endswith(" committed there, before the cut came"), said
+
+
+def test_every_run_on_the_loop_is_cut_before_any_is_waited_for() -> None:
+    """attack309 F2: closed one after the other, B started b3 after the program ended, while
+    A's rollback was waited for."""
+    out, said = _more("two")
+    assert "b3 starts" not in out and out[-2:] in (["undo a1", "undo b1"], ["undo b1", "undo a1"])
+    assert len(said) == 4 and all("no undo logged" in line for line in said[2:]), said
+
+
+def test_a_loop_that_stops_as_the_close_runs_is_said_once() -> None:
+    """attack309 F3: said three times, and asyncio's "Task was destroyed" twice."""
+    _, said = _more("stops")
+    assert len(said) == 2 and "stopped as the close ran" in said[1], said
+
+
+def test_a_service_that_goes_on_after_the_cut_does_not_hold_the_exit() -> None:
+    """attack309 F10: the task ran on into its next job: the exit waited on it for ever."""
+    out, said = _more("service")
+    assert "service goes on after LoopEnded" in out and "undo a" in out, out
+    assert said[-1].endswith("no undo logged for: b (check by hand)"), said
+
+
+def test_a_blocks_plain_step_running_as_the_program_ends_is_not_taken_for_freed() -> None:
+    """attack309 F5: its undos ran on another loop while its step still ran ("a coroutine
+    freed unfinished"), that step named nowhere."""
+    out, said = _more("block")
+    assert "undo a" not in out and out[-1] == "b returns", out
+    assert "freed" not in " ".join(said) and said[-1].endswith("committed there, before the "
+                                                              "cut came"), said  # fmt: skip

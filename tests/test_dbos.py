@@ -923,7 +923,11 @@ def test_at_once_a_branch_waiting_to_retry_is_cancelled_with_its_saga(dbos_runne
     )
     outcome = dbos_runner.run(saga, {}, at_once=True, run_id="waiting-child")
     assert outcome.status is Status.ROLLED_BACK
-    children = DBOS.list_workflows(parent_workflow_id="waiting-child")
+    for _ in range(50):  # (an attempt's child sends its end, then DBOS saves it SUCCESS: a
+        children = DBOS.list_workflows(parent_workflow_id="waiting-child")  # moment, under
+        if {c.status for c in children} <= {"SUCCESS", "CANCELLED"}:  # load; the wait of
+            break  # 60 s, were it left, stays PENDING)
+        __import__("time").sleep(0.1)
     assert children and {c.status for c in children} <= {"SUCCESS", "CANCELLED"}
 
 

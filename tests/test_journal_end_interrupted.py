@@ -75,3 +75,56 @@ def test_a_ctrl_c_in_an_unclosed_journals_end_is_one_line_and_leaves_the_file_re
     assert show.returncode == 0, show.stderr
     status = "rolled_back" if when == "mid-program" else "running"
     assert show.stdout.split("\n")[1].split()[:3] == ["r1", "rollback", status], show.stdout
+
+
+AFTER_CLOSE = textwrap.dedent(
+    """
+    import gc, signal, sys, time
+    import rollback_lessons.durable.writers as writers
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.registry import Registry
+
+    def cut(step, idempotency_key=None):
+        raise KeyboardInterrupt  # (a person's Ctrl-C in the undo: the saga let go)
+
+    def fails(state):
+        raise ValueError("b fails")
+
+    undo = Registry().add("end_cut", cut)
+    journal = Journal(sys.argv[1])
+    try:
+        Saga([Step("a", lambda s: None, undo.bind(step="a")), Step("b", fails)]).run(
+            {}, journal=journal, run_id="r1")
+    except KeyboardInterrupt:
+        print("the run's Ctrl-C caught, as a notebook's cell", flush=True)
+    tidy = writers._tidy
+
+    def tidied(*args, **kwargs):  # (a Ctrl-C once its connection closed, as it tidies)
+        signal.raise_signal(signal.SIGINT)
+        return tidy(*args, **kwargs)
+
+    writers._tidy = tidied
+    try:
+        del journal
+        gc.collect()
+        time.sleep(5)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt reached the main thread", flush=True)
+    """
+)
+
+
+def test_a_ctrl_c_after_a_collected_journals_connection_closed_leaves_it_whole(tmp_path):
+    """attack309 F8: a Ctrl-C as a journal collected unclosed tidied its file, its connection
+    closed (the -wal written back): its marks of a saga awaiting recover stayed in a file
+    with no -wal, refused; the line said the -wal was beside it. Now its end holds the
+    Ctrl-C, then passes it on."""
+    at = str(tmp_path / "j.db")
+    done = subprocess.run([sys.executable, "-c", AFTER_CLOSE, at], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "KeyboardInterrupt reached the main thread" in done.stdout, done
+    show = subprocess.run([sys.executable, "-m", "rollback_lessons", "journal", "show", at],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert show.returncode == 0, show.stderr

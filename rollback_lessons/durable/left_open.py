@@ -94,11 +94,37 @@ def cut_ending(con: sqlite3.Connection, path: Path, exc: BaseException, exiting:
             "as a crash leaves it, the -wal beside the file, read with it",
             file=sys.__stderr__ or sys.stderr,
         )
-    if not exiting and issubclass(type(exc), KeyboardInterrupt):  # (a moment later, from
-        import signal  # a thread: raised in the finalizer, it would be dropped as ever)
-        import threading
+    if not exiting and issubclass(type(exc), KeyboardInterrupt):
+        _passed_on()
 
-        main = threading.main_thread().ident
-        later = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
-        later.daemon = True
-        later.start()
+
+def _passed_on() -> None:
+    """A Ctrl-C heard in a finalizer, raised in the main thread a moment later, from a
+    thread: raised in the finalizer, Python would print it and drop it."""
+    import signal
+    import threading
+
+    main = threading.main_thread().ident
+    later = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+    later.daemon = True
+    later.start()
+
+
+@contextlib.contextmanager
+def held_collected(collected: bool, cut: list[int]) -> Iterator[None]:
+    """An unclosed journal's end as it is collected mid-program (``collected``): SIGINT and
+    SIGTERM held throughout, a Ctrl-C then passed on to the main thread, as one its end held
+    itself (``cut``) (attack309 F8: one after its connection closed left marks in a file
+    without its -wal, refused, and the line said the -wal was there). Else as it is."""
+    if not collected:
+        yield
+        return
+    import signal
+
+    from .._held import held
+
+    noted: list[int] = []
+    with held(noted):
+        yield
+    if signal.SIGINT in [*noted, *cut]:
+        _passed_on()

@@ -10,10 +10,9 @@ leaves a mark (its process) with its first write, before any checkpoint can copy
 it, and takes it away as it closes: a file with no ``-wal`` beside it holding a mark is one
 its process never closed (ended, or running on with it open under another name), its newest
 writes in a ``-wal`` that is not here: refused. A journal closing takes away the marks of
-processes that ended (its ``-wal`` holds all they wrote), and, when its close was the last
-connection's (SQLite wrote the ``-wal`` back and removed it), every mark left: no process
-has the file open then. A non-journal connection closing last (the sqlite3 shell) leaves
-marks in a whole file: refused, the line names the statement that says it is whole."""
+processes that ended, and, its close the last connection's, every mark left. A non-journal
+connection closing last (the sqlite3 shell) leaves marks in a whole file: refused, the line
+names the statement that says it is whole."""
 
 from __future__ import annotations
 
@@ -40,6 +39,7 @@ from .forked import _HELD, _inode
 from .holding import runs_on
 from .left_open import awaiting_recover, left_open, left_stuck, stuck_keys, stuck_on, unstuck
 from .left_open import cut_ending as cut_end
+from .left_open import held_collected as collected
 from .owner import me, process_alive
 from .records import AWAITING
 from .shell import for_shell
@@ -263,16 +263,16 @@ class Mark:
 
 
 def _end(con: sqlite3.Connection, mark: Mark) -> None:
-    """A journal's end (never in a fork: its parent's connection), under its lock: its mark
-    and those of processes that ended taken away, its connection closed, then, if that close
-    was the last (SQLite wrote the -wal back and removed it: no connection was open
-    anywhere), every mark left (``_tidy``): a writer that died as this one closed, or one of
-    another PID namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file,
-    refused). As the process ends, its connection is left to that end, the -wal with it: a
-    thread may write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
+    """A journal's end (never in a fork), under its lock: its mark and those of processes
+    that ended taken away, its connection closed, then, if that close was the last, every
+    mark left (``_tidy``): one of a writer that died as this one closed, or of another PID
+    namespace (attack213 F1, F5; attack214 F4: its mark stayed in a whole file, refused). As
+    the process ends, its connection is left to that end, the -wal with it: a thread may
+    write on it yet (attack215 F3: closed under a daemon thread, SIGSEGV)."""
     cut: list[int] = []  # (signals held as an unclosed journal's end waited: attack237)
-    try:
-        _ending(con, mark, cut)
+    try:  # (collected unclosed mid-program: signals held, a Ctrl-C passed on, attack309 F8)
+        with collected(mark.kept is _UNCLOSED and not _EXIT["now"], cut):
+            _ending(con, mark, cut)
     except (KeyboardInterrupt, SystemExit) as exc:  # (in a finalizer: Python prints it only,
         cut_end(con, mark.path, exc, _EXIT["now"] or sys.is_finalizing())  # (-wal: in)
     finally:
