@@ -62,8 +62,28 @@ def watch_aruns() -> None:
     if not _WATCHING:
         _WATCHING.append(True)
         atexit.register(left_unfinished)
+        atexit.register(_exit_begins)  # (run right before it)
         from . import _orphaned, _task_left  # noqa: F401 (now: imported at the end, their
         # allocations ran a collection that freed a block left in a cycle before it was found)
+
+
+_ENTERED: list[int] = []
+
+
+def _entering(signum: int, frame: Any) -> None:
+    """A Ctrl-C as ``left_unfinished`` begins, before its own handler is in place (Python
+    raised it at its first line: atexit's traceback, the runs left unended and unsaid,
+    attack309 F9): noted, as one in it is; a second ends the process."""
+    _ENTERED.append(signum)
+    with contextlib.suppress(Exception):
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _exit_begins() -> None:
+    """(``atexit``, right before ``left_unfinished``.) ``_entering`` for Python's handler."""
+    with contextlib.suppress(Exception):
+        if not _IGNORED_AT_START and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _entering)
 
 
 def left_unfinished() -> None:
@@ -71,7 +91,7 @@ def left_unfinished() -> None:
     suspended, its loop stopped, said now, once: Python's shutdown closes its coroutine
     later, or never, nothing said (attack288 F7: no line in 2 of 30); one in a loop running
     in another thread (a daemon's): ``_task_left.arun_left``; the blocks left, ended."""
-    heard: list[int] = []
+    heard: list[int] = list(_ENTERED)  # (one as it began: ``_entering``)
 
     def noted(signum: int, frame: Any) -> None:  # (a first Ctrl-C as it looks: noted, it
         heard.append(signum)  # goes on; a second ends the process, attack302 F9: Python's
@@ -81,15 +101,17 @@ def left_unfinished() -> None:
     _LOOKING[:] = [noted]  # (undos run meanwhile: ``_ctrl_c_said``'s own, then this again)
 
     before = signal.getsignal(signal.SIGINT)
+    ours = (signal.SIG_DFL, signal.default_int_handler, _entering)
     with contextlib.suppress(Exception):
-        if not _IGNORED_AT_START and before in (signal.SIG_DFL, signal.default_int_handler):
+        if not _IGNORED_AT_START and not heard and before in ours:
             signal.signal(signal.SIGINT, noted)
     try:  # (all of it: a Ctrl-C as a line is said printed atexit's traceback, 305 F4)
         _ended_all(heard)
     finally:
         with contextlib.suppress(Exception):
-            if before is not None and signal.getsignal(signal.SIGINT) is noted:
-                signal.signal(signal.SIGINT, before)
+            if before is not None and signal.getsignal(signal.SIGINT) in (noted, _entering):
+                back = signal.default_int_handler if before is _entering else before
+                signal.signal(signal.SIGINT, back)
 
 
 def _ended_all(heard: list[int]) -> None:

@@ -231,7 +231,10 @@ def finished(begun: Any, blocks: list[Any]) -> None:
     if taken[0]:
         how = "stopped as the close ran: its undos did not all run"
     for block in blocks:  # (what stands named: attack306 F1; said once, attack309 F3)
-        said(f"saga {block._run.run_id!r}: its event loop {how}{not_undone(block._run)}, "
+        told = how  # (one rolling back as it was left: an undo of it may be mid-call, 309 F7)
+        if not taken[0] and getattr(getattr(block._run, "m", None), "rolling", False):
+            told = f"did not take the close within {TAKEN:g} s, its rollback running there"
+        said(f"saga {block._run.run_id!r}: its event loop {told}{not_undone(block._run)}, "
              "kept nowhere")  # fmt: skip
         _said_once(block._run, made)
 

@@ -192,17 +192,18 @@ async def acall_timed(
     if (refusal := refused(owner, role, step, timeout)) is not None:
         raise refusal
     if sys.is_finalizing():  # (no thread starts there, nor an import: called here, 288 F5)
-        result = fn(*args)
-        if awaitable(result):
-            return await within(awaited(result, role, step), timeout, role, step, owner)
-        return result if result is None else checked(result, role, step)
+        return await _in_place(fn, args, role, step, timeout, owner)
     import asyncio
 
     loop = asyncio.get_running_loop()
     box: asyncio.Future[Any] = loop.create_future()
     thread, ended = helper(f"rollback-lessons {what(role, step)}", _target, loop, box, fn, args)
     kept(ended, what(role, step), owner)  # (from its start: waited for at the process's end
-    thread.start()  # if it runs on, however this wait ends: a loop stopped, attack288 F1)
+    try:  # if it runs on, however this wait ends: a loop stopped, attack288 F1)
+        thread.start()
+    except RuntimeError:  # (Python 3.12 on, at the program's end: no thread starts there, a
+        ended.set()  # dead letter said "still ran in its helper thread", attack309 F6)
+        return await _in_place(fn, args, role, step, timeout, owner)
     start = loop.time()
     try:
         done, _ = await asyncio.wait({box}, timeout=timeout)
@@ -221,6 +222,18 @@ async def acall_timed(
         left = max(timeout - (loop.time() - start), 0.0)
         return await within(awaited(result, role, step), left, role, step, owner, shown=timeout)
     return result if result is None else checked(result, role, step)  # (a generator: F2)
+
+
+async def _in_place(
+    fn: Callable[..., Any], args: tuple[Any, ...], role: str, step: str, timeout: float,
+    owner: object,
+) -> Any:  # fmt: skip
+    """``fn(*args)`` called right here, where no helper thread can start (Python's shutdown;
+    from 3.12, the program's end): its timeout is not kept (an awaitable it returns is)."""
+    result = fn(*args)
+    if awaitable(result):
+        return await within(awaited(result, role, step), timeout, role, step, owner)
+    return result if result is None else checked(result, role, step)
 
 
 async def _work_end(box: Any, left: float, owner: object, role: str, step: str) -> Any:

@@ -169,6 +169,13 @@ MORE = textwrap.dedent(
                 say(f"service goes on after {type(exc).__name__}")
                 await Saga([step("x"), step("y", 30)]).arun({})
         on(service())
+    elif how == "undo-blocks":  # (a plain undo blocking the loop as the program ends)
+        import rollback_lessons._late_threads as late
+        late.TAKEN = 0.5
+        def fails(state):
+            raise ValueError("no room")
+        on(Saga([step("a"), Step("b", lambda s: None, lambda s: time.sleep(1.5)),
+                 Step("c", fails)]).arun({}))
     elif how == "block":  # (an AsyncRollback's plain step blocking the loop past the end)
         async def block():
             async with AsyncRollback() as rb:
@@ -226,3 +233,47 @@ def test_a_blocks_plain_step_running_as_the_program_ends_is_not_taken_for_freed(
     assert "undo a" not in out and out[-1] == "b returns", out
     assert "freed" not in " ".join(said) and said[-1].endswith("committed there, before the "
                                                               "cut came"), said  # fmt: skip
+
+
+ENTRY = textwrap.dedent(
+    """
+    import asyncio, atexit, signal, sys, threading, time
+    from rollback_lessons import Saga, Step
+
+    async def for_ever(state):
+        await asyncio.sleep(30)
+
+    saga = Saga([Step("a", lambda s: None, lambda s: print("undo a", flush=True)),
+                 Step("b", lambda s: for_ever(s), lambda s: print("undo b", flush=True))])
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    asyncio.run_coroutine_threadsafe(saga.arun({}), loop)
+    time.sleep(0.3)
+
+    def profiled(frame, event, arg):  # (a real Ctrl-C as the package's exit hook is called)
+        if event == "call" and frame.f_code.co_name == "left_unfinished":
+            sys.setprofile(None)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    atexit.register(lambda: sys.setprofile(profiled))
+    print("the script ends", flush=True)
+    """
+)
+
+
+def test_a_ctrl_c_as_the_exit_hook_begins_is_noted_and_the_run_still_ended() -> None:
+    """attack309 F9: a Ctrl-C at the hook's first line, before its own handler: Python's
+    traceback, the run on the daemon's loop neither undone nor said."""
+    done = subprocess.run([sys.executable, "-c", ENTRY], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == "the script ends\nundo a\n", done
+    assert _said(done)[-1].endswith("no undo logged for: b (check by hand)"), done.stderr
+
+
+def test_a_loop_blocked_in_an_undo_is_not_said_to_have_run_none() -> None:
+    """attack309 F7: "none of its undos ran", an undo mid-call there."""
+    _, said = _more("undo-blocks")
+    assert said[-1].endswith(": its event loop did not take the close within 0.5 s, its "
+                             "rollback running there (not known to be undone: b, a), kept "
+                             "nowhere"), said  # fmt: skip
