@@ -86,13 +86,20 @@ def inherited() -> None:
     the dead parent's mark left in a whole file, refused as a copy (attack307 F1: its saga
     never recovered); a parent alive, it could have done so under it."""
     if WRITING:
-        import ctypes
+        import ctypes  # (imported already: ``forking``)
 
         for con in list(WRITING):
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))
 
 
-os.register_at_fork(after_in_child=inherited)
+def forking() -> None:
+    """ctypes imported before the fork, not in the child (a pool's worker begun that much
+    later: its parent's end terminated it before its job began)."""
+    if WRITING:
+        import ctypes  # noqa: F401
+
+
+os.register_at_fork(before=forking, after_in_child=inherited)
 
 _FORKED_AWAY: list[sqlite3.Connection] = []
 """Connections a forked child inherited and closed its Journal over: never closed there."""
