@@ -116,7 +116,14 @@ def left_unfinished() -> None:
 
 def _ended_all(heard: list[int]) -> None:
     from ._orphaned import ended_orphan
-    from ._task_left import arun_begun, arun_ended, awaiting, ended_in_task, rolling_left
+    from ._task_left import (
+        arun_begun,
+        arun_ended,
+        awaiting,
+        ended_in_task,
+        rolling_left,
+        rolling_there,
+    )
 
     left, orphans, running = _left_unfinished()
     begun = [arun_begun(run) for run in running]  # (in a daemon's loop: all cut at once)
@@ -130,6 +137,9 @@ def _ended_all(heard: list[int]) -> None:
     done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
     for task, blocks in awaiting(_open_blocks("AsyncRollback"), done).items():
         ended_in_task(task, blocks)  # (in a task: 303 F7)
+    for task, blocks in awaiting(_open_blocks("AsyncRollback", "ending"), done).items():
+        if task.get_loop().is_running():  # (rolling back on a daemon's loop: 310 F3)
+            rolling_there(task, blocks)
     for each in begun:
         arun_ended(each)
     rolling_left()

@@ -78,16 +78,40 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
             with contextlib.suppress(Exception):  # (its coroutine ended here: not "pending")
                 task._log_destroy_pending = task.get_coro().cr_frame is not None
 
-    async def cancelled_there() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):  # (its end, as awaited: said after)
-            await task
+    async def cancelled_there() -> None:  # (to the blocks' end, not the task's: a service
+        task.cancel()  # that goes on once they ended hung the exit for ever, attack310 F1)
+        await over(task, blocks)
 
     if other is None:
         return ended_at_end(blocks, cancel)
     from ._late_threads import closed_on
 
     ended_at_end(blocks, lambda: closed_on(other, cancelled_there, blocks))
+
+
+async def over(task: Any, blocks: list[Any]) -> None:
+    """Until ``blocks`` are closed, or ``task`` is done (its own interrupt raised: said)."""
+    import asyncio
+
+    while not task.done() and not all(block._state == "closed" for block in blocks):
+        await asyncio.sleep(0.02)
+    exc = task.exception() if task.done() and not task.cancelled() else None
+    if issubclass(type(exc), KeyboardInterrupt | SystemExit):
+        raise exc  # type: ignore[misc]
+
+
+def rolling_there(task: Any, blocks: list[Any]) -> None:
+    """``AsyncRollback`` blocks rolling back in a task of a loop running in another thread (a
+    daemon's) as the program ends: waited for there, as a ``saga.arun`` rolling back is, and
+    said (attack310 F3: the process ended at once, an undo cut mid-call, nothing said)."""
+    how = ("was left rolling back in a task of an event loop in another thread (a daemon's) "
+           "as the program ended: its rollback is waited for on that loop (end the block "
+           "before the program exits)")  # fmt: skip
+    for block in blocks:
+        said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}")
+    from ._late_threads import closed_on
+
+    ended_at_end(blocks, lambda: closed_on(task.get_loop(), lambda: over(task, blocks), blocks))
 
 
 @types.coroutine

@@ -176,6 +176,23 @@ MORE = textwrap.dedent(
             raise ValueError("no room")
         on(Saga([step("a"), Step("b", lambda s: None, lambda s: time.sleep(1.5)),
                  Step("c", fails)]).arun({}))
+    elif how in ("block-service", "blocks-rolling"):  # (AsyncRollback blocks in tasks)
+        async def block(name):
+            try:
+                async with AsyncRollback() as rb:
+                    await rb.do(f"{name}1", lambda: None, lambda: say(f"undo {name}1"))
+                    if how == "blocks-rolling":  # (their rollback under way as it ends)
+                        await rb.do(f"{name}2", lambda: None,
+                                    lambda: time.sleep(0.4) or say(f"undo {name}2"))
+                        raise RuntimeError("fails")
+                    await rb.do(f"{name}2", lambda: sleeping(f"{name}2", 30))
+            except BaseException as exc:  # (a service: it goes on, to its next job)
+                if how == "blocks-rolling":
+                    raise
+                say(f"service goes on after {type(exc).__name__}")
+                await asyncio.sleep(3600)
+        on(block("A"))
+        on(block("B"))
     elif how == "block":  # (an AsyncRollback's plain step blocking the loop past the end)
         async def block():
             async with AsyncRollback() as rb:
@@ -277,3 +294,19 @@ def test_a_loop_blocked_in_an_undo_is_not_said_to_have_run_none() -> None:
     assert said[-1].endswith(": its event loop did not take the close within 0.5 s, its "
                              "rollback running there (not known to be undone: b, a), kept "
                              "nowhere"), said  # fmt: skip
+
+
+def test_blocks_whose_service_goes_on_after_the_cut_do_not_hold_the_exit() -> None:
+    """attack310 F1: waited for to their task's end, which never came: the exit hung."""
+    out, said = _more("block-service")
+    assert {"undo A1", "undo B1"} <= set(out), out
+    assert [line.endswith("no undo logged for: A2 (check by hand)") or
+            line.endswith("no undo logged for: B2 (check by hand)") for line in said].count(
+                True) == 2, said  # fmt: skip
+
+
+def test_blocks_rolling_back_on_a_daemon_loop_are_waited_for_and_said() -> None:
+    """attack310 F3: the process ended at once, an undo cut mid-call, nothing said."""
+    out, said = _more("blocks-rolling")
+    assert {"undo A2", "undo A1", "undo B2", "undo B1"} <= set(out), out
+    assert sum("its rollback is waited for on that loop" in line for line in said) == 2, said
