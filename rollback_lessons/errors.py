@@ -152,6 +152,7 @@ class TakenOver(RollbackLessonsError):
     ``late``: the step whose call returned after it (its effect may stand: leaked)."""
 
     late: str | None = None
+    then = "the process that took the saga over finishes its rollback"  # (a fork's: its own)
 
 
 class Cancelled(RollbackLessonsError):

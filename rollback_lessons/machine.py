@@ -776,7 +776,7 @@ class Machine:
         taken = issubclass(type(exc), TakenOver)  # (a journal's fence): the new holder finishes it
         rest = f"not known to be undone: {', '.join(left)}" if left else self.NONE[bool(self.todo)]
         kept = KEEPS if self.kept and left else ""  # (unless kept writes went unwritten)
-        then = "; the process that took the saga over finishes its rollback" if taken else kept
+        then = f"; {vars(exc).get('then', TakenOver.then)}" if taken else kept
         note = f"rollback interrupted by {interruption_name(exc)} {self.interrupted_where}; {rest}"
         if not self.cut_note:  # noted once, before they go pending (a Ctrl-C in here ran it
             self.notes, self.cut_note = [*self.notes, note + then], note + then  # twice: wrong)

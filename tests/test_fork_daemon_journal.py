@@ -85,3 +85,41 @@ def test_a_daemonizing_forks_end_leaves_the_journal_to_recover(tmp_path, form, c
         [back] = recover(journal, registry).recovered
     assert ran == ["s2", "s1"] and back.status is Status.ROLLBACK_INCOMPLETE, back
     assert back.leaked == ("s3",)
+
+
+UNDO_FORKS = textwrap.dedent(
+    """
+    import os, sys
+    from rollback_lessons import Saga, Step
+    from rollback_lessons.durable.journal import Journal
+    from rollback_lessons.durable.registry import Registry
+
+    def undo(step, idempotency_key=None):
+        if step == "s2" and os.fork():
+            os._exit(0)  # (the parent exits: a daemonizing fork, in an undo)
+
+    u = Registry().add("fork_undo", undo)
+
+    def boom(state):
+        raise RuntimeError("boom")
+
+    out = Saga([Step("s1", lambda s: None, u.bind(step="s1")),
+                Step("s2", lambda s: None, u.bind(step="s2")), Step("s3", boom)]).run(
+        {}, journal=Journal(sys.argv[1]), run_id="r1")
+    open(sys.argv[1] + ".notes", "w").write(" ".join(out.notes))
+    """
+)
+
+
+def test_a_daemonizing_fork_in_an_undo_says_recover_finishes_it(tmp_path) -> None:
+    """attack310 F10: its note said "the process that took the saga over finishes its
+    rollback": nobody took it over."""
+    at = str(tmp_path / "j.db")
+    subprocess.run([sys.executable, "-c", UNDO_FORKS, at], timeout=60, check=True)
+    notes = Path(at + ".notes")
+    for _ in range(200):
+        if notes.exists() and notes.read_text():
+            break
+        time.sleep(0.05)
+    said = notes.read_text()
+    assert "took the saga over" not in said and "`recover` finishes its rollback" in said, said

@@ -27,20 +27,23 @@ def not_forked(pid: int, path: Path, opener: tuple[Any, ...] | None = None) -> N
     error), nor use its parent's connection. Checked before every write and every claim
     check, so before every undo too."""
     if os.getpid() != pid:
+        runs = _runs(pid, opener)
         parent = (
             "its parent goes on"
-            if _runs(pid, opener)
+            if runs
             # (attack85's note, a
             else (
                 f"process {pid} has exited (or runs another program now): `recover` finishes "
                 "its saga"  # daemonizing fork; attack88 F5, a parent that exec'd)
             )
         )
-        raise JournalForked(
+        forked = JournalForked(
             f"process {os.getpid()} is a fork of process {pid}, which opened {path} (an "
             "undo or a step forked, and its child returned into the engine instead of "
             f"exiting): it writes and undoes nothing; {parent}"
-        )
+        )  # (what its note says next: nobody took it over, attack310 F10)
+        forked.then = "its parent finishes it" if runs else "`recover` finishes its rollback"
+        raise forked
 
 
 def no_new_saga(
