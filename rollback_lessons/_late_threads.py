@@ -206,6 +206,17 @@ def begun_on(loop: Any, close: Any, first: Any = None) -> Any:
             )
         )
 
+    async def taken_whole() -> None:  # (no cut first: the close awaited in the task that
+        with deciding:  # takes it, an undo's Ctrl-C raised there as it was, 306 F5)
+            if taken[0] is None:
+                return
+            taken[0] = True
+        made.append(asyncio.current_task())
+        await close()
+
+    if first is None:
+        return loop, taken, deciding, asyncio.run_coroutine_threadsafe(taken_whole(), loop), (
+            time.monotonic() + TAKEN), made  # fmt: skip
     loop.call_soon_threadsafe(taking)
     return loop, taken, deciding, done, time.monotonic() + TAKEN, made
 
@@ -223,6 +234,8 @@ def finished(begun: Any, blocks: list[Any]) -> None:
         if not taken[0]:
             taken[0] = None
     how = f"did not take the close within {TAKEN:g} s: none of its undos ran"
+    if not taken[0] and not loop.is_running():  # (it stopped first: not busy)
+        how = "stopped before it took the close: none of its undos ran"
     while taken[0] and loop.is_running():
         try:
             return done.result(0.1)  # type: ignore[no-any-return]
@@ -230,7 +243,11 @@ def finished(begun: Any, blocks: list[Any]) -> None:
             continue
     if taken[0]:
         how = "stopped as the close ran: its undos did not all run"
+        for task in made:  # (its own, left pending by the loop's stop: never said)
+            task._log_destroy_pending = False
     for block in blocks:  # (what stands named: attack306 F1; said once, attack309 F3)
+        if taken[0] and getattr(getattr(block._run.m, "phase", None), "name", "") == "DONE":
+            continue  # (its rollback over as its loop stopped: its end says it, 310 F6)
         told = how  # (one rolling back as it was left: an undo of it may be mid-call, 309 F7)
         if not taken[0] and getattr(getattr(block._run, "m", None), "rolling", False):
             told = f"did not take the close within {TAKEN:g} s, its rollback running there"

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._at_exit import LEFT_SAID, _ctrl_c_said, _left, _open_blocks, _what_it_left, said
 from ._forward import quieted
-from ._loop_end import not_undone, rolling_cut
+from ._loop_end import LoopEnded, not_undone, rolling_cut
 
 
 def awaiting(blocks: list[Any], done: set[int]) -> dict[Any, list[Any]]:
@@ -253,6 +253,10 @@ def arun_ended(begun: Any) -> None:
 
     def end() -> None:
         finished(closing, [left])
+        with contextlib.suppress(Exception):  # (the cut's own LoopEnded, raised out of a task
+            task = run.arun.task  # nobody awaits, as its loop stopped: said here, not again
+            if task.done() and not task.cancelled() and type(task.exception()) is LoopEnded:
+                pass  # (read: asyncio's "never retrieved" traceback not printed, 310 F6)
         if left.outcome is None and run.m.phase.name == "DONE":
             m = run.m
             left.outcome = types.SimpleNamespace(status=m.status(), dead_letters=m.dead_letters,
