@@ -254,9 +254,9 @@ def arun_ended(begun: Any) -> None:
     def end() -> None:
         finished(closing, [left])
         with contextlib.suppress(Exception):  # (the cut's own LoopEnded, raised out of a task
-            task = run.arun.task  # nobody awaits, as its loop stopped: said here, not again
-            if task.done() and not task.cancelled() and type(task.exception()) is LoopEnded:
-                pass  # (read: asyncio's "never retrieved" traceback not printed, 310 F6)
+            task = run.arun.task  # nobody awaits, as its loop stopped: said here, not again;
+            if type(task._exception) is LoopEnded:  # peeked: any other error of that task is
+                task._log_traceback = False  # still reported as asyncio reports it, 310 F6)
         if left.outcome is None and run.m.phase.name == "DONE":
             m = run.m
             left.outcome = types.SimpleNamespace(status=m.status(), dead_letters=m.dead_letters,
