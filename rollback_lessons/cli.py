@@ -399,10 +399,10 @@ def run() -> NoReturn:
     except (KeyboardInterrupt, SystemExit) as exc:  # (a Ctrl-C, a handler's exit: no wait)
         said, code, _ = code, code or _status_at_end(exc), late_threads.end_left(cut=True)
         with contextlib.suppress(BaseException):
-            if said is None:  # (cut as main returned: its line, as main's)
-                code = _interrupted(exc)
-            else:
+            if said is not None:
                 at_end(exc, said, _warn)
+            elif type(exc) is not UsageExit:  # (cut as main returned: its line, as main's;
+                code = _interrupted(exc)  # a usage error's said already, its status 2)
             threads_left("were not waited for (interrupted)", _warn)
             if cut := late_threads.waited(0.0):
                 _warn(late_threads.cut_line(cut, "as the command ended (interrupted)"))

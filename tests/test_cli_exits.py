@@ -171,6 +171,19 @@ def test_argparse_own_exits_stay_what_they_were(capsys):
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["recover"], ["journal", "show"], ["demo", "--fail-at", "x"]])
+def test_a_usage_error_of_the_program_is_its_one_line_and_exit_2(argv):
+    """The program's end (``run``) took argparse's exit for an interrupt: a second line,
+    "interrupted: sys.exit(2) was called (a signal handler's?)", under the usage error."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "rollback_lessons", *argv], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "", done
+    assert done.stderr.count("\n") == 1 and " error: " in done.stderr, done.stderr
+    assert done.stderr.endswith(" --help` shows usage)\n"), done.stderr
+
+
 # -- F7: a registry's thread, the package's own __main__ as a registry, a full disk ------------
 
 
