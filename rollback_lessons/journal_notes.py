@@ -74,6 +74,8 @@ def left_note(
             f"; the journal shows {w.pivot!r} started, though it happened here (its done could "
             "not be written): recover will leave the saga for a person to check it"
         )
+    elif pivot_at_stake(pivot) and w.m.halted:  # (in doubt, halted here too: attack310 F11)
+        said += f"; the journal shows {w.pivot!r} {pivot}: recover will leave the saga for a person"
     left_in = [s for s in w.m.withdrawn if shown.get(w.before.get(s, -1)) == "pending"]
     if left_in:  # (attack279 F3: said of none, recover ran it, a refund of a charge never made)
         said += (

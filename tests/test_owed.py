@@ -318,3 +318,25 @@ def test_the_process_ends_line_says_what_recover_will_do_at_a_pivot_the_journal_
     with Journal(path) as journal:
         [back] = recover(journal, Registry()).recovered  # (no undo run: none registered)
     assert back.status is Status.HALTED
+
+
+def test_the_process_ends_line_says_recover_halts_at_a_pivot_that_timed_out(tmp_path):
+    """attack310 F11: the disk full from a pivot's start on, the pivot timing out (it may
+    have happened: the run halts there); the line said what to finish forward, not what
+    recover does with the saga (it leaves it for a person)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "j.db"
+    script = PIVOT_FULL.replace(
+        'raise ValueError("card refused")', "full.append(1)\n    raise TimeoutError('slow')"
+    )  # (full from it)
+    script = script.replace("    full.extend(", "    (")  # (not from the pivot's start on)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.stdout.split("\n")[:1] == ["halted"], done
+    [line] = done.stderr.strip().splitlines()
+    assert "the journal shows 'p' started: recover will leave the saga for a person" in line, line
+    with Journal(path) as journal:
+        [back] = recover(journal, Registry()).recovered
+    assert back.status is Status.HALTED
