@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from . import _program_end
 from ._forward import quieted
 from ._loop_end import ended_by, not_undone
 from ._results import KEPT
@@ -81,6 +82,7 @@ def _entering(signum: int, frame: Any) -> None:
 
 def _exit_begins() -> None:
     """(``atexit``, right before ``left_unfinished``.) ``_entering`` for Python's handler."""
+    _program_end.ENDED.append(True)  # (no step of a daemon's loop's runs begins from now)
     with contextlib.suppress(Exception):
         if not _IGNORED_AT_START and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, _entering)

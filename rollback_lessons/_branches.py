@@ -8,6 +8,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from . import _program_end
 from ._drive import Call
 from ._forward import forwarded
 from ._results import awaitable, awaited, checked, with_end
@@ -36,6 +37,8 @@ async def acarry(
         while True:
             try:
                 if isinstance(todo, Call):
+                    if _program_end.ENDED:  # (the program ending: no attempt begins on a
+                        await _program_end.gate(run)  # daemon's loop, attack310 F2, F5)
                     fn, args, role, name, _ = todo
                     called = begun[name] = True
                     done = fn(*args)

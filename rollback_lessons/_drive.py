@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, NamedTuple
 
-from . import _guards
+from . import _guards, _program_end
 from ._at_exit import Finalizing
 from ._forward import was_cut
 from ._loop_end import loop_cut
@@ -109,8 +109,7 @@ class Driver:
         """Does a journal keep what an interruption leaves, for ``recover``?"""
         return False
 
-    def fenced(self) -> BaseException | None:
-        """The error if another process took the saga over (a journal's fence), else None."""
+    def fenced(self) -> BaseException | None:  # (another process's fence: its error)
         return None
 
     def tick(self) -> None:
@@ -341,8 +340,7 @@ class Driver:
         return op
 
     async def adrive(self, op: Op) -> Op:
-        """Carry out the operations awaiting what the calls return; a timed-out undo is
-        cancelled."""
+        """Carry out the operations awaiting what the calls return (a timed-out undo cancelled)."""
         loop = self.operations(op)
         try:
             todo = next(loop)
@@ -355,6 +353,8 @@ class Driver:
                         if role == "action":  # (its call begins now, not as it was handed
                             if cancel_asked(self.home):  # here: a Ctrl-C, a cancel asked
                                 await sleep(0)  # before is not in it: attack67 F2, 95 F4)
+                            if _program_end.ENDED:  # (a block's, on a daemon's loop: 310)
+                                await _program_end.gate(self, block=True)
                             self.began = step
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)

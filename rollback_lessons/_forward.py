@@ -312,15 +312,16 @@ def stepping(task: Any) -> list[bool]:
 DESTROYED = "Task was destroyed but it is pending!"
 
 
-def quieted(home: Any) -> None:
+def quieted(home: Any, running: bool = False) -> None:
     """asyncio's own "Task was destroyed but it is pending!" (and the task's repr) for
     ``home``, a run's or a block's task on a loop that stopped, and for the engine's tasks
     there, which Python's shutdown collects pending once the package has said in one line
     what the run left (attack305 F1, F2: told twice, the second raw): silenced (any other
-    report of that loop goes on as it was)."""
+    report of that loop goes on as it was). ``running``: a loop still running, in a daemon's
+    thread, a run of it said left for good (``_program_end.gate``)."""
     with contextlib.suppress(Exception):
         loop = home.get_loop()
-        if loop.is_running():
+        if loop.is_running() and not running:
             return
         home._log_destroy_pending = False
         if getattr(loop, "quieted", False):

@@ -10,7 +10,7 @@ from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from . import _forward
+from . import _forward, _program_end
 from ._branches import LOST, POLL, Broke, acarry, closed, not_run, original, returned_cut
 from ._drive import Call, asks_cancel, failed_asking, own_cancel
 from ._guards import began_cut, cancel_heard, settled
@@ -310,6 +310,7 @@ async def adrive_graph(run: Run, asked: Asked = None) -> Op:
         arun's task next ran, after the next step, the pivot too). The caller's cancel
         function is asked at its own points only (``ASKED_AT``)."""
         _forward.forward_asked(run)  # (one asked of this task, a branch's: arun's)
+        await _program_end.gate(run)  # (a daemon's loop at the program's end: 310 F2, F5)
         if run.arun is None or gm.cancelled or broken is not None:
             return None
         pivot = Kind.PIVOT in [gm.specs[s].kind for s in gm.ready()]  # (before it only:

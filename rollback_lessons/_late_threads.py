@@ -17,7 +17,7 @@ from typing import Any
 
 from ._at_exit import _open_blocks, said
 from ._held import held
-from ._loop_end import not_undone
+from ._loop_end import mid_call, not_undone
 
 WAIT = 5.0
 """How long the process's end waits for such calls, all of them together."""
@@ -252,7 +252,7 @@ def finished(begun: Any, blocks: list[Any]) -> None:
         if not taken[0] and getattr(getattr(block._run, "m", None), "rolling", False):
             told = f"did not take the close within {TAKEN:g} s, its rollback running there"
         said(f"saga {block._run.run_id!r}: its event loop {told}{not_undone(block._run)}, "
-             "kept nowhere")  # fmt: skip
+             f"kept nowhere{mid_call(block._run)}")  # fmt: skip
         _said_once(block._run, made)
 
 

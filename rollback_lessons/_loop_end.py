@@ -57,6 +57,24 @@ def not_undone(run: Any, said: str = " (not known to be undone: {})") -> str:
     return said.format(", ".join(steps)) if steps else ""
 
 
+def mid_call(run: Any) -> str:
+    """The steps of ``run`` running (or waiting to try again) with no undo logged, as a line
+    says its loop was left (attack310 F7: the step blocking the loop went unnamed, its effect
+    perhaps landed); '' if none, or unreadable."""
+    try:
+        m = run.m
+        busy = getattr(m, "busy", None)
+        if busy is None:  # (a list's machine, a block's: the step it is in)
+            busy = (m.current,) if m.phase.name in ("STEP", "STEP_WAIT") else ()
+        known = {*m.in_effect()[0], *m.in_effect()[1]}
+        steps = [step for step in busy if step and step not in known]
+    except Exception:
+        return ""
+    return (
+        f"; no undo logged for: {', '.join(steps)}, running then (check by hand)" if steps else ""
+    )
+
+
 def ended_by(exc: BaseException) -> str:
     """What ended a block at Python's shutdown, or mid-program with no loop to end it:
     Python closing what it was in (a GeneratorExit: an async generator, or a coroutine, as a

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _forward
+from . import _forward, _program_end
 from ._at_exit import asyncio_here, dropped, finalizing, said, watch_aruns
 from ._forward import Home, cut, forwarded
 from ._loop_end import LoopCut, LoopEnded, rolling_cut
@@ -64,7 +64,7 @@ def branch_cut(run: Any, exc: BaseException) -> BaseException:
     return exc
 
 
-def unowned() -> None:
+def unowned(what: str) -> None:
     """Refuse to begin in a task asyncio does not know (not in ``all_tasks``): a Ctrl-C (or
     a signal handler's sys.exit) cut asyncio.run as it made it, before its SIGINT handler
     was in place and the task registered (attack65 F1). The caller was told it was
@@ -75,6 +75,7 @@ def unowned() -> None:
 
     _KEPT["asyncio"] = asyncio
     watch_aruns()  # (one left unfinished as the program ends: said then, attack288 F7)
+    _program_end.refused(what)  # (on a daemon's loop once the program's end began: 310 F4)
     task = asyncio.current_task()
     if task is not None and task not in asyncio.all_tasks():
         raise asyncio.CancelledError("asyncio.run was interrupted as it made this task")

@@ -209,15 +209,16 @@ def arun_begun(run: Any) -> Any:
     cancel alone waits for them, a step of hours kept the exit), first thing as the loop
     takes it (no step starts after it: 309 F1); one rolling back already, waited for."""
     if run.journal is not None:
-        return _left(run, f"{DAEMON}: that thread ends with it, cutting it wherever it is")
+        return _left(run, f"{DAEMON}: no step of it begins from now, and that thread ends "
+                     "with the process, cutting any running")  # fmt: skip
     said(f"saga {run.run_id!r} {DAEMON}: " + (
         "its rollback is waited for on that loop" if run.m.rolling else "its task is "
         "cancelled on that loop, its steps running cut (in doubt), its undos run there"
     ) + " (end the run before the program exits)")  # fmt: skip
     task, left = run.arun.task, types.SimpleNamespace(_run=run, outcome=None)
 
-    def cut() -> None:
-        if run.m.rolling or task.done():
+    def cut() -> None:  # (once: as its loop takes it, or a step of it begins: 310 F5)
+        if vars(run).pop("exit_cut", None) is None or run.m.rolling or task.done():
             return
         task.cancel()
         for branch in [b for b in run.arun.branches if not b.done()]:
@@ -237,6 +238,7 @@ def arun_begun(run: Any) -> Any:
 
     from ._late_threads import begun_on
 
+    run.exit_cut = cut  # (``_program_end.gate``)
     return left, begun_on(task.get_loop(), awaited, cut)
 
 

@@ -155,6 +155,12 @@ class TakenOver(RollbackLessonsError):
     then = "the process that took the saga over finishes its rollback"  # (a fork's: its own)
 
 
+class ProgramEnded(RollbackLessonsError, RuntimeError):
+    """A run or block begun on an event loop in another thread (a daemon's) once the
+    program's end began: refused before anything of it ran, as that thread ends with the
+    process, cutting whatever it begins."""
+
+
 class Cancelled(RollbackLessonsError):
     """The run's caller cancelled it (``saga.run(cancel=...)``): nothing more starts, what
     was done is undone, and the outcome says ``cancelled``."""

@@ -313,7 +313,7 @@ class Saga:
         CancelledError once that is done, carrying the outcome (``error.outcome``)."""
         import asyncio
 
-        _shutdown.unowned()  # (asyncio.run interrupted as it made this task: never begun)
+        _shutdown.unowned(f"a saga.arun of {self.name!r}")  # (asyncio.run cut as it made this task)
         run, world, before, asked = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             cancel, trace_state, graph=True, is_async=True,

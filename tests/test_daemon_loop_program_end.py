@@ -1,0 +1,240 @@
+"""Runs on an event loop in a daemon thread once the program's end has begun (attack310): no
+step of them begins from then on. A run the exit found starts no next step (F5: the cut was
+queued behind a step that began after the end); a journalled one waits for ``recover`` as a
+crash leaves it, no retry and no next step (F2: it went on and committed, said left to
+``recover``); a run or block handed to such a loop only begins once the exit looked, and is
+refused, said, nothing of it run (F4: its steps ran after the end, unsaid). Runs of the main
+thread (an exit hook's) are not touched."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+HEAD = textwrap.dedent(
+    """
+    import asyncio, sys, threading, time
+    import rollback_lessons._task_left as task_left
+    from rollback_lessons import AsyncRollback, Registry, RetryPolicy, Saga, Step, UndoPolicy
+    from rollback_lessons import _program_end
+    from rollback_lessons.durable.journal import Journal
+
+    def say(*words):
+        print(*words, flush=True)
+
+    begun = []  # (the runs the exit found and began to end: a blocked step waits for them)
+    found = task_left.arun_begun
+
+    def noting(run):
+        try:
+            return found(run)
+        finally:
+            begun.append(run.run_id)
+
+    task_left.arun_begun = noting
+
+    def blocking(name, runs):  # (holds the loop's thread until the exit began ``runs`` runs)
+        def step(state):
+            say("do", name)
+            started.set()
+            while len(begun) < runs:
+                time.sleep(0.01)
+        return step
+
+    def did(name):
+        return lambda state: say("do", name)
+
+    def undo(name):
+        return lambda state: say("undo", name)
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    started = threading.Event()
+    """
+)
+
+
+def _run(body: str, *args: str) -> subprocess.CompletedProcess[str]:
+    script = HEAD + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def _said(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stderr.splitlines() if line.startswith("rollback-lessons:")]
+
+
+def test_no_next_step_of_a_run_the_exit_found_begins_after_the_end() -> None:
+    done = _run(
+        """
+        sa = Saga([Step("a1", did("a1"), undo("a1")), Step("a2", blocking("a2", 2), undo("a2"))],
+                  name="sa")
+        sb = Saga([Step("b1", did("b1"), undo("b1")), Step("b2", did("b2"), undo("b2"))], name="sb")
+        asyncio.run_coroutine_threadsafe(sa.arun({}), loop)
+        asyncio.run_coroutine_threadsafe(sb.arun({}), loop)
+        started.wait(10)  # (a2 holds the loop: b2 is next, once it frees it)
+        say("the script ends")
+        """
+    )
+    lines = done.stdout.splitlines()
+    assert lines[:4] == ["do a1", "do b1", "do a2", "the script ends"], done
+    assert lines[4:] == ["undo b1"], done  # (b2 never began; sa committed as a2 returned)
+    assert any(
+        line.startswith("rollback-lessons: saga 'sa-")
+        and line.endswith("committed there, before the cut came")
+        for line in _said(done)
+    ), done.stderr
+    assert done.returncode == 0, done
+
+
+def test_a_run_handed_to_the_loop_after_the_exit_looked_is_refused_and_said() -> None:
+    done = _run(
+        """
+        sa = Saga([Step("a1", blocking("a1", 1), undo("a1")), Step("a2", did("a2"), undo("a2"))],
+                  name="sa")
+        sb = Saga([Step("b1", did("b1"), undo("b1"))], name="sb")
+
+        async def block():
+            async with AsyncRollback() as rb:
+                await rb.do("c1", lambda: say("do c1"), lambda: say("undo c1"))
+
+        asyncio.run_coroutine_threadsafe(sa.arun({}), loop)
+        started.wait(10)
+        for refused in (sb.arun({}), block()):  # (their tasks made once a1 frees the loop)
+            asyncio.run_coroutine_threadsafe(refused, loop).add_done_callback(
+                lambda f: say("refused:", type(f.exception()).__name__))
+        say("the script ends")
+        """
+    )
+    assert done.stdout.splitlines()[:2] == ["do a1", "the script ends"], done
+    assert sorted(done.stdout.splitlines()[2:]) == [
+        "refused: ProgramEnded",
+        "refused: ProgramEnded",
+        "undo a1",
+    ], done  # (nothing of sb nor of the block ran)
+    tail = ("began on an event loop in another thread (a daemon's) after the program's end "
+            "began: refused, nothing of it ran (that thread ends with the process, cutting "
+            "whatever it begins)")  # fmt: skip
+    assert f"rollback-lessons: a saga.arun of 'sb' {tail}" in _said(done), done.stderr
+    assert f"rollback-lessons: an AsyncRollback block {tail}" in _said(done), done.stderr
+
+
+def test_a_journalled_run_neither_retries_nor_goes_on_after_the_end(tmp_path) -> None:
+    at = str(tmp_path / "j.db")
+    done = _run(
+        """
+        registry = Registry()
+        note = registry.add("note", lambda name: say("undo", name))
+        tries = []
+
+        async def flaky(state):  # (fails once the program's end began: retried later)
+            tries.append(1)
+            say("do q2 try", len(tries))
+            started.set()
+            while not _program_end.ENDED:
+                await asyncio.sleep(0.01)
+            raise ConnectionError("down")
+
+        async def slow_undo(state):  # (keeps the exit waiting past q2's retry)
+            await asyncio.sleep(1.5)
+            say("undo p1")
+
+        async def for_ever(state):
+            await asyncio.sleep(1000)
+
+        plain = Saga([Step("p1", did("p1"), lambda s: slow_undo(s)),
+                      Step("p2", lambda s: for_ever(s))], name="plain")
+        jr = Saga([Step("q1", did("q1"), note.bind(name="q1")),
+                   Step("q2", lambda s: flaky(s), note.bind(name="q2"),
+                        retry=RetryPolicy(max_attempts=3, initial_delay=0.3)),
+                   Step("q3", did("q3"), note.bind(name="q3"))], name="jr")
+        asyncio.run_coroutine_threadsafe(plain.arun({}), loop)
+        asyncio.run_coroutine_threadsafe(jr.arun({}, journal=Journal(sys.argv[1]), run_id="q"),
+                                         loop)
+        started.wait(10)
+        say("the script ends")
+        """,
+        at,
+    )
+    assert sorted(done.stdout.splitlines()) == sorted(
+        ["do p1", "do q1", "do q2 try 1", "the script ends", "undo p1"]
+    ), done  # (no second try of q2, no q3: the journal keeps it for recover)
+    assert any(line.startswith("rollback-lessons: saga 'q' ") and "no step of it begins from now"
+               in line for line in _said(done)), done.stderr  # fmt: skip
+    assert "Task was destroyed" not in done.stderr, done.stderr
+    with sqlite3.connect(at) as db:
+        (status,) = db.execute("select status from sagas where id = 'q'").fetchone()
+    assert status == "running"
+
+
+def test_a_run_of_the_main_thread_in_a_late_exit_hook_still_runs() -> None:
+    body = textwrap.dedent(
+        """
+        import atexit, asyncio
+
+        def late():  # (registered before the package loads: runs after its own hooks)
+            from rollback_lessons import Saga, Step
+            from rollback_lessons import _program_end
+            saga = Saga([Step("m1", lambda s: print("do m1", flush=True))], name="m")
+            print("ended:", bool(_program_end.ENDED), asyncio.run(saga.arun({})).status)
+
+        atexit.register(late)
+        import rollback_lessons
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stdout == "do m1\nended: True committed\n", done
+
+
+BLOCK = """
+    from rollback_lessons import _task_left as left
+    seen = []
+    ended_in = left.ended_in_task
+
+    def noting(task, blocks):
+        seen.append(task)
+        return ended_in(task, blocks)
+
+    left.ended_in_task = noting
+    registry = Registry()
+    note = registry.add("note", lambda name: say("undo", name))
+    journal = Journal(sys.argv[1]) if sys.argv[1] != "-" else None
+
+    async def block():
+        kw = {"journal": journal, "run_id": "k"} if journal else {}
+        async with AsyncRollback(**kw) as rb:
+            await rb.do("c1", lambda: say("do c1"),
+                        note.bind(name="c1") if journal else lambda: say("undo c1"))
+            started.set()
+            await asyncio.sleep(0.05)  # (ends as the loop is held: the next step is due)
+            await rb.do("c2", lambda: say("do c2"),
+                        note.bind(name="c2") if journal else lambda: say("undo c2"))
+
+    async def holding():  # (holds the loop's thread until the exit found the block)
+        while not seen:
+            time.sleep(0.01)
+
+    asyncio.run_coroutine_threadsafe(block(), loop)
+    started.wait(10)
+    asyncio.run_coroutine_threadsafe(holding(), loop)
+    say("the script ends")
+    """
+
+
+def test_a_step_of_a_block_the_exit_found_does_not_begin_after_the_end() -> None:
+    done = _run(BLOCK, "-")
+    assert done.stdout.splitlines() == ["do c1", "the script ends", "undo c1"], done
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_journalled_block_begins_no_step_after_the_end(tmp_path) -> None:
+    at = str(tmp_path / "j.db")
+    done = _run(BLOCK, at)
+    assert done.stdout.splitlines() == ["do c1", "the script ends"], done  # (recover's)
+    assert "Task was destroyed" not in done.stderr, done.stderr
+    with sqlite3.connect(at) as db:
+        (status,) = db.execute("select status from sagas where id = 'k'").fetchone()
+    assert status == "running"
