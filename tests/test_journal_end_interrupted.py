@@ -128,3 +128,41 @@ def test_a_ctrl_c_after_a_collected_journals_connection_closed_leaves_it_whole(t
     show = subprocess.run([sys.executable, "-m", "rollback_lessons", "journal", "show", at],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert show.returncode == 0, show.stderr
+
+
+LOCKED_END = """
+import atexit, os, signal, subprocess, sys, threading
+from rollback_lessons import Registry, Saga, Step
+from rollback_lessons.durable.journal import Journal
+
+note = Registry().add("note", lambda name: None)
+path = sys.argv[1]
+journal = Journal(path)  # (never closed: ended as the program ends)
+saga = Saga([Step("s1", lambda s: None, note.bind(name="s1"))], name="c")
+print(saga.run({}, journal=journal, run_id="c1").status, flush=True)
+locker = subprocess.Popen([sys.executable, "-c", f'''
+import sqlite3, time
+c = sqlite3.connect({path!r}, isolation_level=None, timeout=10); c.execute("BEGIN IMMEDIATE")
+print("locked", flush=True); time.sleep(4)'''], stdout=subprocess.PIPE)
+locker.stdout.readline()  # (the journal's end waits for its lock, 5 s at most)
+
+def ctrl_c_soon():  # (atexit: before the journal's end; the Ctrl-C lands in its wait)
+    threading.Timer(0.7, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+atexit.register(ctrl_c_soon)
+"""
+
+
+def test_a_ctrl_c_in_an_unclosed_journals_wait_for_a_lock_at_the_end_is_said(tmp_path):
+    """attack310 F9: a real Ctrl-C in that wait (another process held the file's lock) cut
+    it and was said nowhere, Python's own line held back too."""
+    path = str(tmp_path / "j.db")
+    done = subprocess.run([sys.executable, "-c", LOCKED_END, path], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.stdout == "committed\n", done
+    [line] = done.stderr.splitlines()
+    assert line == (
+        f"rollback-lessons: a Ctrl-C as the journal {path} was ended unclosed at the "
+        "program's end (close it before the program ends) cut its wait for another "
+        "process's lock: nothing of this process is left in it"
+    ), done.stderr

@@ -98,6 +98,29 @@ def cut_ending(con: sqlite3.Connection, path: Path, exc: BaseException, exiting:
         _passed_on()
 
 
+def wait_cut(con: sqlite3.Connection, key: str, path: Path, cut: list[int], exiting: bool) -> None:
+    """A signal held as an unclosed journal's end waited for another process's lock at the
+    program's end (``exiting``), which cut that wait: said in one line (attack310 F9: said
+    nowhere, Python's own line held back too), with what the file keeps of this process (its
+    mark, ``key``, as a crash leaves it: read so); mid-program a Ctrl-C is passed on instead."""
+    import signal
+
+    if not exiting or not cut:
+        return
+    what = "a Ctrl-C" if signal.SIGINT in cut else "a SIGTERM"
+    kept = "nothing of this process is left in it"
+    with contextlib.suppress(Exception):
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", (key,)).fetchone() is not None:
+            kept = "this process's mark is left in it, as a crash leaves one (read so)"
+    with contextlib.suppress(Exception):
+        print(
+            f"rollback-lessons: {what} as the journal {path} was ended unclosed at the "
+            "program's end (close it before the program ends) cut its wait for another "
+            f"process's lock: {kept}",
+            file=sys.__stderr__ or sys.stderr,
+        )
+
+
 def _passed_on() -> None:
     """A Ctrl-C heard in a finalizer, raised in the main thread a moment later, from a
     thread: raised in the finalizer, Python would print it and drop it."""

@@ -34,6 +34,7 @@ from typing import Any
 from .._held import held
 from .._late_threads import end_left
 from ..errors import JournalError
+from . import left_open as leaving
 from .files import _UNFINISHED, connect
 from .forked import _HELD, _inode
 from .holding import runs_on
@@ -277,9 +278,10 @@ def _end(con: sqlite3.Connection, mark: Mark) -> None:
         cut_end(con, mark.path, exc, _EXIT["now"] or sys.is_finalizing())  # (-wal: in)
     finally:
         if cut:  # (the ends after it at the process's end wait no more; a SIGTERM left to
-            exit_left(cut=True)  # its default ends the process as it would have; a Ctrl-C,
+            exit_left(cut=True)  # its default ends the process as it would have, said)
+            leaving.wait_cut(con, mark.key, mark.path, cut, _EXIT["now"])
             if signal.SIGTERM in cut and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGTERM)  # raised in a finalizer: dropped)
+                signal.raise_signal(signal.SIGTERM)  # (a Ctrl-C raised in a finalizer: dropped)
 
 
 def _ending(con: sqlite3.Connection, mark: Mark, cut: list[int]) -> None:
@@ -344,9 +346,7 @@ def _hurried(con: sqlite3.Connection) -> bool:
     return getattr(con, "gave_up", False) or isinstance(exc, KeyboardInterrupt | SystemExit)
 
 
-_UNCLOSED: list[int] = []
-"""A mark's ``kept`` until ``closing`` gives it its own: its end is the journal collected
-unclosed, or the process's end."""
+_UNCLOSED: list[int] = []  # (a mark's ``kept`` until ``closing`` gives it its own)
 _EXIT: dict[str, Any] = {"hooked": False, "now": False, "pool": None}
 """``now`` is set as the process ends, before the journals' finalizers run; ``pool``: the
 process that hooked its multiprocessing exit (``_at_pool_exit``)."""
