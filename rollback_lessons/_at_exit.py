@@ -117,18 +117,11 @@ def left_unfinished() -> None:
 
 
 def _ended_all(heard: list[int]) -> None:
+    from . import _task_left as tasks
     from ._orphaned import ended_orphan
-    from ._task_left import (
-        arun_begun,
-        arun_ended,
-        awaiting,
-        ended_in_task,
-        rolling_left,
-        rolling_there,
-    )
 
     left, orphans, running = _left_unfinished()
-    begun = [arun_begun(run) for run in running]  # (in a daemon's loop: all cut at once)
+    begun = [tasks.arun_begun(run) for run in running]  # (in a daemon's loop: all cut at once)
     if heard and (left or orphans):
         said("a Ctrl-C as the program ended, as it looked for blocks left open: they are "
              "ended all the same")  # fmt: skip
@@ -137,14 +130,14 @@ def _ended_all(heard: list[int]) -> None:
     for block in orphans:  # (whose generator is gone: attack302 F1)
         ended_orphan(block)
     done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
-    for task, blocks in awaiting(_open_blocks("AsyncRollback"), done).items():
-        ended_in_task(task, blocks)  # (in a task: 303 F7)
-    for task, blocks in awaiting(_open_blocks("AsyncRollback", "ending"), done).items():
+    for task, blocks in tasks.awaiting(_open_blocks("AsyncRollback"), done).items():
+        tasks.ended_in_task(task, blocks)  # (in a task: 303 F7)
+    for task, blocks in tasks.awaiting(_open_blocks("AsyncRollback", "ending"), done).items():
         if task.get_loop().is_running():  # (rolling back on a daemon's loop: 310 F3)
-            rolling_there(task, blocks)
+            tasks.rolling_there(task, blocks)
     for each in begun:
-        arun_ended(each)
-    rolling_left()
+        tasks.arun_ended(each, lambda: tasks.rolling_of(begun))
+    tasks.rolling_left()
 
 
 def _left_unfinished() -> tuple[dict[Any, list[Any]], list[Any], list[Any]]:
@@ -352,18 +345,19 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     _ctrl_c_said(run_id)
 
 
-def _ctrl_c_said(run_id: str, at_exit: bool = False, when: str = "") -> None:
+def _ctrl_c_said(run_id: str | Any, at_exit: bool = False, when: str = "") -> None:
     """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed
     the process, the undos left never run, nothing said (attack290 F4). A first one is only
     said (the undos run on, their only chance); a second ends the process, as ever. One
     ignored as the process began stays ignored (attack296 F3: Python's shutdown tells it
     ``None``, and it was put back on)."""
     when = when or ("as the program ends" if at_exit else "at Python's shutdown")
-    saga = f"saga {run_id}" if at_exit else f"saga {run_id!r}"
 
     def heard(signum: int, frame: Any) -> None:
         with contextlib.suppress(Exception):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+        ids = run_id() if callable(run_id) else [run_id]  # (those rolling back then: 310 F8)
+        saga = f"saga{'s' * (len(ids) > 1)} {', '.join(ids)}" if at_exit else f"saga {ids[0]!r}"
         said(
             f"a Ctrl-C {when}: the undos of {saga} still run, their only chance; a second "
             "Ctrl-C ends the process now, leaving those not yet run undone, and nothing "

@@ -151,12 +151,14 @@ def rolling_left() -> None:
                 quieted(task)  # (asyncio's own line beside it: attack305 F2)
 
 
-def ended_at_end(blocks: list[Any], end: Any) -> None:
+def ended_at_end(blocks: list[Any], end: Any, names: Any = None) -> None:
     """``end()``, which ends ``blocks`` (their rollback runs), at the program's end: a first
-    Ctrl-C said, the undos running on, the handler put back after; what each left said
-    (an undo's KeyboardInterrupt or exit that stopped it too: attack302 F8)."""
+    Ctrl-C said (naming ``names()``, if given: the runs still rolling back then), the undos
+    running on, the handler put back after; what each left said (an undo's
+    KeyboardInterrupt or exit that stopped it too: attack302 F8)."""
     before = signal.getsignal(signal.SIGINT)
-    _ctrl_c_said(", ".join(repr(block._run.run_id) for block in blocks), at_exit=True)
+    ids = [repr(block._run.run_id) for block in blocks]
+    _ctrl_c_said(lambda: (names() if names is not None else []) or ids, at_exit=True)
     stop: Any = None
     try:
         end()
@@ -242,7 +244,14 @@ def arun_begun(run: Any) -> Any:
     return left, begun_on(task.get_loop(), awaited, cut)
 
 
-def arun_ended(begun: Any) -> None:
+def rolling_of(begun: list[Any]) -> list[str]:
+    """The runs of ``begun`` (``arun_begun``'s) whose rollback is not over: a Ctrl-C as the
+    exit waits names them (attack310 F8: it named the first waited for, one with no undo)."""
+    runs = [each[0]._run for each in begun if each is not None]
+    return [repr(run.run_id) for run in runs if run.m.phase.name != "DONE"]
+
+
+def arun_ended(begun: Any, names: Any = None) -> None:
     """What ``arun_begun`` began, waited for, and what the run left said (an outcome its
     cancel did not carry read off its machine: attack309 F1, a run that committed said
     nothing, the line before having said it cancelled)."""
@@ -264,4 +273,4 @@ def arun_ended(begun: Any) -> None:
             left.outcome = types.SimpleNamespace(status=m.status(), dead_letters=m.dead_letters,
                                                  pending=m.pending, leaked=m.leaked)  # fmt: skip
 
-    ended_at_end([left], end)
+    ended_at_end([left], end, names)

@@ -238,3 +238,55 @@ def test_a_journalled_block_begins_no_step_after_the_end(tmp_path) -> None:
     with sqlite3.connect(at) as db:
         (status,) = db.execute("select status from sagas where id = 'k'").fetchone()
     assert status == "running"
+
+
+def test_a_ctrl_c_as_the_exit_waits_names_the_runs_still_rolling_back() -> None:
+    """attack310 F8: the line named the run waited for first (whose undos had all run, or
+    that had none), not those whose undos still ran."""
+    import os
+    import signal
+    import time
+
+    body = HEAD + textwrap.dedent(
+        """
+        async def for_ever(state):
+            await asyncio.sleep(1000)
+
+        async def slow_undo(state):  # (the loop free meanwhile: the others' rollbacks end)
+            say("undo-start b1")
+            await asyncio.sleep(2.0)
+            say("undo b1")
+
+        quick = Saga([Step("a1", did("a1"), undo("a1")), Step("a2", lambda s: for_ever(s))])
+        slow = Saga([Step("b1", did("b1"), lambda s: slow_undo(s)),
+                     Step("b2", lambda s: for_ever(s))])
+        for saga, run_id in ((quick, "quick"), (slow, "slow"), (slow, "slow2")):
+            asyncio.run_coroutine_threadsafe(saga.arun({}, run_id=run_id), loop)
+        time.sleep(0.3)
+        say("the script ends")
+        """
+    )
+
+    def default_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", body],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,
+    )
+    seen: list[str] = []
+    assert child.stdout is not None
+    while seen.count("undo-start b1") < 2 or "undo a1" not in seen:
+        line = child.stdout.readline()
+        assert line, (seen, child.stderr.read() if child.stderr else "")
+        seen.append(line.strip())
+    time.sleep(0.5)  # (the quick run's rollback over: no more to undo)
+    os.kill(child.pid, signal.SIGINT)  # (slow's undo runs still)
+    out, err = child.communicate(timeout=60)
+    assert [*seen, *out.splitlines()].count("undo b1") == 2, (seen, out, err)  # (ran on)
+    [line] = [line for line in err.splitlines() if "a Ctrl-C as the program ends" in line]
+    assert "the undos of sagas 'slow" in line and "'quick'" not in line, err
+    assert "'slow'" in line and "'slow2'" in line, err  # (both, not the one waited for)
