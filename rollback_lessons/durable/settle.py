@@ -214,7 +214,19 @@ def table(journal: Journal) -> str:
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    return "\n".join([line.rstrip() for line in lines] + [str(s) for s in done.values()])
+    return "\n".join([line.rstrip() for line in lines] + [str(s) for s in done.values()]
+                     + _ended_owners(journal))  # fmt: skip
+
+
+def _ended_owners(journal: Journal) -> list[str]:
+    """A line for each saga shown ``running`` whose process has ended, and that no live
+    ``recover`` holds: ``recover`` finishes it (attack307: listed ``running``, nothing
+    saying it waits for recover, not for its process)."""
+    return [
+        f"{_cell(s.id)}: running, but its process {s.owner_pid} has ended: `recover` finishes it"
+        for s in journal.sagas()
+        if s.status == "running" and s.owner_alive() is False and not s.claim_alive()
+    ]
 
 
 def _undone(journal: Journal, saga: str, undos: int, undone: int, leaked: int) -> tuple[str, str]:
