@@ -158,17 +158,27 @@ def _guarded() -> None:
     def made(*args: Any, **kwargs: Any) -> Any:
         client = make(*args, **kwargs)
         client.meta.events.register("before-parameter-build.sqs.SendMessage", _mock_over)
+        client.meta.events.register("before-send.sqs.SendMessage", _sending)
         return client
 
     made.guarded = True  # type: ignore[attr-defined]
     sqs_task.boto_client_for = made
 
 
-def _mock_over(params: dict[str, Any], **kwargs: Any) -> None:
-    from moto.core.models import botocore_stubber
+def _mock_over(params: dict[str, Any], context: Any = None, **kwargs: Any) -> None:
+    """A task for a closed runner's queue goes nowhere, the mock ended or not (checked as it
+    is built, and again as it is sent: the mock ending between the two sent it on to AWS,
+    attack198 F2 again, 1 in a few hundred under load)."""
+    if isinstance(context, dict):
+        context["rollback_lessons_queue"] = params.get("QueueUrl")
+    if params.get("QueueUrl") in CLOSED:
+        raise StepFunctionsError("its runner closed: the task goes nowhere")
 
-    if not botocore_stubber.enabled and params.get("QueueUrl") in CLOSED:
-        raise StepFunctionsError("its runner closed: moto's mock ended, the task goes nowhere")
+
+def _sending(request: Any = None, **kwargs: Any) -> None:
+    """(``before-send``: ``_mock_over``'s check again, as the request leaves.)"""
+    if getattr(request, "context", {}).get("rollback_lessons_queue") in CLOSED:
+        raise StepFunctionsError("its runner closed: the task goes nowhere")
 
 
 def _refused(gone: Any, closer: int, event_name: str = "", **kwargs: Any) -> None:
