@@ -43,14 +43,14 @@ def finalizing(run: Any, say: bool = False) -> Finalizing | None:
     return Finalizing()
 
 
-def _left(run: Any, how: str) -> None:
+def _left(run: Any, how: str, kept: str = "the journal keeps it unfinished") -> None:
     """An ``arun`` its loop left unfinished, said once: ``how``, and who keeps the rest."""
     if vars(run).get("exit_said"):
         return
     vars(run)["exit_said"] = True
-    kept = ("the journal keeps it unfinished, and recover finishes it" if getattr(
-        run, "journal", None) is not None else "no journal keeps what it left undone: end the "
-        "run before the program exits, or give it a journal")  # fmt: skip
+    kept = (f"{kept}, and recover finishes it" if getattr(run, "journal", None) is not None
+            else "no journal keeps what it left undone: end the run before the program exits, "
+            "or give it a journal")  # fmt: skip
     said(f"saga {getattr(run, 'run_id', '?')!r} {how}{not_undone(run)}; {kept}")
     quieted(getattr(getattr(run, "arun", None), "task", None))  # (asyncio's line: attack305 F2)
 
@@ -121,7 +121,10 @@ def _ended_all(heard: list[int]) -> None:
     from ._orphaned import ended_orphan
 
     left, orphans, running = _left_unfinished()
-    begun = [tasks.arun_begun(run) for run in running]  # (in a daemon's loop: all cut at once)
+    try:
+        begun = [tasks.arun_begun(run) for run in running]  # (a daemon's loop's: all cut at once)
+    finally:
+        _program_end.SCANNED.append(True)  # (runs on such loops wait for it: 311 F9)
     if heard and (left or orphans):
         said("a Ctrl-C as the program ended, as it looked for blocks left open: they are "
              "ended all the same")  # fmt: skip

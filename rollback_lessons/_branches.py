@@ -49,6 +49,8 @@ async def acarry(
                         run.results[name] = done = checked(done, role, name)
                 else:
                     await _wait(run, todo)
+                    if _program_end.ENDED:  # (before the next attempt is written: 311 F1)
+                        await _program_end.gate(run)
                     done = None
             except BaseException as exc:  # a branch is arun's own task: a cancel of it is
                 if not called:  # (a Ctrl-C before its action was called: never run)

@@ -348,13 +348,13 @@ class Driver:
                 try:
                     if type(todo) is float or type(todo) is int:
                         done = await self.clock.asleep(todo)  # type: ignore[arg-type, func-returns-value]
+                        if _program_end.ENDED and self.m.phase is Phase.STEP_WAIT:  # (a block's
+                            await _program_end.gate(self, block=True)  # next try: 311 F1)
                     else:
                         fn, args, role, step, timeout = todo  # type: ignore[misc]
                         if role == "action":  # (its call begins now, not as it was handed
                             if cancel_asked(self.home):  # here: a Ctrl-C, a cancel asked
                                 await sleep(0)  # before is not in it: attack67 F2, 95 F4)
-                            if _program_end.ENDED:  # (a block's, on a daemon's loop: 310)
-                                await _program_end.gate(self, block=True)
                             self.began = step
                         if timeout is not None and not is_async(fn):  # (it may block)
                             done = await acall_timed(fn, args, role, step, timeout, self)

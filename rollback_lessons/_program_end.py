@@ -11,11 +11,15 @@ step began after the end, the cut queued behind it)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from typing import Any
 
 from .errors import ProgramEnded
 
+SCANNED: list[bool] = []
+"""Set once the exit has looked for runs on such loops (``_at_exit._ended_all``): each one
+found marked ``exit_known`` (``_task_left.arun_begun``), its cut handed out."""
 ENDED: list[bool] = []
 """Set as the program's end begins (``atexit``; ``_at_exit._exit_begins`` when async runs
 or blocks began before: right before the exit looks for them)."""
@@ -40,7 +44,25 @@ def refused(what: str) -> None:
             "program's end began: refused, nothing of it ran (that thread ends with the "
             "process, cutting whatever it begins)")  # fmt: skip
     said(text)
-    raise ProgramEnded(text)
+    refusal = ProgramEnded(text)
+    with contextlib.suppress(Exception):  # (said: not again as "never retrieved", 311 F3)
+        _quieted(__import__("asyncio").get_running_loop())
+    raise refusal
+
+
+def _quieted(loop: Any) -> None:
+    """asyncio's own report of a ``ProgramEnded`` no one read (a task nobody awaits), on
+    ``loop``: dropped, the refusal said in one line already (any other report as it was)."""
+    if getattr(loop, "refusals_quiet", False):
+        return
+    before = loop.get_exception_handler()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if type(context.get("exception")) is not ProgramEnded:
+            before(loop, context) if before is not None else loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop.refusals_quiet = True
 
 
 async def gate(run: Any, block: bool = False) -> None:
@@ -59,11 +81,13 @@ async def gate(run: Any, block: bool = False) -> None:
         home = getattr(getattr(run, "arun", None), "task", None) or getattr(run, "home", None)
         quieted(home, running=True)  # (said: not again as its task is collected, pending)
         await asyncio.get_running_loop().create_future()  # (a cancel still ends it)
-    if block:
+    if block:  # (unjournalled: its step refused, the block rolls back, as it is cut)
         raise ProgramEnded(
             "the program's end began: a step of a block on an event loop in another thread "
             "(a daemon's) does not begin there (that thread ends with the process)"
         )
+    while not SCANNED and not vars(run).get("exit_known"):  # (the exit still looking for
+        await asyncio.sleep(0.005)  # runs: its cut comes, none begins meanwhile, 311 F9)
     cut = vars(run).get("exit_cut")
     if cut is not None:
         cut()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from typing import Any
 
-from . import _guards
+from . import _guards, _program_end
 from ._checks import check_step
 from ._drive import Driver
 from ._forward import forward_asked
@@ -321,6 +321,8 @@ class Run(Driver):
 
         for _ in range(TURNS):
             await asyncio.sleep(0)
+        if _program_end.ENDED:  # (on a daemon's loop, before its start is written: 311 F2)
+            await _program_end.gate(self, block=True)
         self.hand_over(step, action, undo)
         self.tick()
         begun = self.m.begin(step, Kind.COMPENSABLE, undo is not None, register, retry, False,

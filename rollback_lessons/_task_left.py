@@ -210,6 +210,14 @@ def arun_begun(run: Any) -> Any:
     cancelled, its steps running cut there as ``asyncio.run``'s end cuts them (in doubt: a
     cancel alone waits for them, a step of hours kept the exit), first thing as the loop
     takes it (no step starts after it: 309 F1); one rolling back already, waited for."""
+    run.exit_known = True  # (``_program_end.gate``: found, its cut handed out here)
+    if run.journal is not None and run.m.rolling:  # (its undos go on: 311 F4, said left)
+        return _left(
+            run,
+            f"{DAEMON}, rolling back: its rollback goes on there until that thread"
+            " ends with the process",
+            "the journal keeps what it does not finish",
+        )
     if run.journal is not None:
         return _left(run, f"{DAEMON}: no step of it begins from now, and that thread ends "
                      "with the process, cutting any running")  # fmt: skip

@@ -319,7 +319,7 @@ class AsyncRollback(_Base):
     _is_async = True
 
     async def __aenter__(self) -> AsyncRollback:
-        _shutdown.unowned("an AsyncRollback block")  # (asyncio.run cut as it made this task)
+        _shutdown.unowned(f"saga {self._run.run_id!r}: its AsyncRollback block")  # (310 F4)
         self._enter()
         self._run.home = this_task()  # (its steps may run in tasks of their own: wait_for)
         self._entered_in = _at_exit.entered_in(sys._getframe(1))  # (its generator's: 303 F2)

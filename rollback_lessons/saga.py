@@ -313,7 +313,8 @@ class Saga:
         CancelledError once that is done, carrying the outcome (``error.outcome``)."""
         import asyncio
 
-        _shutdown.unowned(f"a saga.arun of {self.name!r}")  # (asyncio.run cut as it made this task)
+        named = f" (run_id {run_id!r})" if run_id is not None else ""  # (asyncio.run cut as it
+        _shutdown.unowned(f"a saga.arun of {self.name!r}{named}")  # made this task; 310 F4)
         run, world, before, asked = self._prepare(
             state, inject, policy, register, undo_order, clock, on_event, journal, run_id,
             cancel, trace_state, graph=True, is_async=True,
