@@ -37,6 +37,8 @@ async def shielded(run: Run, asked: Asked, heard: Callable[[Any], None]) -> Any:
             try:
                 await asyncio.shield(inner)
             except asyncio.CancelledError as exc:
+                if vars(run).get("held_at_end"):  # (journalled, held at the program's end: left
+                    raise  # for recover as a crash leaves it; what awaits it ends: 311 F5)
                 if inner.cancelled() and began and given:  # (asked of it as it returned,
                     inner = asyncio.get_running_loop().create_future()  # a signal handler's:
                     inner.set_result(given[0])  # arun's, its answer standing, attack126 F1)

@@ -134,7 +134,8 @@ def _ended_all(heard: list[int]) -> None:
         ended_orphan(block)
     done = {id(block) for blocks in left.values() for block in blocks}  # (at a yield: ended)
     for task, blocks in tasks.awaiting(_open_blocks("AsyncRollback"), done).items():
-        tasks.ended_in_task(task, blocks)  # (in a task: 303 F7)
+        tasks.ended_in_task(task, blocks)  # (in a task: 303 F7; said once, 311 F6)
+        done |= {id(block) for block in blocks}
     for task, blocks in tasks.awaiting(_open_blocks("AsyncRollback", "ending"), done).items():
         if task.get_loop().is_running():  # (rolling back on a daemon's loop: 310 F3)
             tasks.rolling_there(task, blocks)
@@ -306,9 +307,9 @@ def left_at_exit(run_id: str, exc: BaseException, block: str = "Rollback", run: 
     would, and ``recover`` runs them once this process has ended. Said on stderr. Its
     generator dropped mid-program (``run``'s), the saga is let go: ``recover`` in this
     process runs them too (attack301 F3: refused, "still running", for the process's life)."""
-    if run_id in LEFT_SAID:
+    if not _program_end.claimed(LEFT_SAID, run_id):  # (once, whoever says it first: 311 F6)
         return
-    if run is None or sys.is_finalizing():
+    if run is None or sys.is_finalizing() or _program_end.elsewhere():
         said(
             f"saga {run_id!r}: its {block} block {ended_by(exc)}; none of its undos ran "
             "there: the journal keeps it unfinished, and recover runs them"
@@ -397,7 +398,7 @@ def _no_thread_starts() -> None:
     threading.Thread.start = refusing  # type: ignore[method-assign]
 
 
-def no_loop(exc: BaseException) -> bool:
+def no_loop(exc: BaseException, run: Any = None) -> bool:
     """Is ``exc`` an async generator's close that nothing awaits (Python's cycle collector
     dropped it, its loop stopped, the program running on): with no event loop running
     (attack296 F5), or with another loop running in this thread (attack297 F4: an await
@@ -406,6 +407,8 @@ def no_loop(exc: BaseException) -> bool:
     rolls back as at Python's shutdown, on a loop of its own. (An ``aclose()`` awaited,
     or run by a task, as the loop's own hook and ``asyncio.run``'s end do, is no such
     close: its caller awaits it there.)"""
+    if getattr(run, "journal", None) is not None and _program_end.elsewhere():  # (journalled,
+        return True  # left to recover as the program ended, on a daemon's loop: 311 F6)
     aio = asyncio_here()  # (by its type: a __class__ that raises is read by none of this)
     if not issubclass(type(exc), GeneratorExit) or aio is None:
         return False

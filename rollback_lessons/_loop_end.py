@@ -91,6 +91,8 @@ def ended_by(exc: BaseException) -> str:
         return f"was ended with no event loop running (its {home} dropped, its loop stopped)"
     if issubclass(type(exc), GeneratorExit):
         return f"was ended by Python's shutdown ({type(exc).__name__})"
+    if type(exc) is LoopEnded and not sys.is_finalizing():  # (a run it awaited, cut: 311 F6)
+        return "was ended, as the program ended, on an event loop in a daemon's thread"
     return f"failed during Python's shutdown ({type(exc).__name__})"
 
 

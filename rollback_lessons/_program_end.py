@@ -27,16 +27,29 @@ or blocks began before: right before the exit looks for them)."""
 atexit.register(ENDED.append, True)  # (as the package loads: the last hooks run it)
 
 
-def _elsewhere() -> bool:
+def elsewhere() -> bool:
     """Is the program ending, and this code in a thread other than the main one? (At
     ``atexit`` every thread still running but the main one is a daemon's.)"""
     return bool(ENDED) and threading.current_thread() is not threading.main_thread()
 
 
+_SAYING = threading.Lock()
+
+
+def claimed(said: set[str], run_id: str) -> bool:
+    """Is ``run_id``'s line ``said`` by none yet (and now this caller's)? One lock: the exit
+    and a daemon's loop both say a block left (attack311 F6: said twice, once falsely)."""
+    with _SAYING:
+        if run_id in said:
+            return False
+        said.add(run_id)
+        return True
+
+
 def refused(what: str) -> None:
     """(As an async run or block begins.) Raise ``ProgramEnded`` there, said in one line
     too (the task may be one nobody awaits, its error never read before the end)."""
-    if not _elsewhere():
+    if not elsewhere():
         return
     from ._at_exit import said
 
@@ -71,16 +84,19 @@ async def gate(run: Any, block: bool = False) -> None:
     it for ``recover``; the thread ends with the process); else the exit's cut is taken now
     (``_task_left.arun_begun`` left it as ``run.exit_cut``), raised at the next await; a
     block's step (``block``) fails before its call, the block rolling back."""
-    if not ENDED or not _elsewhere():
+    if not ENDED or not elsewhere():
         return
     import asyncio
 
     if getattr(run, "journal", None) is not None:
+        if getattr(run, "stopped_by", None) is not None:  # (cancelled already, by what awaits
+            return  # it: it starts nothing more, its rollback runs, 311 F5's second)
         from ._forward import quieted
 
         home = getattr(getattr(run, "arun", None), "task", None) or getattr(run, "home", None)
         quieted(home, running=True)  # (said: not again as its task is collected, pending)
-        await asyncio.get_running_loop().create_future()  # (a cancel still ends it)
+        run.held_at_end = True  # (a cancel of its arun leaves it held: ``_arun.shielded``)
+        await asyncio.get_running_loop().create_future()  # (a block's: a cancel ends it)
     if block:  # (unjournalled: its step refused, the block rolls back, as it is cut)
         raise ProgramEnded(
             "the program's end began: a step of a block on an event loop in another thread "

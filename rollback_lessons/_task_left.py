@@ -18,6 +18,7 @@ from typing import Any
 from ._at_exit import LEFT_SAID, _ctrl_c_said, _left, _open_blocks, _what_it_left, said
 from ._forward import quieted
 from ._loop_end import LoopEnded, not_undone, rolling_cut
+from ._program_end import claimed
 
 
 def awaiting(blocks: list[Any], done: set[int]) -> dict[Any, list[Any]]:
@@ -52,7 +53,8 @@ def ended_in_task(task: Any, blocks: list[Any]) -> None:
                "program ended (a daemon's, ended with the program)")  # fmt: skip
     if all(block._run.journal is not None for block in blocks):
         for block in blocks:
-            LEFT_SAID.add(block._run.run_id)
+            if not claimed(LEFT_SAID, block._run.run_id):  # (its own end said it: 311 F6)
+                continue
             said(f"saga {block._run.run_id!r}: its AsyncRollback block {how}; none of its undos "
                  f"ran{not_undone(block._run)}: the journal keeps it unfinished, and recover "
                  "runs them")  # fmt: skip
@@ -210,7 +212,8 @@ def arun_begun(run: Any) -> Any:
     cancelled, its steps running cut there as ``asyncio.run``'s end cuts them (in doubt: a
     cancel alone waits for them, a step of hours kept the exit), first thing as the loop
     takes it (no step starts after it: 309 F1); one rolling back already, waited for."""
-    run.exit_known = True  # (``_program_end.gate``: found, its cut handed out here)
+    run.exit_known = True  # (``_program_end.gate``: found, its cut handed out here; said
+    run.held_at_end = run.journal is not None  # left to recover: a cancel leaves it so, 311 F5)
     if run.journal is not None and run.m.rolling:  # (its undos go on: 311 F4, said left)
         return _left(
             run,

@@ -366,7 +366,7 @@ class AsyncRollback(_Base):
         if exc is not None:  # (Python's shutdown, no loop running: attack86 F5, as Rollback's)
             try:  # (guarded: a Ctrl-C as it returns is re-raised once undone)
                 failed = _guards.own_failure(self._run, exc)  # (an observer's Ctrl-C: after)
-                at_exit = sys.is_finalizing() or _at_exit.no_loop(exc)  # (or collected: F5)
+                at_exit = sys.is_finalizing() or _at_exit.no_loop(exc, self._run)  # (F5)
             except BaseException as late:
                 at_exit, self._run.raise_after = False, self._run.raise_after or late
             if at_exit and self._run.journal is not None:  # (no import before: they fail)

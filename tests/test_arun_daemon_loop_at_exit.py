@@ -321,9 +321,10 @@ def test_blocks_whose_service_goes_on_after_the_cut_do_not_hold_the_exit() -> No
 
 def test_blocks_rolling_back_on_a_daemon_loop_are_waited_for_and_said() -> None:
     """attack310 F3: the process ended at once, an undo cut mid-call, nothing said."""
-    out, said = _more("blocks-rolling")
-    assert {"undo A2", "undo A1", "undo B2", "undo B1"} <= set(out), out
-    assert sum("its rollback is waited for on that loop" in line for line in said) == 2, said
+    out, said = _more("blocks-rolling")  # (B's second step, if it came after the end, is
+    assert {"undo A2", "undo A1", "undo B1"} <= set(out), out  # refused: 311 F2; B rolls back)
+    rolling = sum("its rollback is waited for on that loop" in line for line in said)
+    assert rolling == 2 or (rolling == 1 and "undo B2" not in out), (out, said)
 
 
 def test_a_loop_its_service_stops_once_every_undo_ran_is_not_said_to_have_cut_them() -> None:
