@@ -77,7 +77,7 @@ def _entering(signum: int, frame: Any) -> None:
     attack309 F9): noted, as one in it is; a second ends the process."""
     _ENTERED.append(signum)
     with contextlib.suppress(Exception):
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, _program_end.second_ends)
 
 
 def _exit_begins() -> None:
@@ -96,9 +96,9 @@ def left_unfinished() -> None:
     heard: list[int] = list(_ENTERED)  # (one as it began: ``_entering``)
 
     def noted(signum: int, frame: Any) -> None:  # (a first Ctrl-C as it looks: noted, it
-        heard.append(signum)  # goes on; a second ends the process, attack302 F9: Python's
-        with contextlib.suppress(Exception):  # traceback, the block left unended)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        with contextlib.suppress(Exception):  # goes on; a second ends the process, 302 F9: a
+            signal.signal(signal.SIGINT, _program_end.second_ends)  # traceback, the block left
+            said(_program_end.SCAN_CUT)  # unended; said now, as it comes: attack312 F9)
 
     _LOOKING[:] = [noted]  # (undos run meanwhile: ``_ctrl_c_said``'s own, then this again)
 
@@ -125,9 +125,9 @@ def _ended_all(heard: list[int]) -> None:
         begun = [tasks.arun_begun(run) for run in running]  # (a daemon's loop's: all cut at once)
     finally:
         _program_end.SCANNED.append(True)  # (runs on such loops wait for it: 311 F9)
-    if heard and (left or orphans):
-        said("a Ctrl-C as the program ended, as it looked for blocks left open: they are "
-             "ended all the same")  # fmt: skip
+    if heard and (left or orphans or running or _open_blocks("_Base", "ending") or
+                  _open_blocks("_Base")):  # (one as it began: ``_entering``)  # fmt: skip
+        said(_program_end.SCAN_CUT)
     for agen, blocks in left.items():
         _ended_here(agen, blocks)
     for block in orphans:  # (whose generator is gone: attack302 F1)
@@ -349,12 +349,12 @@ def undone_at_exit(run_id: str, exc: BaseException, block: str = "Rollback") -> 
     _ctrl_c_said(run_id)
 
 
-def _ctrl_c_said(run_id: str | Any, at_exit: bool = False, when: str = "") -> None:
-    """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed
-    the process, the undos left never run, nothing said (attack290 F4). A first one is only
-    said (the undos run on, their only chance); a second ends the process, as ever. One
-    ignored as the process began stays ignored (attack296 F3: Python's shutdown tells it
-    ``None``, and it was put back on)."""
+def _ctrl_c_said(
+    run_id: str | Any, at_exit: bool = False, when: str = "", kept: bool = False
+) -> None:
+    """Python's shutdown puts the default Ctrl-C back: one as the undos run there killed the
+    process, unsaid (attack290 F4). A first one is only said (the undos run on); a second ends
+    the process; one ignored as it began stays ignored (attack296 F3). ``kept``: by a journal."""
     when = when or ("as the program ends" if at_exit else "at Python's shutdown")
 
     def heard(signum: int, frame: Any) -> None:
@@ -362,11 +362,11 @@ def _ctrl_c_said(run_id: str | Any, at_exit: bool = False, when: str = "") -> No
             signal.signal(signal.SIGINT, signal.SIG_DFL)
         ids = run_id() if callable(run_id) else [run_id]  # (those rolling back then: 310 F8)
         saga = f"saga{'s' * (len(ids) > 1)} {', '.join(ids)}" if at_exit else f"saga {ids[0]!r}"
-        said(
-            f"a Ctrl-C {when}: the undos of {saga} still run, their only chance; a second "
-            "Ctrl-C ends the process now, leaving those not yet run undone, and nothing "
-            "keeps them"
-        )
+        left = ("; the journal keeps those not yet run, for recover" if kept else  # (312 F8)
+                ", leaving those not yet run undone, and nothing keeps them")  # fmt: skip
+        chance = "" if kept else ", their only chance"
+        said(f"a Ctrl-C {when}: the undos of {saga} still run{chance}; a second Ctrl-C ends the "
+             f"process now{left}")  # fmt: skip
 
     with contextlib.suppress(Exception):  # (not the main thread, or signal torn down)
         now = signal.getsignal(signal.SIGINT)

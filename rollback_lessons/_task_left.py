@@ -18,7 +18,7 @@ from typing import Any
 from ._at_exit import LEFT_SAID, _ctrl_c_said, _left, _open_blocks, _what_it_left, said
 from ._forward import quieted
 from ._loop_end import LoopEnded, not_undone, rolling_cut
-from ._program_end import claimed
+from ._program_end import claimed, second_ends
 
 
 def awaiting(blocks: list[Any], done: set[int]) -> dict[Any, list[Any]]:
@@ -160,16 +160,18 @@ def ended_at_end(blocks: list[Any], end: Any, names: Any = None) -> None:
     KeyboardInterrupt or exit that stopped it too: attack302 F8)."""
     before = signal.getsignal(signal.SIGINT)
     ids = [repr(block._run.run_id) for block in blocks]
-    _ctrl_c_said(lambda: (names() if names is not None else []) or ids, at_exit=True)
+    kept = all(block._run.journal is not None for block in blocks)
+    _ctrl_c_said(lambda: (names() if names is not None else []) or ids, at_exit=True, kept=kept)
     stop: Any = None
     try:
         end()
     except BaseException as exc:  # (the block's own error, or an undo's interrupt: said
         stop = exc if issubclass(type(exc), KeyboardInterrupt | SystemExit) else None  # below)
     finally:
-        with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was)
-            if before is not None:
-                signal.signal(signal.SIGINT, before)
+        with contextlib.suppress(Exception):  # (the Ctrl-C of the rest of the end: as it was;
+            if before is not None:  # once one was heard, the next ends it: attack312 F9)
+                heard = signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+                signal.signal(signal.SIGINT, second_ends if heard else before)
     for block in blocks:
         with contextlib.suppress(Exception):
             _what_it_left(block, stop)
@@ -221,7 +223,9 @@ def arun_begun(run: Any) -> Any:
             " ends with the process",
             "the journal keeps what it does not finish",
         )
-    if run.journal is not None:
+    if run.journal is not None:  # (its arun ends now, cancelled: what awaits it, an exit
+        loop, why = run.arun.task.get_loop(), "the program ended: left to recover"  # hook's
+        loop.call_soon_threadsafe(run.arun.task.cancel, why)  # wait, ends: attack312 F2)
         return _left(run, f"{DAEMON}: no step of it begins from now, and that thread ends "
                      "with the process, cutting any running")  # fmt: skip
     said(f"saga {run.run_id!r} {DAEMON}: " + (

@@ -399,8 +399,8 @@ _at_exit._left_in_async_generators = looking
     assert done.returncode == 0 and "Traceback" not in done.stderr, done
     assert done.stdout.splitlines()[-3:] == ["slow begins", "slow done", "quick done"], done
     assert _lines(done)[0] == (
-        "rollback-lessons: a Ctrl-C as the program ended, as it looked for blocks left open: "
-        "they are ended all the same"
+        "rollback-lessons: a Ctrl-C as the program ended, as it looked for runs and blocks left "
+        "open: they are ended all the same; a second Ctrl-C ends the process now"
     ), done.stderr
 
 

@@ -510,3 +510,149 @@ def test_no_step_of_any_run_begins_once_the_program_end_began() -> None:
     after = lines[lines.index("=== the end began") :]  # (one a loop's thread had called as
     begun = [line for line in after if line.startswith("begin ")]  # the end began, at most)
     assert len(begun) <= 2, after[:10]
+
+
+def test_an_exit_hook_waiting_for_a_journalled_run_left_to_recover_ends(tmp_path) -> None:
+    """attack312 F2: the run held for recover never ended its arun: a service's exit hook
+    (registered before the package loaded: run after its own) waited for it for ever."""
+    at = str(tmp_path / "j.db")
+    body = textwrap.dedent(
+        """
+        import atexit, asyncio, sys, threading
+
+        def hook():  # (a service's: waits for its work in flight)
+            try:
+                pending[0].result(timeout=30)
+            except BaseException as exc:
+                print("the hook's wait ended:", type(exc).__name__, flush=True)
+
+        atexit.register(hook)
+        pending = []
+        from rollback_lessons import Registry, Saga, Step
+        from rollback_lessons.durable.journal import Journal
+
+        note = Registry().add("note", lambda name: None)
+        started = threading.Event()
+
+        async def slow(state):
+            started.set()
+            await asyncio.sleep(0.5)
+
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        saga = Saga([Step("a", lambda s: None, note.bind(name="a")),
+                     Step("b", lambda s: slow(s), note.bind(name="b")),
+                     Step("c", lambda s: print("do c", flush=True), note.bind(name="c"))])
+        run = saga.arun({}, journal=Journal(sys.argv[1]), run_id="q")
+        pending.append(asyncio.run_coroutine_threadsafe(run, loop))
+        started.wait(10)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", body, at], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stdout == "the hook's wait ended: CancelledError\n", done  # (no c)
+    with sqlite3.connect(at) as db:
+        (status,) = db.execute("select status from sagas where id = 'q'").fetchone()
+    assert status == "running"
+
+
+def test_a_ctrl_c_as_a_journalled_blocks_rollback_is_waited_for_says_the_journal_keeps_it(
+    tmp_path,
+) -> None:
+    """attack312 F8: the line said "their only chance ... nothing keeps them": the journal
+    keeps them, and recover finishes them."""
+    import os
+    import signal
+    import time
+
+    body = HEAD + textwrap.dedent(
+        """
+        registry = Registry()
+
+        def slowly(name):
+            say("undo-start " + name)
+            time.sleep(2.0)
+            say("undo " + name)
+
+        note = registry.add("note", slowly)
+
+        async def block():
+            async with AsyncRollback(journal=Journal(sys.argv[1]), run_id="k") as rb:
+                await rb.do("c1", lambda: say("do c1"), note.bind(name="c1"))
+                raise RuntimeError("the block fails")
+
+        asyncio.run_coroutine_threadsafe(block(), loop)
+        time.sleep(0.3)
+        say("the script ends")
+        """
+    )
+
+    def default_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    child = subprocess.Popen([sys.executable, "-c", body, str(tmp_path / "j.db")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=default_ctrl_c)  # fmt: skip
+    assert child.stdout is not None
+    seen: list[str] = []
+    while "the script ends" not in seen or "undo-start c1" not in seen:
+        line = child.stdout.readline()
+        assert line, seen
+        seen.append(line.strip())
+    time.sleep(0.5)  # (the exit waits for the block's rollback)
+    os.kill(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    [line] = [line for line in err.splitlines() if "a Ctrl-C as the program ends" in line]
+    assert line.endswith("the undos of saga 'k' still run; a second Ctrl-C ends the process now; "
+                         "the journal keeps those not yet run, for recover"), err  # fmt: skip
+
+
+def test_a_ctrl_c_as_the_exit_looks_is_said_and_the_next_ends_the_process() -> None:
+    """attack312 F9: one landing as the exit looked for runs was dropped unsaid, and the next
+    was taken for a first again: it took three to end the process."""
+    import os
+    import signal
+
+    body = HEAD + textwrap.dedent(
+        """
+        import os, signal
+        looks = task_left.aruns
+
+        def looking():  # (a Ctrl-C as the exit looks: sent at its start)
+            os.kill(os.getpid(), signal.SIGINT)
+            return looks()
+
+        task_left.aruns = looking
+
+        async def for_ever(state):
+            started.set()
+            await asyncio.sleep(1000)
+
+        async def slow_undo(state):
+            await asyncio.sleep(30)
+
+        saga = Saga([Step("a", did("a"), lambda s: slow_undo(s)), Step("b", lambda s: for_ever(s))])
+        asyncio.run_coroutine_threadsafe(saga.arun({}), loop)
+        started.wait(10)
+        """
+    )
+
+    def default_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", body],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,
+    )
+    assert child.stderr is not None
+    lines: list[str] = []
+    while not any("as it looked for runs and blocks left open" in line for line in lines):
+        line = child.stderr.readline()
+        assert line, lines
+        lines.append(line.strip())
+    os.kill(child.pid, signal.SIGINT)  # (the second: ends it, its undo never done)
+    child.communicate(timeout=20)
+    assert child.returncode == -signal.SIGINT, lines

@@ -223,9 +223,11 @@ def _ended_owners(journal: Journal) -> list[str]:
     ``recover`` holds: ``recover`` finishes it (attack307: listed ``running``, nothing
     saying it waits for recover, not for its process)."""
     return [
-        f"{_cell(s.id)}: running, but the process that ran it has ended: `recover` finishes it"
+        f"{_cell(s.id)}: {s.status}, but the process that ran it has ended: `recover` finishes it"
         for s in journal.sagas()
-        if s.status == "running" and s.owner_alive() is False and not s.claim_alive()
+        if s.status in ("running", "rolling_back")  # (a crash mid-rollback too: 312 F1)
+        and s.owner_alive() is False
+        and not s.claim_alive()
     ]
 
 
