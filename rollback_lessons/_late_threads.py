@@ -228,6 +228,8 @@ def finished(begun: Any, blocks: list[Any]) -> None:
     from concurrent.futures import TimeoutError as NotYet
 
     loop, taken, deciding, done, end, made = begun
+    ident = getattr(loop, "_thread_id", None)  # (its thread, while it runs)
+    thread = next((t for t in threading.enumerate() if t.ident == ident), None)
     while not taken[0] and time.monotonic() < end and loop.is_running():
         time.sleep(0.01)
     with deciding:
@@ -241,6 +243,8 @@ def finished(begun: Any, blocks: list[Any]) -> None:
             return done.result(0.1)  # type: ignore[no-any-return]
         except NotYet:
             continue
+    if thread is not None and not loop.is_running():  # (its thread's own last words, an
+        thread.join(0.5)  # excepthook's traceback, first: not torn by the lines that follow)
     if taken[0]:
         how = "stopped as the close ran: its undos did not all run"
         for task in made:  # (its own, left pending by the loop's stop: never said)
