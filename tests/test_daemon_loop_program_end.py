@@ -62,6 +62,22 @@ def _run(body: str, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)  # fmt: skip
 
 
+def _interruptible(*args: str) -> subprocess.Popen[str]:
+    """``python -c`` with ``args``, its Ctrl-C Python's own (as a terminal's), pipes read."""
+    import signal
+
+    def default_ctrl_c() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [sys.executable, "-c", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_ctrl_c,
+    )
+
+
 def _said(done: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in done.stderr.splitlines() if line.startswith("rollback-lessons:")]
 
@@ -263,24 +279,22 @@ def test_a_ctrl_c_as_the_exit_waits_names_the_runs_still_rolling_back() -> None:
                      Step("b2", lambda s: for_ever(s))])
         for saga, run_id in ((quick, "quick"), (slow, "slow"), (slow, "slow2")):
             asyncio.run_coroutine_threadsafe(saga.arun({}, run_id=run_id), loop)
+        ended_at_end = task_left.ended_at_end
+
+        def waiting(*args, **kwargs):  # (the exit waits for the runs now: its Ctrl-C line's)
+            say("the exit waits")
+            return ended_at_end(*args, **kwargs)
+
+        task_left.ended_at_end = waiting
         time.sleep(0.3)
         say("the script ends")
         """
     )
 
-    def default_ctrl_c() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    child = subprocess.Popen(
-        [sys.executable, "-c", body],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_ctrl_c,
-    )
+    child = _interruptible(body)
     seen: list[str] = []
     assert child.stdout is not None
-    while seen.count("undo-start b1") < 2 or "undo a1" not in seen:
+    while seen.count("undo-start b1") < 2 or "undo a1" not in seen or "the exit waits" not in seen:
         line = child.stdout.readline()
         assert line, (seen, child.stderr.read() if child.stderr else "")
         seen.append(line.strip())
@@ -587,19 +601,14 @@ def test_a_ctrl_c_as_a_journalled_blocks_rollback_is_waited_for_says_the_journal
         """
     )
 
-    def default_ctrl_c() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    child = subprocess.Popen([sys.executable, "-c", body, str(tmp_path / "j.db")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=default_ctrl_c)  # fmt: skip
-    assert child.stdout is not None
+    child = _interruptible(body, str(tmp_path / "j.db"))
+    assert child.stderr is not None
     seen: list[str] = []
-    while "the script ends" not in seen or "undo-start c1" not in seen:
-        line = child.stdout.readline()
+    while not any("its rollback is waited for on that loop" in line for line in seen):
+        line = child.stderr.readline()  # (the exit found the block rolling back: it waits)
         assert line, seen
         seen.append(line.strip())
-    time.sleep(0.5)  # (the exit waits for the block's rollback)
+    time.sleep(0.3)
     os.kill(child.pid, signal.SIGINT)
     _, err = child.communicate(timeout=60)
     [line] = [line for line in err.splitlines() if "a Ctrl-C as the program ends" in line]
@@ -637,16 +646,7 @@ def test_a_ctrl_c_as_the_exit_looks_is_said_and_the_next_ends_the_process() -> N
         """
     )
 
-    def default_ctrl_c() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-    child = subprocess.Popen(
-        [sys.executable, "-c", body],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_ctrl_c,
-    )
+    child = _interruptible(body)
     assert child.stderr is not None
     lines: list[str] = []
     while not any("as it looked for runs and blocks left open" in line for line in lines):
