@@ -8,6 +8,7 @@ the run's ``Home``."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,14 +325,20 @@ def quieted(home: Any, running: bool = False) -> None:
         if loop.is_running() and not running:
             return
         home._log_destroy_pending = False
-        if getattr(loop, "quieted", False):
-            return
-        before = loop.get_exception_handler()
+        dropping(loop, "quieted", lambda c: c.get("message") == DESTROYED and hasattr(
+            c.get("task"), "in_run"))  # fmt: skip
 
-        def handler(loop: Any, context: dict[str, Any]) -> None:
-            if context.get("message") == DESTROYED and hasattr(context.get("task"), "in_run"):
-                return
+
+def dropping(loop: Any, mark: str, drop: Callable[[dict[str, Any]], bool]) -> None:
+    """``loop``'s exception handler, wrapped once per ``mark``: the reports ``drop`` picks
+    (what the package said in one line already) dropped, any other as it was."""
+    if getattr(loop, mark, False):
+        return
+    before = loop.get_exception_handler()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if not drop(context):
             before(loop, context) if before is not None else loop.default_exception_handler(context)
 
-        loop.set_exception_handler(handler)
-        loop.quieted = True
+    loop.set_exception_handler(handler)
+    setattr(loop, mark, True)

@@ -74,23 +74,11 @@ def refused(what: str) -> None:
     said(text)
     refusal = ProgramEnded(text)
     with contextlib.suppress(Exception):  # (said: not again as "never retrieved", 311 F3)
-        _quieted(__import__("asyncio").get_running_loop())
+        from ._forward import dropping
+
+        loop = __import__("asyncio").get_running_loop()
+        dropping(loop, "refusals_quiet", lambda c: type(c.get("exception")) is ProgramEnded)
     raise refusal
-
-
-def _quieted(loop: Any) -> None:
-    """asyncio's own report of a ``ProgramEnded`` no one read (a task nobody awaits), on
-    ``loop``: dropped, the refusal said in one line already (any other report as it was)."""
-    if getattr(loop, "refusals_quiet", False):
-        return
-    before = loop.get_exception_handler()
-
-    def handler(loop: Any, context: dict[str, Any]) -> None:
-        if type(context.get("exception")) is not ProgramEnded:
-            before(loop, context) if before is not None else loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-    loop.refusals_quiet = True
 
 
 async def gate(run: Any, block: bool = False) -> None:
@@ -99,7 +87,7 @@ async def gate(run: Any, block: bool = False) -> None:
     it for ``recover``; the thread ends with the process); else the exit's cut is taken now
     (``_task_left.arun_begun`` left it as ``run.exit_cut``), raised at the next await; a
     block's step (``block``) fails before its call, the block rolling back."""
-    if not ENDED or not elsewhere():
+    if not elsewhere():
         return
     import asyncio
 
