@@ -31,7 +31,7 @@ def test_a_saga_whose_process_ended_is_shown_left_for_recover(tmp_path, capsys) 
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[0] for line in lines[1:3]) == ["live", "r1"], lines
     assert all(line.split()[2] == "running" for line in lines[1:3]), lines
-    ended = "r1: running, but the process that ran it has ended: `recover` finishes it"
+    ended = "r1: running, but the process that ran it has ended: run `recover` on it"
     assert lines[3:] == [ended], lines
 
 
@@ -49,5 +49,5 @@ def test_a_saga_whose_process_ended_as_it_rolled_back_is_shown_left_for_recover(
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[:3] == ["r1", "cr", "rolling_back"], lines
     assert lines[2:] == [
-        "r1: rolling_back, but the process that ran it has ended: `recover` finishes it"
+        "r1: rolling_back, but the process that ran it has ended: run `recover` on it"
     ], lines

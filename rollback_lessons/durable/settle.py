@@ -220,10 +220,10 @@ def table(journal: Journal) -> str:
 
 def _ended_owners(journal: Journal) -> list[str]:
     """A line for each saga shown ``running`` whose process has ended, and that no live
-    ``recover`` holds: ``recover`` finishes it (attack307: listed ``running``, nothing
+    ``recover`` holds: left for ``recover`` (attack307: listed ``running``, nothing
     saying it waits for recover, not for its process)."""
     return [
-        f"{_cell(s.id)}: {s.status}, but the process that ran it has ended: `recover` finishes it"
+        f"{_cell(s.id)}: {s.status}, but the process that ran it has ended: run `recover` on it"
         for s in journal.sagas()
         if s.status in ("running", "rolling_back")  # (a crash mid-rollback too: 312 F1)
         and s.owner_alive() is False
